@@ -1,0 +1,24 @@
+package biz
+
+import "errors"
+
+// Domain errors. Use cases wrap them with %w; the service layer maps each to
+// a gRPC code and reason, and a calling service's data layer maps that
+// reason back, so errors.Is holds on both sides of the network.
+var (
+	// ErrUserNotFound: no user has the given ID.
+	ErrUserNotFound = errors.New("user not found")
+	// ErrOrderNotFound: no order has the given ID.
+	ErrOrderNotFound = errors.New("order not found")
+	// ErrInvalidQuantity: an order line must have a positive quantity.
+	ErrInvalidQuantity = errors.New("quantity must be positive")
+	// ErrInvalidUser: a user needs a name and an email.
+	ErrInvalidUser = errors.New("user needs a name and an email")
+	// ErrIdempotencyKeyReused: the key was first used for a different order.
+	ErrIdempotencyKeyReused = errors.New("idempotency key was used for a different order")
+)
+
+// ErrDependencyUnavailable: a service this call needs did not answer in time
+// or could not be reached. The data layer wraps the transport error in it, so
+// the service layer can answer Unavailable without knowing about gRPC clients.
+var ErrDependencyUnavailable = errors.New("a service this call depends on is unavailable")

@@ -1,0 +1,158 @@
+package data
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+
+	"github.com/google/uuid"
+
+	"github.com/rampart-go/rampart/internal/biz"
+)
+
+// Orders keep their insertion sequence so a user's list comes back oldest
+// first; idempotency keys keep theirs so the oldest is the one forgotten
+// when the index is full.
+const orderSchema = `
+CREATE TABLE IF NOT EXISTS orders (
+	seq      INTEGER PRIMARY KEY AUTOINCREMENT,
+	id       TEXT NOT NULL UNIQUE,
+	user_id  TEXT NOT NULL,
+	item     TEXT NOT NULL,
+	quantity INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS orders_by_user ON orders (user_id, seq);
+CREATE TABLE IF NOT EXISTS idempotency_keys (
+	seq        INTEGER PRIMARY KEY AUTOINCREMENT,
+	key        TEXT NOT NULL UNIQUE,
+	order_id   TEXT NOT NULL,
+	expires_at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS idempotency_keys_by_expiry ON idempotency_keys (expires_at);`
+
+// SQLOrderStore keeps orders and the idempotency index in a SQLite file
+// shared by every order instance on the host. Sharing is what makes the key
+// work across instances: a retry that lands on another instance still finds
+// the order the first attempt stored.
+type SQLOrderStore struct {
+	keyOpts
+	db *sql.DB
+}
+
+var _ biz.OrderRepo = (*SQLOrderStore)(nil)
+
+// NewSQLOrderStore opens path, creating the file and schema if needed; the
+// cleanup closes the database.
+func NewSQLOrderStore(ctx context.Context, path string, opts ...OrderStoreOption) (*SQLOrderStore, func(), error) {
+	db, cleanup, err := openSQLite(ctx, path, orderSchema)
+	if err != nil {
+		return nil, nil, err
+	}
+	return &SQLOrderStore{keyOpts: newKeyOpts(opts), db: db}, cleanup, nil
+}
+
+// CreateOnce runs in one immediate transaction, which holds the database
+// write lock from BEGIN: two instances handling retries of the same request
+// are serialised, and the second finds the first one's key.
+func (s *SQLOrderStore) CreateOnce(ctx context.Context, key string, o *biz.Order) (_ *biz.Order, created bool, err error) {
+	now := s.now().UnixNano()
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, false, fmt.Errorf("begin: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			_ = tx.Rollback()
+		}
+	}()
+	if _, err = tx.ExecContext(ctx, `DELETE FROM idempotency_keys WHERE expires_at <= ?`, now); err != nil {
+		return nil, false, fmt.Errorf("expire keys: %w", err)
+	}
+	var orderID string
+	err = tx.QueryRowContext(ctx, `SELECT order_id FROM idempotency_keys WHERE key = ?`, key).Scan(&orderID)
+	switch {
+	case err == nil:
+		stored, err := getOrder(ctx, tx, orderID)
+		if err != nil {
+			return nil, false, err
+		}
+		return stored, false, tx.Commit()
+	case !errors.Is(err, sql.ErrNoRows):
+		return nil, false, fmt.Errorf("look up key: %w", err)
+	}
+
+	stored := *o
+	stored.ID = uuid.NewString()
+	if _, err = tx.ExecContext(ctx, `INSERT INTO orders (id, user_id, item, quantity) VALUES (?, ?, ?, ?)`,
+		stored.ID, stored.UserID, stored.Item, stored.Quantity); err != nil {
+		return nil, false, fmt.Errorf("insert order: %w", err)
+	}
+	if _, err = tx.ExecContext(ctx, `INSERT INTO idempotency_keys (key, order_id, expires_at) VALUES (?, ?, ?)`,
+		key, stored.ID, now+s.ttl.Nanoseconds()); err != nil {
+		return nil, false, fmt.Errorf("insert key: %w", err)
+	}
+	// Keys only ever get larger sequence numbers, so keeping those above
+	// max-capacity keeps at most capacity keys, the newest.
+	if _, err = tx.ExecContext(ctx, `DELETE FROM idempotency_keys WHERE seq <= (SELECT MAX(seq) FROM idempotency_keys) - ?`,
+		s.capacity); err != nil {
+		return nil, false, fmt.Errorf("cap keys: %w", err)
+	}
+	if err = tx.Commit(); err != nil {
+		return nil, false, fmt.Errorf("commit: %w", err)
+	}
+	return &stored, true, nil
+}
+
+// queryRower is what getOrder needs from a *sql.DB or a *sql.Tx.
+type queryRower interface {
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+func getOrder(ctx context.Context, q queryRower, id string) (*biz.Order, error) {
+	o := biz.Order{ID: id}
+	err := q.QueryRowContext(ctx, `SELECT user_id, item, quantity FROM orders WHERE id = ?`, id).
+		Scan(&o.UserID, &o.Item, &o.Quantity)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, biz.ErrOrderNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("select order: %w", err)
+	}
+	return &o, nil
+}
+
+// Get returns the order, or biz.ErrOrderNotFound.
+func (s *SQLOrderStore) Get(ctx context.Context, id string) (*biz.Order, error) {
+	return getOrder(ctx, s.db, id)
+}
+
+// ListByUser returns the user's orders, oldest first.
+func (s *SQLOrderStore) ListByUser(ctx context.Context, userID string) ([]*biz.Order, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT id, item, quantity FROM orders WHERE user_id = ? ORDER BY seq`, userID)
+	if err != nil {
+		return nil, fmt.Errorf("select orders: %w", err)
+	}
+	defer rows.Close()
+	out := []*biz.Order{}
+	for rows.Next() {
+		o := &biz.Order{UserID: userID}
+		if err := rows.Scan(&o.ID, &o.Item, &o.Quantity); err != nil {
+			return nil, fmt.Errorf("scan order: %w", err)
+		}
+		out = append(out, o)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("select orders: %w", err)
+	}
+	return out, nil
+}
+
+// RememberedKeys reports how many idempotency keys are held.
+func (s *SQLOrderStore) RememberedKeys(ctx context.Context) (int, error) {
+	var n int
+	if err := s.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM idempotency_keys`).Scan(&n); err != nil {
+		return 0, fmt.Errorf("count keys: %w", err)
+	}
+	return n, nil
+}

@@ -1,0 +1,148 @@
+package data
+
+import (
+	"container/list"
+	"context"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/rampart-go/rampart/internal/biz"
+)
+
+// OrderStore keeps orders in memory together with a bounded index of
+// idempotency keys. Keys are forgotten after a TTL or when the index is
+// full, oldest first; the orders themselves are kept.
+type OrderStore struct {
+	keyOpts
+
+	mu     sync.Mutex
+	orders map[string]biz.Order
+	byUser map[string][]string
+	keys   map[string]*list.Element
+	// byAge holds *keyEntry oldest first. Every key lives for the same TTL,
+	// so the oldest entry is also the first to expire and one list serves
+	// both the TTL and the size cap.
+	byAge *list.List
+}
+
+type keyEntry struct {
+	key     string
+	orderID string
+	expires time.Time
+}
+
+var _ biz.OrderRepo = (*OrderStore)(nil)
+
+// OrderStoreOption bounds the idempotency index of either order store.
+type OrderStoreOption func(*keyOpts)
+
+// keyOpts bounds an idempotency index.
+type keyOpts struct {
+	ttl      time.Duration
+	capacity int
+	now      func() time.Time
+}
+
+func newKeyOpts(opts []OrderStoreOption) keyOpts {
+	o := keyOpts{ttl: 24 * time.Hour, capacity: 100000, now: time.Now}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	return o
+}
+
+// WithIdempotencyTTL sets how long a key is remembered.
+func WithIdempotencyTTL(d time.Duration) OrderStoreOption {
+	return func(o *keyOpts) { o.ttl = d }
+}
+
+// WithIdempotencyCapacity caps how many keys are remembered at once.
+func WithIdempotencyCapacity(n int) OrderStoreOption {
+	return func(o *keyOpts) { o.capacity = n }
+}
+
+// WithClock replaces time.Now, for tests of expiry.
+func WithClock(now func() time.Time) OrderStoreOption {
+	return func(o *keyOpts) { o.now = now }
+}
+
+// NewOrderStore returns an empty store; by default keys live 24 h and at
+// most 100,000 are kept.
+func NewOrderStore(opts ...OrderStoreOption) *OrderStore {
+	return &OrderStore{
+		keyOpts: newKeyOpts(opts),
+		orders:  make(map[string]biz.Order),
+		byUser:  make(map[string][]string),
+		keys:    make(map[string]*list.Element),
+		byAge:   list.New(),
+	}
+}
+
+// CreateOnce stores o under key unless key is already remembered, in which
+// case it returns the order first stored under it. Holding one lock across
+// the lookup and the insert is what makes two concurrent retries of the same
+// request create one order.
+func (s *OrderStore) CreateOnce(_ context.Context, key string, o *biz.Order) (*biz.Order, bool, error) {
+	now := s.now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.expire(now)
+	if el, ok := s.keys[key]; ok {
+		stored := s.orders[el.Value.(*keyEntry).orderID]
+		return &stored, false, nil
+	}
+	stored := *o
+	stored.ID = uuid.NewString()
+	s.orders[stored.ID] = stored
+	s.byUser[stored.UserID] = append(s.byUser[stored.UserID], stored.ID)
+	s.keys[key] = s.byAge.PushBack(&keyEntry{key: key, orderID: stored.ID, expires: now.Add(s.ttl)})
+	for s.byAge.Len() > s.capacity {
+		s.forget(s.byAge.Front())
+	}
+	return &stored, true, nil
+}
+
+// expire drops keys whose TTL has passed; the caller holds mu.
+func (s *OrderStore) expire(now time.Time) {
+	for el := s.byAge.Front(); el != nil && !now.Before(el.Value.(*keyEntry).expires); el = s.byAge.Front() {
+		s.forget(el)
+	}
+}
+
+func (s *OrderStore) forget(el *list.Element) {
+	delete(s.keys, el.Value.(*keyEntry).key)
+	s.byAge.Remove(el)
+}
+
+// Get returns a copy of the order, or biz.ErrOrderNotFound.
+func (s *OrderStore) Get(_ context.Context, id string) (*biz.Order, error) {
+	s.mu.Lock()
+	o, ok := s.orders[id]
+	s.mu.Unlock()
+	if !ok {
+		return nil, biz.ErrOrderNotFound
+	}
+	return &o, nil
+}
+
+// ListByUser returns copies of the user's orders, oldest first.
+func (s *OrderStore) ListByUser(_ context.Context, userID string) ([]*biz.Order, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ids := s.byUser[userID]
+	out := make([]*biz.Order, 0, len(ids))
+	for _, id := range ids {
+		o := s.orders[id]
+		out = append(out, &o)
+	}
+	return out, nil
+}
+
+// RememberedKeys reports how many idempotency keys are held.
+func (s *OrderStore) RememberedKeys(context.Context) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.byAge.Len(), nil
+}

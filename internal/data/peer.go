@@ -1,0 +1,57 @@
+package data
+
+import (
+	"context"
+	"fmt"
+
+	kerrors "github.com/go-kratos/kratos/v2/errors"
+	"github.com/go-kratos/kratos/v2/registry"
+	kgrpc "github.com/go-kratos/kratos/v2/transport/grpc"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/rampart-go/rampart/internal/biz"
+	"github.com/rampart-go/rampart/internal/conf"
+	"github.com/rampart-go/rampart/internal/middleware"
+)
+
+// dialPeer opens a lazy connection to another service through Consul
+// discovery. It does not wait for an instance: a peer that is down at start
+// is a normal state, and calls fail with Unavailable until one appears.
+func dialPeer(name string, c *conf.Bootstrap, d registry.Discovery, chain middleware.ClientChain) (*grpc.ClientConn, func(), error) {
+	cl, ok := c.Clients[name]
+	if !ok {
+		return nil, nil, fmt.Errorf("dial %s: config has no clients.%s", name, name)
+	}
+	conn, err := kgrpc.DialInsecure(context.Background(),
+		kgrpc.WithEndpoint(cl.Target),
+		kgrpc.WithDiscovery(d),
+		kgrpc.WithTimeout(cl.Timeout),
+		kgrpc.WithMiddleware(chain...),
+		kgrpc.WithPrintDiscoveryDebugLog(false),
+	)
+	if err != nil {
+		return nil, nil, fmt.Errorf("dial %s at %s: %w", name, cl.Target, err)
+	}
+	return conn, func() { _ = conn.Close() }, nil
+}
+
+// peerError turns an error from another service into what biz expects:
+// a known reason becomes its domain error, a transport failure becomes
+// biz.ErrDependencyUnavailable, and the caller's own cancellation stays a
+// context error. The gRPC error stays in the chain for logs.
+func peerError(peer string, err error, reasons map[string]error) error {
+	if domain, ok := reasons[kerrors.Reason(err)]; ok {
+		return fmt.Errorf("%s: %w", peer, domain)
+	}
+	switch status.Code(err) {
+	case codes.Canceled:
+		return fmt.Errorf("%s: %w", peer, context.Canceled)
+	case codes.DeadlineExceeded:
+		return fmt.Errorf("%s: %w", peer, context.DeadlineExceeded)
+	case codes.Unavailable, codes.ResourceExhausted:
+		return fmt.Errorf("%s: %w: %w", peer, biz.ErrDependencyUnavailable, err)
+	}
+	return fmt.Errorf("%s: %w", peer, err)
+}

@@ -1,0 +1,38 @@
+package data
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+
+	_ "modernc.org/sqlite" // the pure-Go driver: no cgo, builds anywhere Go does
+)
+
+// openSQLite opens (creating if needed) the database file every instance of
+// a service on this host shares. WAL lets readers run beside the single
+// writer; busy_timeout makes a writer wait for another process's
+// transaction instead of failing; _txlock=immediate takes the write lock at
+// BEGIN, so a read-then-insert transaction cannot interleave with another
+// process's.
+func openSQLite(ctx context.Context, path string, schema string) (*sql.DB, func(), error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, nil, fmt.Errorf("sqlite %s: %w", path, err)
+	}
+	q := url.Values{}
+	q.Add("_pragma", "journal_mode(WAL)")
+	q.Add("_pragma", "busy_timeout(10000)")
+	q.Add("_pragma", "synchronous(NORMAL)")
+	q.Set("_txlock", "immediate")
+	db, err := sql.Open("sqlite", "file:"+path+"?"+q.Encode())
+	if err != nil {
+		return nil, nil, fmt.Errorf("sqlite %s: %w", path, err)
+	}
+	if _, err := db.ExecContext(ctx, schema); err != nil {
+		_ = db.Close()
+		return nil, nil, fmt.Errorf("sqlite %s: create schema: %w", path, err)
+	}
+	return db, func() { _ = db.Close() }, nil
+}

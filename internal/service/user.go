@@ -1,0 +1,70 @@
+package service
+
+import (
+	"context"
+
+	kerrors "github.com/go-kratos/kratos/v2/errors"
+	"github.com/go-kratos/kratos/v2/log"
+
+	userv1 "github.com/rampart-go/rampart/api/user/v1"
+	"github.com/rampart-go/rampart/internal/biz"
+)
+
+// UserService serves user.v1.UserService.
+type UserService struct {
+	userv1.UnimplementedUserServiceServer
+
+	uc  *biz.UserUsecase
+	log *log.Helper
+}
+
+var _ userv1.UserServiceServer = (*UserService)(nil)
+
+var userErrors = []domainError{
+	{biz.ErrUserNotFound, func(msg string) *kerrors.Error {
+		return kerrors.NotFound(userv1.ErrorReason_USER_NOT_FOUND.String(), msg)
+	}},
+	{biz.ErrInvalidUser, func(msg string) *kerrors.Error {
+		return kerrors.BadRequest(userv1.ErrorReason_INVALID_ARGUMENT.String(), msg)
+	}},
+}
+
+// NewUserService returns the handlers over the user use cases.
+func NewUserService(uc *biz.UserUsecase, logger log.Logger) *UserService {
+	return &UserService{uc: uc, log: log.NewHelper(logger)}
+}
+
+// CreateUser stores a new user.
+func (s *UserService) CreateUser(ctx context.Context, req *userv1.CreateUserRequest) (*userv1.CreateUserReply, error) {
+	u, err := s.uc.CreateUser(ctx, req.GetName(), req.GetEmail())
+	if err != nil {
+		return nil, toStatus(ctx, s.log, err, userErrors)
+	}
+	return &userv1.CreateUserReply{User: userToProto(u)}, nil
+}
+
+// GetUser returns one user.
+func (s *UserService) GetUser(ctx context.Context, req *userv1.GetUserRequest) (*userv1.GetUserReply, error) {
+	u, err := s.uc.GetUser(ctx, req.GetId())
+	if err != nil {
+		return nil, toStatus(ctx, s.log, err, userErrors)
+	}
+	return &userv1.GetUserReply{User: userToProto(u)}, nil
+}
+
+// GetUserProfile returns a user with their orders, asking the order service.
+func (s *UserService) GetUserProfile(ctx context.Context, req *userv1.GetUserProfileRequest) (*userv1.GetUserProfileReply, error) {
+	p, err := s.uc.GetUserProfile(ctx, req.GetId())
+	if err != nil {
+		return nil, toStatus(ctx, s.log, err, userErrors)
+	}
+	reply := &userv1.GetUserProfileReply{User: userToProto(p.User)}
+	for _, o := range p.Orders {
+		reply.Orders = append(reply.Orders, &userv1.ProfileOrder{Id: o.ID, Item: o.Item, Quantity: o.Quantity})
+	}
+	return reply, nil
+}
+
+func userToProto(u *biz.User) *userv1.User {
+	return &userv1.User{Id: u.ID, Name: u.Name, Email: u.Email}
+}
