@@ -1,0 +1,208 @@
+package consul
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/go-kratos/kratos/v2/log"
+	"github.com/go-kratos/kratos/v2/registry"
+	"github.com/hashicorp/consul/api"
+)
+
+var _ registry.Watcher = (*watcher)(nil)
+
+// GetService returns the instances of name whose checks all pass, sorted by
+// ID; none is an empty list, not an error. Reads go to the leader (no stale
+// reads); a registration reaches them once the agent has synced it to the
+// catalog, normally within milliseconds. Without a deadline in ctx the
+// request timeout applies.
+func (r *Registry) GetService(ctx context.Context, name string) ([]*registry.ServiceInstance, error) {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = r.withRequestTimeout(ctx)
+		defer cancel()
+	}
+	entries, _, err := r.client.Health().Service(name, "", true, (&api.QueryOptions{}).WithContext(ctx))
+	if err != nil {
+		return nil, fmt.Errorf("consul: get service %s: %w", name, err)
+	}
+	return instances(entries), nil
+}
+
+// Watch returns a watcher of the passing instances of name. It never fails
+// because Consul is down: the watcher retries in the background and its
+// first Next returns once Consul has answered. The watcher lives until Stop,
+// Close, or the end of ctx (so pass a long-lived context, as Kratos'
+// resolver does).
+func (r *Registry) Watch(ctx context.Context, name string) (registry.Watcher, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return nil, ErrClosed
+	}
+	wctx, cancel := context.WithCancel(ctx)
+	w := &watcher{
+		name:   name,
+		health: r.client.Health(),
+		opts:   &r.opts,
+		log:    r.log,
+		ctx:    wctx,
+		cancel: cancel,
+		done:   make(chan struct{}),
+		notify: make(chan struct{}, 1),
+	}
+	w.forget = func() {
+		r.mu.Lock()
+		delete(r.watchers, w)
+		r.mu.Unlock()
+	}
+	r.watchers[w] = struct{}{}
+	go w.run()
+	return w, nil
+}
+
+// watcher follows one service with blocking queries in a goroutine and hands
+// the latest changed set to Next. Sets that change faster than Next is called
+// are coalesced: Next always returns the newest.
+type watcher struct {
+	name   string
+	health *api.Health
+	opts   *options
+	log    *log.Helper
+	ctx    context.Context
+	cancel context.CancelFunc
+	done   chan struct{} // closed when run returns
+	forget func()        // drops w from its Registry
+	stop   sync.Once
+
+	mu         sync.Mutex
+	pending    []*registry.ServiceInstance
+	hasPending bool
+	notify     chan struct{} // capacity 1: "pending is set"
+}
+
+// Next returns the first set Consul reports (even if empty), then blocks
+// until the set changes (the empty set included, when the last instance
+// leaves). It returns context.Canceled after Stop, or the watch context's
+// error when that ends.
+func (w *watcher) Next() ([]*registry.ServiceInstance, error) {
+	for {
+		if err := w.ctx.Err(); err != nil {
+			return nil, err
+		}
+		select {
+		case <-w.ctx.Done():
+			return nil, w.ctx.Err()
+		case <-w.notify:
+			w.mu.Lock()
+			set, ok := w.pending, w.hasPending
+			w.pending, w.hasPending = nil, false
+			w.mu.Unlock()
+			if ok {
+				return set, nil
+			}
+		}
+	}
+}
+
+// Stop ends the watch and makes a blocked Next return context.Canceled. It
+// waits for the watcher's goroutine, so nothing runs after it. Idempotent.
+func (w *watcher) Stop() error {
+	w.stop.Do(func() {
+		w.cancel()
+		<-w.done
+	})
+	return nil
+}
+
+func (w *watcher) publish(set []*registry.ServiceInstance) {
+	w.mu.Lock()
+	w.pending, w.hasPending = cloneInstances(set), true
+	w.mu.Unlock()
+	select {
+	case w.notify <- struct{}{}:
+	default: // Next has not taken the previous signal yet; it will see this set
+	}
+}
+
+// run is the watch loop. Its rules:
+//   - Blocking queries wait up to WaitTime for the index to pass the last one.
+//   - A Consul error never empties the set: clients keep the last known
+//     instances, and the outage is logged once, not per retry.
+//   - After an error, or when the index goes backwards (a new agent), the
+//     index starts again from 0, since a new agent's indexes are lower and a
+//     blocking query on the old index would stall until they catch up.
+//   - Right after such a recovery an empty answer is held back for the
+//     recovery grace: the agent has lost its registrations and the
+//     registrars are putting them back.
+func (w *watcher) run() {
+	defer close(w.done)
+	defer w.forget() // also when the watch context ends without Stop
+	var (
+		index        uint64
+		last         []*registry.ServiceInstance
+		published    bool
+		bo           = newBackoff(w.opts.backoffInitial, w.opts.backoffMax)
+		downSince    time.Time // zero while Consul answers
+		recoverUntil time.Time // hold back an empty set until then
+		holding      bool      // an empty set is being held back (logged once)
+	)
+	recovering := func() {
+		if published && len(last) > 0 {
+			recoverUntil = time.Now().Add(w.opts.recoveryGrace)
+		}
+	}
+	for {
+		q := &api.QueryOptions{WaitIndex: index, WaitTime: w.opts.waitTime}
+		if rem := time.Until(recoverUntil); rem > 0 && rem < q.WaitTime {
+			q.WaitTime = rem.Round(time.Millisecond) + time.Millisecond
+		}
+		entries, meta, err := w.health.Service(w.name, "", true, q.WithContext(w.ctx))
+		if w.ctx.Err() != nil {
+			return
+		}
+		if err != nil {
+			if downSince.IsZero() {
+				downSince = time.Now()
+				w.log.Warnf("consul: watch %s: %v; keeping %d last known instance(s), retrying", w.name, err, len(last))
+			}
+			index = 0
+			if !sleep(w.ctx, bo.next()) {
+				return
+			}
+			continue
+		}
+		bo.reset()
+		if !downSince.IsZero() {
+			w.log.Infof("consul: watch %s: Consul answers again after %s", w.name, time.Since(downSince).Round(time.Millisecond))
+			downSince = time.Time{}
+			recovering()
+		}
+		if meta.LastIndex < index {
+			index = 0
+			recovering()
+			continue
+		}
+		// Index 0 would make the next query return at once, in a loop.
+		index = max(meta.LastIndex, 1)
+
+		set := instances(entries)
+		if len(set) == 0 && time.Now().Before(recoverUntil) {
+			if !holding {
+				holding = true
+				w.log.Infof("consul: watch %s: no instances right after Consul came back; keeping %d last known for up to %s while they re-register",
+					w.name, len(last), time.Until(recoverUntil).Round(time.Millisecond))
+			}
+			continue
+		}
+		holding = false
+		recoverUntil = time.Time{}
+		if published && sameInstances(last, set) {
+			continue
+		}
+		last, published = set, true
+		w.publish(set)
+	}
+}

@@ -1,0 +1,533 @@
+// Package consul is a Consul registry for Kratos: Registry implements
+// registry.Registrar and registry.Discovery on github.com/hashicorp/consul/api.
+//
+// Why not Kratos' contrib adapter: it checks only TCP or TTL, never delivers
+// an empty instance list, cuts blocking queries every 10 s and fails start-up
+// when Consul is down. This one registers a Consul-native gRPC health check
+// against the standard grpc.health.v1 service (so NOT_SERVING and hung
+// servers leave the passing set, not just dead ports), never fails start-up
+// or a watch because Consul is unreachable (it retries in the background and
+// keeps the last known instances), re-registers after a Consul agent restart
+// and runs long blocking queries that deliver every change, including the
+// empty set when the last instance leaves.
+package consul
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"net"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/go-kratos/kratos/v2/log"
+	"github.com/go-kratos/kratos/v2/registry"
+	"github.com/hashicorp/consul/api"
+)
+
+var (
+	_ registry.Registrar = (*Registry)(nil)
+	_ registry.Discovery = (*Registry)(nil)
+)
+
+// Keys this package owns in a Consul service's Meta. Instance metadata may
+// not use them, so Discovery rebuilds ServiceInstance.Metadata exactly.
+const (
+	metaVersion        = "version"
+	metaEndpointPrefix = "endpoint-" // endpoint-0, endpoint-1, … in order
+)
+
+// ErrClosed is returned by Register and Watch after Close.
+var ErrClosed = errors.New("consul: registry closed")
+
+// Option configures a Registry.
+type Option func(*options)
+
+type options struct {
+	checkInterval   time.Duration
+	checkTimeout    time.Duration
+	deregisterAfter time.Duration
+	logger          log.Logger
+	backoffInitial  time.Duration
+	backoffMax      time.Duration
+	tags            []string
+	waitTime        time.Duration
+	requestTimeout  time.Duration
+	recoveryGrace   time.Duration
+}
+
+// WithHealthCheck sets the gRPC health check's interval and timeout, and how
+// long a check may stay critical before Consul removes the instance (0 keeps
+// it forever). Defaults: 1 s, 1 s, 1 min: a crashed or hung instance leaves
+// the passing set within about interval+timeout. Consul's minimum interval is
+// 1 s and its reaper runs every 30 s, so deregistration takes ≥ 1 min anyway.
+func WithHealthCheck(interval, timeout, deregisterCriticalAfter time.Duration) Option {
+	return func(o *options) {
+		o.checkInterval, o.checkTimeout, o.deregisterAfter = interval, timeout, deregisterCriticalAfter
+	}
+}
+
+// WithLogger sets the logger (default: Kratos' global logger).
+func WithLogger(logger log.Logger) Option {
+	return func(o *options) { o.logger = logger }
+}
+
+// WithRetryBackoff sets the exponential backoff (with jitter) between retries
+// while Consul is unreachable, for registrations and watches alike.
+// Default: 100 ms doubling to 5 s.
+func WithRetryBackoff(initial, maxDelay time.Duration) Option {
+	return func(o *options) { o.backoffInitial, o.backoffMax = initial, maxDelay }
+}
+
+// WithTags adds Consul tags to every registration, beside version=<version>.
+func WithTags(tags ...string) Option {
+	return func(o *options) { o.tags = append(o.tags, tags...) }
+}
+
+// WithWaitTime sets how long one blocking query may wait for a change
+// (default 55 s, under the 60 s idle limits of common proxies; Consul adds up
+// to 1/16 jitter).
+func WithWaitTime(d time.Duration) Option {
+	return func(o *options) { o.waitTime = d }
+}
+
+// WithRequestTimeout bounds each non-blocking call to the agent (register,
+// the registration check, GetService without a deadline). Default 5 s.
+func WithRequestTimeout(d time.Duration) Option {
+	return func(o *options) { o.requestTimeout = d }
+}
+
+// WithRecoveryGrace sets how long a watcher that has just seen Consul come
+// back (or its index go backwards, i.e. a new agent) holds its last known
+// instances while Consul reports none: a restarted agent has lost every
+// registration until the registrars put them back, about a second later.
+// After the grace an empty set is delivered. Default 5 s.
+func WithRecoveryGrace(d time.Duration) Option {
+	return func(o *options) { o.recoveryGrace = d }
+}
+
+// Registry registers service instances with the local Consul agent and
+// discovers the passing instances of a service. One Registry serves any
+// number of instances and watchers; Close stops their background work.
+type Registry struct {
+	client *api.Client
+	opts   options
+	log    *log.Helper
+
+	mu       sync.Mutex
+	closed   bool
+	regs     map[string]*keeper // by instance ID
+	watchers map[*watcher]struct{}
+}
+
+// New returns a Registry on client. It does not contact Consul.
+func New(client *api.Client, opts ...Option) *Registry {
+	o := options{
+		checkInterval:   time.Second,
+		checkTimeout:    time.Second,
+		deregisterAfter: time.Minute,
+		backoffInitial:  100 * time.Millisecond,
+		backoffMax:      5 * time.Second,
+		waitTime:        55 * time.Second,
+		requestTimeout:  5 * time.Second,
+		recoveryGrace:   5 * time.Second,
+	}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if o.logger == nil {
+		o.logger = log.GetLogger()
+	}
+	o.backoffInitial = max(o.backoffInitial, time.Millisecond)
+	o.backoffMax = max(o.backoffMax, o.backoffInitial)
+	return &Registry{
+		client:   client,
+		opts:     o,
+		log:      log.NewHelper(o.logger),
+		regs:     make(map[string]*keeper),
+		watchers: make(map[*watcher]struct{}),
+	}
+}
+
+// keeper is the background loop that keeps one instance registered.
+type keeper struct {
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+func (k *keeper) stop() {
+	k.cancel()
+	<-k.done
+}
+
+// Register registers ins with the local agent: address and port of its
+// first grpc:// endpoint, tags version=<Version> (when set) plus WithTags,
+// metadata plus the version and every endpoint (so Discovery rebuilds the
+// instance exactly), and one gRPC health check on that address, initially
+// passing: call it once the server listens, and the instance is
+// discoverable at once.
+//
+// Register fails only for an instance that cannot be registered (no grpc
+// endpoint, reserved metadata key) or one Consul rejects (4xx). When Consul
+// is unreachable it logs, returns nil and keeps retrying in the background
+// until it succeeds or Deregister or Close is called: a service must start
+// even while Consul is down. After success a light loop re-registers the
+// instance if the agent loses it (a restarted dev agent loses everything).
+// Registering an ID again replaces the earlier registration.
+func (r *Registry) Register(ctx context.Context, ins *registry.ServiceInstance) error {
+	reg, err := r.registration(ins)
+	if err != nil {
+		return fmt.Errorf("consul: register %s: %w", label(ins), err)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return ErrClosed
+	}
+	if old := r.regs[ins.ID]; old != nil {
+		old.stop()
+		delete(r.regs, ins.ID)
+	}
+
+	err = r.put(ctx, reg)
+	switch {
+	case err == nil:
+		r.log.Infof("consul: registered %s at %s:%d", label(ins), reg.Address, reg.Port)
+	case isPermanent(err):
+		return fmt.Errorf("consul: register %s: %w", label(ins), err)
+	default:
+		r.log.Warnf("consul: register %s: %v; retrying in background", label(ins), err)
+	}
+	kctx, cancel := context.WithCancel(context.Background())
+	k := &keeper{cancel: cancel, done: make(chan struct{})}
+	r.regs[ins.ID] = k
+	go func() {
+		defer close(k.done)
+		r.keep(kctx, reg, label(ins), err == nil)
+	}()
+	return nil
+}
+
+// Deregister stops keeping ins registered and removes it from the agent.
+// An instance the agent no longer knows counts as deregistered.
+func (r *Registry) Deregister(ctx context.Context, ins *registry.ServiceInstance) error {
+	if ins == nil || ins.ID == "" {
+		return errors.New("consul: deregister: instance without ID")
+	}
+	r.mu.Lock()
+	if k := r.regs[ins.ID]; k != nil {
+		k.stop()
+		delete(r.regs, ins.ID)
+	}
+	r.mu.Unlock()
+
+	ctx, cancel := r.withRequestTimeout(ctx)
+	defer cancel()
+	err := r.client.Agent().ServiceDeregisterOpts(ins.ID, (&api.QueryOptions{}).WithContext(ctx))
+	if err != nil && !isNotFound(err) {
+		return fmt.Errorf("consul: deregister %s: %w", label(ins), err)
+	}
+	r.log.Infof("consul: deregistered %s", label(ins))
+	return nil
+}
+
+// Close stops every background registration loop and watcher of r. It does
+// not deregister: call Deregister for a graceful stop first. Idempotent.
+func (r *Registry) Close() error {
+	r.mu.Lock()
+	r.closed = true
+	regs := r.regs
+	r.regs = make(map[string]*keeper)
+	ws := r.watchers
+	r.watchers = make(map[*watcher]struct{})
+	r.mu.Unlock()
+	for _, k := range regs {
+		k.stop()
+	}
+	for w := range ws {
+		_ = w.Stop()
+	}
+	return nil
+}
+
+// put sends one registration, bounded by the request timeout.
+func (r *Registry) put(ctx context.Context, reg *api.AgentServiceRegistration) error {
+	ctx, cancel := r.withRequestTimeout(ctx)
+	defer cancel()
+	// ReplaceExistingChecks makes a re-registration converge on exactly our
+	// one check, whatever an earlier version of the service registered.
+	opts := api.ServiceRegisterOpts{ReplaceExistingChecks: true}.WithContext(ctx)
+	return r.client.Agent().ServiceRegisterOpts(reg, opts)
+}
+
+// keep retries the registration until it succeeds, then checks about once
+// per health interval that the agent still has it and registers it again if
+// not. It logs once when Consul becomes unreachable and once when it is back,
+// not on every retry.
+func (r *Registry) keep(ctx context.Context, reg *api.AgentServiceRegistration, name string, registered bool) {
+	period := max(r.opts.checkInterval, time.Second)
+	bo := newBackoff(r.opts.backoffInitial, r.opts.backoffMax)
+	var downSince time.Time // zero while Consul answers
+	if !registered {
+		downSince = time.Now() // Register already logged the first failure
+	}
+	for {
+		if !registered {
+			err := r.put(ctx, reg)
+			if ctx.Err() != nil {
+				return
+			}
+			if err != nil {
+				if downSince.IsZero() {
+					downSince = time.Now()
+					r.log.Warnf("consul: register %s: %v; retrying in background", name, err)
+				}
+				if !sleep(ctx, bo.next()) {
+					return
+				}
+				continue
+			}
+			if downSince.IsZero() {
+				r.log.Infof("consul: registered %s again", name)
+			} else {
+				r.log.Infof("consul: registered %s after %s of retries", name, time.Since(downSince).Round(time.Millisecond))
+			}
+			registered, downSince = true, time.Time{}
+			bo.reset()
+		}
+
+		wait := period
+		if !downSince.IsZero() {
+			// The agent is unreachable: look again sooner than the period,
+			// so a restarted agent gets the instance back quickly.
+			wait = min(bo.next(), period)
+		}
+		if !sleep(ctx, wait) {
+			return
+		}
+		err := r.present(ctx, reg.ID)
+		if ctx.Err() != nil {
+			return
+		}
+		switch {
+		case err == nil:
+			if !downSince.IsZero() {
+				r.log.Infof("consul: agent reachable again after %s; %s still registered", time.Since(downSince).Round(time.Millisecond), name)
+				downSince = time.Time{}
+				bo.reset()
+			}
+		case isNotFound(err):
+			r.log.Warnf("consul: %s is missing from the agent (agent restarted?); registering again", name)
+			registered, downSince = false, time.Time{}
+			bo.reset()
+		default:
+			// Unknown state: re-registering now could flip a critical check
+			// back to passing, so wait until the agent says it lost it.
+			if downSince.IsZero() {
+				downSince = time.Now()
+				r.log.Warnf("consul: check registration of %s: %v; will register again if the agent lost it", name, err)
+			}
+		}
+	}
+}
+
+// present asks the local agent whether it still has service id.
+func (r *Registry) present(ctx context.Context, id string) error {
+	ctx, cancel := r.withRequestTimeout(ctx)
+	defer cancel()
+	_, _, err := r.client.Agent().Service(id, (&api.QueryOptions{}).WithContext(ctx))
+	return err
+}
+
+// withRequestTimeout bounds ctx by the request timeout: the api client has
+// no timeout of its own, and a hung agent must not hang a caller forever.
+func (r *Registry) withRequestTimeout(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, r.opts.requestTimeout)
+}
+
+// registration turns a Kratos instance into a Consul service registration.
+func (r *Registry) registration(ins *registry.ServiceInstance) (*api.AgentServiceRegistration, error) {
+	if ins == nil || ins.ID == "" || ins.Name == "" {
+		return nil, errors.New("instance needs an ID and a name")
+	}
+	meta := make(map[string]string, len(ins.Metadata)+len(ins.Endpoints)+1)
+	for k, v := range ins.Metadata {
+		if k == metaVersion || strings.HasPrefix(k, metaEndpointPrefix) {
+			return nil, fmt.Errorf("metadata key %q is reserved", k)
+		}
+		meta[k] = v
+	}
+	meta[metaVersion] = ins.Version
+
+	var grpcHost string
+	var grpcPort int
+	var secure bool
+	for i, ep := range ins.Endpoints {
+		meta[metaEndpointPrefix+strconv.Itoa(i)] = ep
+		u, err := url.Parse(ep)
+		if err != nil {
+			return nil, fmt.Errorf("endpoint %q: %w", ep, err)
+		}
+		if u.Scheme != "grpc" || grpcHost != "" {
+			continue
+		}
+		host, port, err := net.SplitHostPort(u.Host)
+		if err != nil {
+			return nil, fmt.Errorf("endpoint %q: %w", ep, err)
+		}
+		if grpcPort, err = strconv.Atoi(port); err != nil {
+			return nil, fmt.Errorf("endpoint %q: bad port: %w", ep, err)
+		}
+		grpcHost = host
+		secure, _ = strconv.ParseBool(u.Query().Get("isSecure"))
+	}
+	if grpcHost == "" {
+		return nil, errors.New("no grpc:// endpoint to register and health-check")
+	}
+
+	tags := make([]string, 0, 1+len(r.opts.tags))
+	if ins.Version != "" {
+		tags = append(tags, metaVersion+"="+ins.Version)
+	}
+	tags = append(tags, r.opts.tags...)
+
+	check := &api.AgentServiceCheck{
+		Name:  "gRPC health",
+		Notes: "grpc.health.v1 overall status (empty service name)",
+		// Empty service name after host:port: the server's overall health,
+		// which the server flips to NOT_SERVING before it drains.
+		GRPC:       net.JoinHostPort(grpcHost, strconv.Itoa(grpcPort)),
+		GRPCUseTLS: secure,
+		Interval:   r.opts.checkInterval.String(),
+		Timeout:    r.opts.checkTimeout.String(),
+		// Register runs once the server listens, so start passing: the
+		// instance is discoverable now instead of after the first interval.
+		Status: api.HealthPassing,
+	}
+	if r.opts.deregisterAfter > 0 {
+		check.DeregisterCriticalServiceAfter = r.opts.deregisterAfter.String()
+	}
+	return &api.AgentServiceRegistration{
+		ID:      ins.ID,
+		Name:    ins.Name,
+		Tags:    tags,
+		Address: grpcHost,
+		Port:    grpcPort,
+		Meta:    meta,
+		Check:   check,
+	}, nil
+}
+
+// instance rebuilds the Kratos instance from a health entry. Services not
+// registered by this package have no endpoint metadata; they get a grpc://
+// endpoint from their address, since discovery here is for gRPC.
+func instance(e *api.ServiceEntry) *registry.ServiceInstance {
+	svc := e.Service
+	ins := &registry.ServiceInstance{
+		ID:       svc.ID,
+		Name:     svc.Service,
+		Version:  svc.Meta[metaVersion],
+		Metadata: make(map[string]string, len(svc.Meta)),
+	}
+	for k, v := range svc.Meta {
+		if k != metaVersion && !strings.HasPrefix(k, metaEndpointPrefix) {
+			ins.Metadata[k] = v
+		}
+	}
+	for i := 0; ; i++ {
+		ep, ok := svc.Meta[metaEndpointPrefix+strconv.Itoa(i)]
+		if !ok {
+			break
+		}
+		ins.Endpoints = append(ins.Endpoints, ep)
+	}
+	if len(ins.Endpoints) == 0 {
+		host := svc.Address
+		if host == "" && e.Node != nil {
+			host = e.Node.Address
+		}
+		ins.Endpoints = []string{"grpc://" + net.JoinHostPort(host, strconv.Itoa(svc.Port)) + "?isSecure=false"}
+	}
+	return ins
+}
+
+// instances converts entries and sorts them by ID, so that sets compare
+// and print stably.
+func instances(entries []*api.ServiceEntry) []*registry.ServiceInstance {
+	out := make([]*registry.ServiceInstance, 0, len(entries))
+	for _, e := range entries {
+		if e.Service != nil {
+			out = append(out, instance(e))
+		}
+	}
+	slices.SortFunc(out, func(a, b *registry.ServiceInstance) int { return strings.Compare(a.ID, b.ID) })
+	return out
+}
+
+// sameInstances reports whether two ID-sorted sets are equal in everything
+// a client acts on: ID, name, version, endpoints (in order) and metadata.
+func sameInstances(a, b []*registry.ServiceInstance) bool {
+	return slices.EqualFunc(a, b, func(x, y *registry.ServiceInstance) bool {
+		return x.ID == y.ID && x.Name == y.Name && x.Version == y.Version &&
+			slices.Equal(x.Endpoints, y.Endpoints) && maps.Equal(x.Metadata, y.Metadata)
+	})
+}
+
+// cloneInstances deep-copies a set, so callers may modify what they get
+// (Kratos' ServiceInstance.Equal sorts Endpoints in place) without
+// disturbing the watcher's comparison.
+func cloneInstances(in []*registry.ServiceInstance) []*registry.ServiceInstance {
+	out := make([]*registry.ServiceInstance, len(in))
+	for i, s := range in {
+		c := *s
+		c.Endpoints = slices.Clone(s.Endpoints)
+		c.Metadata = maps.Clone(s.Metadata)
+		out[i] = &c
+	}
+	return out
+}
+
+// label names an instance in logs and errors: the ID, prefixed with the
+// service name unless the ID already carries it.
+func label(ins *registry.ServiceInstance) string {
+	if ins == nil {
+		return "<nil>"
+	}
+	if ins.Name == "" || strings.HasPrefix(ins.ID, ins.Name) {
+		return ins.ID
+	}
+	return ins.Name + "-" + ins.ID
+}
+
+// isNotFound reports a 404 from the agent: unknown service ID.
+func isNotFound(err error) bool {
+	var se api.StatusError
+	return errors.As(err, &se) && se.Code == http.StatusNotFound
+}
+
+// isPermanent reports an error that retrying cannot fix: Consul answered and
+// rejected the request (bad definition, ACL). Throttling and timeouts are
+// transient.
+func isPermanent(err error) bool {
+	var se api.StatusError
+	return errors.As(err, &se) && se.Code >= 400 && se.Code < 500 &&
+		se.Code != http.StatusTooManyRequests && se.Code != http.StatusRequestTimeout
+}
+
+// sleep waits d or until ctx is done; it reports whether d elapsed.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
