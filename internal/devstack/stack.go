@@ -1,0 +1,152 @@
+package devstack
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/consul/api"
+)
+
+// StackConfig describes a local stack: which services, how many instances
+// of each, and where binaries and logs go.
+type StackConfig struct {
+	RepoRoot  string
+	Services  []ServiceCount
+	WorkDir   string   // binaries and logs are written here
+	Env       []string // extra environment for every instance
+	StopAfter time.Duration
+}
+
+// ServiceCount is one service and its number of instances.
+type ServiceCount struct {
+	Name      string
+	Instances int
+}
+
+// Stack is a Consul agent plus running service instances.
+type Stack struct {
+	Consul     *ConsulAgent // nil when an agent from CONSUL_HTTP_ADDR is used
+	ConsulAddr string
+	Client     *api.Client
+	Bins       map[string]string
+
+	cfg   StackConfig
+	mu    sync.Mutex
+	procs map[string][]*ServiceProc
+}
+
+// StartStack builds the services, uses the agent at CONSUL_HTTP_ADDR if one
+// answers or starts a dev agent, starts every instance and waits until
+// Consul reports all of them passing. On error everything started is stopped.
+func StartStack(ctx context.Context, cfg StackConfig) (s *Stack, err error) {
+	if cfg.StopAfter == 0 {
+		cfg.StopAfter = 15 * time.Second
+	}
+	s = &Stack{cfg: cfg, procs: make(map[string][]*ServiceProc)}
+	defer func() {
+		if err != nil {
+			_ = s.Stop()
+		}
+	}()
+	names := make([]string, 0, len(cfg.Services))
+	for _, sc := range cfg.Services {
+		names = append(names, sc.Name)
+	}
+	if s.Bins, err = BuildServices(ctx, cfg.RepoRoot, filepath.Join(cfg.WorkDir, "bin"), names...); err != nil {
+		return nil, err
+	}
+	if addr, ok := ConsulFromEnv(ctx); ok {
+		s.ConsulAddr = addr
+	} else {
+		bin, buildErr := EnsureConsulBinary(ctx, cfg.RepoRoot)
+		if buildErr != nil {
+			return nil, buildErr
+		}
+		if s.Consul, err = StartConsul(ctx, WithConsulBinary(bin), WithConsulDir(filepath.Join(cfg.WorkDir, "consul"))); err != nil {
+			return nil, err
+		}
+		s.ConsulAddr = s.Consul.Addr()
+	}
+	apiCfg := api.DefaultConfig()
+	apiCfg.Address = s.ConsulAddr
+	if s.Client, err = api.NewClient(apiCfg); err != nil {
+		return nil, fmt.Errorf("consul client: %w", err)
+	}
+	for _, sc := range cfg.Services {
+		for range sc.Instances {
+			if _, err := s.Add(ctx, sc.Name); err != nil {
+				return nil, err
+			}
+		}
+	}
+	for _, sc := range cfg.Services {
+		if _, err := WaitPassing(ctx, s.Client, sc.Name, sc.Instances); err != nil {
+			return nil, err
+		}
+	}
+	return s, nil
+}
+
+// Add starts one more instance of name; it does not wait for Consul.
+func (s *Stack) Add(ctx context.Context, name string) (*ServiceProc, error) {
+	bin, ok := s.Bins[name]
+	if !ok {
+		return nil, fmt.Errorf("add %s: not built in this stack", name)
+	}
+	p, err := StartService(ctx, ServiceSpec{
+		Name:       name,
+		Binary:     bin,
+		Config:     filepath.Join(s.cfg.RepoRoot, "configs", name+".yaml"),
+		ConsulAddr: s.ConsulAddr,
+		// Instances of one service share one store, as they would share a
+		// database in production.
+		Env:    append([]string{"RAMPART_SQLITE_PATH=" + filepath.Join(s.cfg.WorkDir, "data", name+".db")}, s.cfg.Env...),
+		LogDir: s.cfg.WorkDir,
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	s.procs[name] = append(s.procs[name], p)
+	s.mu.Unlock()
+	return p, nil
+}
+
+// Instances returns the instances of name started so far, in start order,
+// including any that have since exited.
+func (s *Stack) Instances(name string) []*ServiceProc {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]*ServiceProc(nil), s.procs[name]...)
+}
+
+// Stop stops every instance gracefully (SIGTERM, so each deregisters), then
+// the agent if the stack started it. It returns the instances' exit errors.
+func (s *Stack) Stop() error {
+	s.mu.Lock()
+	var all []*ServiceProc
+	for _, ps := range s.procs {
+		all = append(all, ps...)
+	}
+	s.mu.Unlock()
+	errs := make([]error, len(all))
+	var wg sync.WaitGroup
+	for i, p := range all {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := p.Stop(s.cfg.StopAfter); err != nil {
+				errs[i] = fmt.Errorf("%s: %w", filepath.Base(p.LogPath), err)
+			}
+		}()
+	}
+	wg.Wait()
+	if s.Consul != nil {
+		errs = append(errs, s.Consul.Stop())
+	}
+	return errors.Join(errs...)
+}
