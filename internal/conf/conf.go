@@ -5,10 +5,8 @@
 package conf
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"time"
 
@@ -130,7 +128,6 @@ type Log struct {
 }
 
 // Load reads path, applies environment overrides and validates the result.
-// Unknown keys are errors, so a misspelt key cannot be silently ignored.
 func Load(path string) (*Bootstrap, error) {
 	raw, err := os.ReadFile(path)
 	if err != nil {
@@ -140,13 +137,21 @@ func Load(path string) (*Bootstrap, error) {
 }
 
 // Parse decodes raw YAML, applies overrides from lookup (os.LookupEnv in
-// production) and validates.
+// production) and validates. Unknown keys are errors, so a misspelt key
+// cannot be silently ignored.
 func Parse(raw []byte, lookup func(string) (string, bool)) (*Bootstrap, error) {
 	c := Default()
-	dec := yaml.NewDecoder(bytes.NewReader(raw))
-	dec.KnownFields(true)
-	if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) {
+	var doc yaml.Node
+	if err := yaml.Unmarshal(raw, &doc); err != nil {
 		return nil, fmt.Errorf("parse config: %w", err)
+	}
+	if len(doc.Content) > 0 {
+		if errs := unknownKeys(&doc); len(errs) > 0 {
+			return nil, fmt.Errorf("invalid config: %w", errors.Join(errs...))
+		}
+		if err := doc.Decode(c); err != nil {
+			return nil, fmt.Errorf("parse config: %w", err)
+		}
 	}
 	c.applyEnv(lookup)
 	if err := c.Validate(); err != nil {

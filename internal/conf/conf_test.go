@@ -1,0 +1,122 @@
+package conf_test
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/rampart-go/rampart/internal/conf"
+)
+
+func noEnv(string) (string, bool) { return "", false }
+
+func env(kv map[string]string) func(string) (string, bool) {
+	return func(k string) (string, bool) { v, ok := kv[k]; return v, ok }
+}
+
+// The shipped configs must load as they are: they are what make run uses.
+func TestShippedConfigsAreValid(t *testing.T) {
+	files, err := filepath.Glob("../../configs/*.yaml")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no configs found: %v", err)
+	}
+	for _, f := range files {
+		raw, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := conf.Parse(raw, noEnv)
+		if err != nil {
+			t.Fatalf("%s: %v", f, err)
+		}
+		cc := c.Registry.Consul
+		if cc.HealthInterval != time.Second || cc.HealthTimeout != time.Second || cc.DeregisterAfter != 30*time.Second {
+			t.Errorf("%s: health check timings %v/%v/%v, want 1s/1s/30s", f, cc.HealthInterval, cc.HealthTimeout, cc.DeregisterAfter)
+		}
+	}
+}
+
+func TestBadValuesNameTheKey(t *testing.T) {
+	tests := []struct {
+		yaml string
+		want string
+	}{
+		{"service: {name: user}\nregistry: {consul: {health_interval: 0s}}", "registry.consul.health_interval: must be > 0"},
+		{"service: {name: User_1}", "service.name: must be lower-case"},
+		{"service: {name: user}\nserver: {grpc: {addr: nowhere}}", "server.grpc.addr: must be host:port"},
+		{"service: {name: user}\nclients: {order: {target: order:9000, timeout: 1s}}", "clients.order.target: must look like discovery:///<service>"},
+		{"service: {name: user}\nclients: {order: {target: discovery:///order}}", "clients.order.timeout: must be > 0"},
+		{"service: {name: user}\ndata: {driver: postgres}", "data.driver: must be memory or sqlite"},
+		{"service: {name: user}\ndata: {driver: sqlite}", "data.sqlite.path: must be set"},
+		{"service: {name: user}\nregistry: {consul: {health_interval: 1s, health_timeout: 2s}}", "registry.consul.health_timeout: must not exceed health_interval"},
+		{"service: {name: user}\nlog: {format: xml}", "log.format: must be text or json"},
+		{"service: {name: user}\nserver: {grcp: {}}", "server.grcp: unknown key"},
+		{"service: {name: user}\nclients: {order: {target: discovery:///order, timeout: 1s, retries: 3}}", "clients.order.retries: unknown key"},
+		{"service: {name: user}\nregistry: {consul: {health_interval: soon}}", "cannot unmarshal"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.want, func(t *testing.T) {
+			_, err := conf.Parse([]byte(tt.yaml), noEnv)
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("Parse error = %v, want it to contain %q", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestEveryBadKeyIsReported(t *testing.T) {
+	_, err := conf.Parse([]byte("service: {name: user}\nserver: {stop_timeout: 0s}\nlog: {level: loud}"), noEnv)
+	var keys []string
+	for _, e := range unwrapAll(err) {
+		var ke *conf.KeyError
+		if errors.As(e, &ke) {
+			keys = append(keys, ke.Key)
+		}
+	}
+	if strings.Join(keys, ",") != "server.stop_timeout,log.level" {
+		t.Fatalf("keys reported = %v (err %v)", keys, err)
+	}
+}
+
+func unwrapAll(err error) []error {
+	if j, ok := errors.Unwrap(err).(interface{ Unwrap() []error }); ok {
+		return j.Unwrap()
+	}
+	return nil
+}
+
+func TestEnvironmentOverrides(t *testing.T) {
+	c, err := conf.Parse([]byte("service: {name: order}"), env(map[string]string{
+		"CONSUL_HTTP_ADDR":       "https://consul.internal:8501",
+		"CONSUL_HTTP_TOKEN":      "s3cret",
+		"CONSUL_CACERT":          "/etc/ca.pem",
+		"CONSUL_HTTP_SSL_VERIFY": "false",
+		"RAMPART_GRPC_ADDR":      "127.0.0.1:9000",
+		"RAMPART_SQLITE_PATH":    "/tmp/x.db",
+		"LOG_FORMAT":             "json",
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cc := c.Registry.Consul
+	if cc.Address != "consul.internal:8501" || cc.Scheme != "https" || cc.Token != "s3cret" ||
+		cc.TLS.CAFile != "/etc/ca.pem" || !cc.TLS.InsecureSkipVerify {
+		t.Fatalf("consul overrides not applied: %+v", cc)
+	}
+	if c.Server.GRPC.Addr != "127.0.0.1:9000" || c.Data.SQLite.Path != "/tmp/x.db" || c.Log.Format != "json" {
+		t.Fatalf("overrides not applied: grpc=%s sqlite=%s log=%s", c.Server.GRPC.Addr, c.Data.SQLite.Path, c.Log.Format)
+	}
+	if m := c.Masked(); m.Registry.Consul.Token != "***" || c.Registry.Consul.Token != "s3cret" {
+		t.Fatalf("Masked token = %q, original = %q", m.Registry.Consul.Token, c.Registry.Consul.Token)
+	}
+}
+
+func TestEmptyFileTakesDefaultsButNeedsAName(t *testing.T) {
+	_, err := conf.Parse(nil, noEnv)
+	if err == nil || !strings.Contains(err.Error(), "service.name") {
+		t.Fatalf("empty config: %v, want service.name named", err)
+	}
+}

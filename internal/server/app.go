@@ -1,0 +1,166 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"time"
+
+	"github.com/go-kratos/kratos/v2/log"
+	"github.com/go-kratos/kratos/v2/registry"
+	kgrpc "github.com/go-kratos/kratos/v2/transport/grpc"
+	"google.golang.org/grpc/health"
+
+	"github.com/rampart-go/rampart/internal/conf"
+)
+
+// App runs one service instance: it binds both ports, registers in Consul
+// and, when its context ends, stops in the order that loses no call:
+// NOT_SERVING -> deregister -> drain delay -> GracefulStop.
+type App struct {
+	c      *conf.Bootstrap
+	inst   Instance
+	log    *log.Helper
+	grpc   *kgrpc.Server
+	http   *http.Server
+	reg    registry.Registrar
+	health *health.Server
+	probes *Probes
+}
+
+// NewApp assembles an App; nothing starts until Run.
+func NewApp(c *conf.Bootstrap, inst Instance, logger log.Logger, grpcSrv *kgrpc.Server, httpSrv *http.Server,
+	reg registry.Registrar, hs *health.Server, probes *Probes,
+) *App {
+	return &App{c: c, inst: inst, log: log.NewHelper(logger), grpc: grpcSrv, http: httpSrv, reg: reg, health: hs, probes: probes}
+}
+
+// Run serves until ctx ends (the caller ties it to SIGINT/SIGTERM), then
+// stops gracefully. It returns an error only if a server fails on its own.
+func (a *App) Run(ctx context.Context) error {
+	a.log.Infof("starting %s %s with config %+v", a.inst.ID, a.inst.Version, a.c.Masked())
+	grpcLis, err := listen(ctx, a.log, "grpc", a.c.Server.GRPC.Addr)
+	if err != nil {
+		return nil //nolint:nilerr // stopped before the port came free: a clean exit
+	}
+	httpLis, err := listen(ctx, a.log, "http", a.c.Server.HTTP.Addr)
+	if err != nil {
+		_ = grpcLis.Close()
+		return nil //nolint:nilerr // as above
+	}
+
+	grpcURL := &url.URL{Scheme: "grpc", Host: advertised(grpcLis.Addr()), RawQuery: "isSecure=false"}
+	// Kratos options are plain funcs on the server, so the listener bound
+	// above (with retry) and the endpoint it yields can be handed over now.
+	kgrpc.Listener(grpcLis)(a.grpc)
+	kgrpc.Endpoint(grpcURL)(a.grpc)
+
+	failed := make(chan error, 2)
+	go func() {
+		// Kratos merges every call's context with this one; it must outlive
+		// the shutdown signal so that draining calls are not cancelled.
+		if err := a.grpc.Start(context.WithoutCancel(ctx)); err != nil {
+			failed <- fmt.Errorf("grpc server: %w", err)
+		}
+	}()
+	go func() {
+		if err := a.http.Serve(httpLis); !errors.Is(err, http.ErrServerClosed) {
+			failed <- fmt.Errorf("http server: %w", err)
+		}
+	}()
+
+	ins := &registry.ServiceInstance{
+		ID:        a.inst.ID,
+		Name:      a.inst.Name,
+		Version:   a.inst.Version,
+		Metadata:  map[string]string{"http": advertised(httpLis.Addr())},
+		Endpoints: []string{grpcURL.String()},
+	}
+	if err := a.reg.Register(ctx, ins); err != nil {
+		a.stop(ins)
+		return fmt.Errorf("register %s: %w", ins.ID, err)
+	}
+	a.probes.SetReady(true)
+	a.log.Infof("serving grpc=%s http=%s", ins.Endpoints[0], ins.Metadata["http"])
+
+	select {
+	case <-ctx.Done():
+		a.log.Info("shutdown requested")
+		a.stop(ins)
+		return nil
+	case err := <-failed:
+		a.log.Errorf("stopping after failure: %v", err)
+		a.stop(ins)
+		return err
+	}
+}
+
+// stop leaves the pool before it stops serving. Clients with health
+// checking drop the instance at NOT_SERVING, Consul watchers at deregister;
+// the drain delay gives the slowest of them time to notice, and
+// GracefulStop then lets in-flight calls finish.
+func (a *App) stop(ins *registry.ServiceInstance) {
+	a.probes.SetReady(false)
+	a.health.Shutdown()
+
+	dctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	if err := a.reg.Deregister(dctx, ins); err != nil {
+		a.log.Errorf("deregister %s: %v (Consul removes it after registry.consul.deregister_after)", ins.ID, err)
+	}
+	cancel()
+	if d := a.c.Server.DrainDelay; d > 0 {
+		a.log.Infof("draining for %s", d)
+		time.Sleep(d)
+	}
+
+	sctx, cancel := context.WithTimeout(context.Background(), a.c.Server.StopTimeout)
+	defer cancel()
+	if err := a.grpc.Stop(sctx); err != nil {
+		a.log.Errorf("grpc stop: %v", err)
+	}
+	if err := a.http.Shutdown(sctx); err != nil {
+		a.log.Errorf("http stop: %v", err)
+	}
+	a.log.Info("stopped")
+}
+
+// listen binds addr, retrying while the port is taken: a port still held by
+// a previous instance is usually free a moment later, and a crash loop
+// would only hide the message. It gives up only when ctx ends.
+func listen(ctx context.Context, logger *log.Helper, name, addr string) (net.Listener, error) {
+	var lc net.ListenConfig
+	backoff := 200 * time.Millisecond
+	for {
+		lis, err := lc.Listen(ctx, "tcp", addr)
+		if err == nil {
+			return lis, nil
+		}
+		logger.Errorf("listen %s on %s: %v; retrying in %s", name, addr, err, backoff)
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, 5*time.Second)
+	}
+}
+
+// advertised is the address peers should dial. A wildcard bind is reachable
+// on every interface, so advertise the first non-loopback one.
+func advertised(addr net.Addr) string {
+	tcp, ok := addr.(*net.TCPAddr)
+	if !ok || !tcp.IP.IsUnspecified() {
+		return addr.String()
+	}
+	port := fmt.Sprint(tcp.Port)
+	ifaddrs, _ := net.InterfaceAddrs()
+	for _, ia := range ifaddrs {
+		if ipn, ok := ia.(*net.IPNet); ok && !ipn.IP.IsLoopback() && ipn.IP.To4() != nil {
+			return net.JoinHostPort(ipn.IP.String(), port)
+		}
+	}
+	return net.JoinHostPort("127.0.0.1", port)
+}

@@ -1,0 +1,43 @@
+package server
+
+import (
+	"fmt"
+
+	"github.com/go-kratos/kratos/v2/log"
+	"github.com/hashicorp/consul/api"
+
+	"github.com/rampart-go/rampart/internal/conf"
+	"github.com/rampart-go/rampart/internal/consul"
+)
+
+// NewConsulClient builds a client from registry.consul (environment
+// overrides already applied by conf). It does not contact the agent: an
+// agent that is down at start is retried in the background, not fatal.
+func NewConsulClient(c *conf.Bootstrap) (*api.Client, error) {
+	cc := c.Registry.Consul
+	cfg := api.DefaultConfig()
+	cfg.Address = cc.Address
+	cfg.Scheme = cc.Scheme
+	cfg.Datacenter = cc.Datacenter
+	cfg.Token = cc.Token
+	cfg.TLSConfig = api.TLSConfig{
+		CAFile:             cc.TLS.CAFile,
+		CertFile:           cc.TLS.CertFile,
+		KeyFile:            cc.TLS.KeyFile,
+		InsecureSkipVerify: cc.TLS.InsecureSkipVerify,
+	}
+	client, err := api.NewClient(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("consul client for %s: %w", cc.Address, err)
+	}
+	return client, nil
+}
+
+// NewRegistry returns the Consul registry with the health-check timings from config.
+func NewRegistry(client *api.Client, c *conf.Bootstrap, logger log.Logger) *consul.Registry {
+	cc := c.Registry.Consul
+	return consul.New(client,
+		consul.WithHealthCheck(cc.HealthInterval, cc.HealthTimeout, cc.DeregisterAfter),
+		consul.WithLogger(logger),
+	)
+}

@@ -1,0 +1,45 @@
+package server
+
+import (
+	"os"
+
+	"github.com/go-kratos/kratos/v2/log"
+	"github.com/google/uuid"
+
+	"github.com/rampart-go/rampart/internal/conf"
+)
+
+// Instance identifies this process among the instances of its service.
+type Instance struct {
+	ID      string
+	Name    string
+	Version string
+}
+
+// NewInstance gives the process an ID that is unique even when two
+// instances share a host and a port number across restarts, so Consul never
+// confuses a new instance with the one it replaced.
+func NewInstance(c *conf.Bootstrap) Instance {
+	return Instance{
+		ID:      c.Service.Name + "-" + uuid.NewString()[:8],
+		Name:    c.Service.Name,
+		Version: c.Service.Version,
+	}
+}
+
+// NewLogger returns the process logger: every line carries the service
+// name and instance ID, and is JSON when log.format is json.
+func NewLogger(c *conf.Bootstrap, inst Instance) log.Logger {
+	var base log.Logger
+	if c.Log.Format == "json" {
+		base = newJSONLogger(os.Stderr)
+	} else {
+		base = log.NewStdLogger(os.Stderr)
+	}
+	logger := log.With(base,
+		"ts", log.DefaultTimestamp,
+		"service", inst.Name,
+		"instance", inst.ID,
+	)
+	return log.NewFilter(logger, log.FilterLevel(log.ParseLevel(c.Log.Level)))
+}
