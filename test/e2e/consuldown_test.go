@@ -1,0 +1,123 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/rampart-go/rampart/internal/devstack"
+)
+
+// TestConsulDownAtStart starts a user instance while no Consul agent runs at
+// its address: it must stay up and say so, then register by itself within
+// 5 s of an agent appearing there.
+func TestConsulDownAtStart(t *testing.T) {
+	const (
+		downFor       = time.Second // how long the instance runs without Consul
+		maxRegister   = 5 * time.Second
+		downLogNeedle = "retrying in background"
+	)
+	ctx := testContext(t, 60*time.Second)
+	isolateConsul(t)
+	bin := buildUser(t, ctx)
+	port := freePort(t)
+	consulAddr := "127.0.0.1:" + strconv.Itoa(port)
+	logDir := t.TempDir()
+
+	p, err := devstack.StartService(ctx, devstack.ServiceSpec{
+		Name:       "user",
+		Binary:     bin,
+		Config:     filepath.Join(repoRoot(t), "configs", "user.yaml"),
+		ConsulAddr: consulAddr,
+		LogDir:     logDir,
+	})
+	if err != nil {
+		dumpLogs(t, logDir)
+		t.Fatalf("start user without Consul: %v", err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			dumpLogs(t, logDir)
+		}
+		if stopErr := p.Stop(10 * time.Second); stopErr != nil {
+			t.Errorf("stop user: %v", stopErr)
+		}
+	})
+
+	// The instance says clearly that Consul is missing, and keeps running.
+	started := time.Now()
+	logged, err := waitLogLine(ctx, p.LogPath, downLogNeedle, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sleepCtx(ctx, downFor-time.Since(started))
+	t.Logf("logged while Consul was down: %s", logged)
+	if code := httpStatus(t, ctx, "http://"+p.HTTPAddr+"/healthz"); code != http.StatusOK {
+		t.Fatalf("/healthz without Consul = %d, want 200", code)
+	}
+	select {
+	case <-p.Exited():
+		t.Fatalf("instance exited without Consul: %v", p.ExitErr())
+	default:
+	}
+
+	agent := devstack.ConsulForTest(t, devstack.WithConsulHTTPPort(port))
+	appeared := time.Now()
+	consul := consulClient(t, agent.Addr())
+	wctx, cancel := context.WithTimeout(ctx, maxRegister)
+	defer cancel()
+	if _, err := devstack.WaitPassing(wctx, consul, "user", 1); err != nil {
+		t.Fatalf("after the agent appeared: %v", err)
+	}
+	t.Logf("passing in Consul %s after the agent was ready", time.Since(appeared).Round(time.Millisecond))
+
+	if err := p.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Wait(drainDelay + 5*time.Second); err != nil {
+		t.Errorf("after SIGTERM: %v, want exit 0", err)
+	}
+}
+
+// httpStatus GETs url and returns the status code.
+func httpStatus(t *testing.T, ctx context.Context, url string) int {
+	t.Helper()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hc := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	resp, err := hc.Do(req)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	_ = resp.Body.Close()
+	return resp.StatusCode
+}
+
+// waitLogLine waits up to timeout for a line containing needle in the log
+// at path and returns that line.
+func waitLogLine(ctx context.Context, path, needle string, timeout time.Duration) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	for {
+		b, _ := os.ReadFile(path)
+		for line := range strings.Lines(string(b)) {
+			if strings.Contains(line, needle) {
+				return strings.TrimSpace(line), nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return "", fmt.Errorf("log %s has no line with %q after %s", path, needle, timeout)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}

@@ -1,0 +1,194 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/consul/api"
+	"go.uber.org/goleak"
+
+	"github.com/rampart-go/rampart/internal/devstack"
+)
+
+// drainDelay is server.drain_delay in configs/*.yaml: how long a stopping
+// instance keeps serving after it left Consul.
+const drainDelay = time.Second
+
+// logTailLines is how much of each process log a failed test prints.
+const logTailLines = 40
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+// testContext returns a context that ends after d or when the test ends.
+func testContext(t *testing.T, d time.Duration) context.Context {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func repoRoot(t *testing.T) string {
+	t.Helper()
+	root, err := devstack.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return root
+}
+
+// isolateConsul makes sure a developer's CONSUL_HTTP_ADDR is not reused: the
+// tests count instances, so each needs an agent of its own.
+func isolateConsul(t *testing.T) {
+	t.Helper()
+	t.Setenv(api.HTTPAddrEnvName, "")
+}
+
+// startStack starts a Consul agent of its own plus users and orders
+// instances of the two services, and stops all of it when the test ends,
+// printing the tail of every log if the test failed.
+func startStack(t *testing.T, ctx context.Context, users, orders int) *devstack.Stack {
+	t.Helper()
+	isolateConsul(t)
+	workDir := t.TempDir()
+	var services []devstack.ServiceCount
+	if users > 0 {
+		services = append(services, devstack.ServiceCount{Name: "user", Instances: users})
+	}
+	if orders > 0 {
+		services = append(services, devstack.ServiceCount{Name: "order", Instances: orders})
+	}
+	s, err := devstack.StartStack(ctx, devstack.StackConfig{
+		RepoRoot: repoRoot(t),
+		Services: services,
+		WorkDir:  workDir,
+	})
+	if err != nil {
+		// StartStack has stopped what it started; its logs are still here.
+		dumpLogs(t, workDir)
+		t.Fatalf("start stack: %v", err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			dumpLogs(t, workDir)
+		}
+		if err := s.Stop(); err != nil {
+			t.Errorf("stop stack: %v", err)
+		}
+	})
+	return s
+}
+
+// consulClient returns a client of the agent at addr whose connections are
+// closed when the test ends, so no transport goroutine outlives it.
+func consulClient(t *testing.T, addr string) *api.Client {
+	t.Helper()
+	cfg := api.DefaultNonPooledConfig()
+	cfg.Address = addr
+	c, err := api.NewClient(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cfg.Transport.CloseIdleConnections)
+	return c
+}
+
+// dialDemo returns clients that reach both services through Consul
+// discovery, closed when the test ends.
+func dialDemo(t *testing.T, ctx context.Context, consul *api.Client) *devstack.DemoClients {
+	t.Helper()
+	c, err := devstack.DialDemo(ctx, consul)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	return c
+}
+
+// buildUser builds cmd/user into a directory of the test and returns the binary.
+func buildUser(t *testing.T, ctx context.Context) string {
+	t.Helper()
+	bins, err := devstack.BuildServices(ctx, repoRoot(t), t.TempDir(), "user")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return bins["user"]
+}
+
+// freePort returns a loopback port that nothing listened on a moment ago.
+func freePort(t *testing.T) int {
+	t.Helper()
+	var lc net.ListenConfig
+	l, err := lc.Listen(t.Context(), "tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = l.Close() }()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// portOf returns the port of a host:port address.
+func portOf(t *testing.T, addr string) int {
+	t.Helper()
+	_, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	port, err := strconv.Atoi(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return port
+}
+
+// passing returns the instances of name that Consul reports passing.
+func passing(ctx context.Context, consul *api.Client, name string) ([]*api.ServiceEntry, error) {
+	entries, _, err := consul.Health().Service(name, "", true, (&api.QueryOptions{}).WithContext(ctx))
+	return entries, err
+}
+
+// dumpLogs writes the tail of every log under dir (instances and agent) to
+// the test log.
+func dumpLogs(t *testing.T, dir string) {
+	t.Helper()
+	paths, _ := filepath.Glob(filepath.Join(dir, "*.log"))
+	more, _ := filepath.Glob(filepath.Join(dir, "*", "*.log"))
+	for _, p := range append(paths, more...) {
+		t.Logf("--- %s (last %d lines) ---\n%s", p, logTailLines, tail(p, logTailLines))
+	}
+}
+
+// tail returns the last n lines of the file at path.
+func tail(path string, n int) string {
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Sprintf("(no log: %v)", err)
+	}
+	defer func() { _ = f.Close() }()
+	const maxRead = 64 << 10
+	if fi, statErr := f.Stat(); statErr == nil && fi.Size() > maxRead {
+		_, _ = f.Seek(fi.Size()-maxRead, io.SeekStart)
+	}
+	b, err := io.ReadAll(f)
+	if err != nil {
+		return fmt.Sprintf("(read log: %v)", err)
+	}
+	// The agent logs at DEBUG; its chatter would push the lines that
+	// explain a failure out of the tail.
+	var lines []string
+	for line := range strings.Lines(string(b)) {
+		if !strings.Contains(line, "[DEBUG]") {
+			lines = append(lines, strings.TrimRight(line, "\n"))
+		}
+	}
+	return strings.Join(lines[max(0, len(lines)-n):], "\n")
+}
