@@ -18,7 +18,7 @@ var (
 	ErrIdempotencyKeyReused = errors.New("idempotency key was used for a different order")
 )
 
-// ErrDependencyUnavailable: a service this call needs did not answer in time
-// or could not be reached. The data layer wraps the transport error in it, so
+// ErrDependencyUnavailable means a service this call needs could not be
+// reached or shed the call. The data layer wraps the transport error in it, so
 // the service layer can answer Unavailable without knowing about gRPC clients.
 var ErrDependencyUnavailable = errors.New("a service this call depends on is unavailable")

@@ -73,9 +73,9 @@ func (s *SQLOrderStore) CreateOnce(ctx context.Context, key string, o *biz.Order
 	err = tx.QueryRowContext(ctx, `SELECT order_id FROM idempotency_keys WHERE key = ?`, key).Scan(&orderID)
 	switch {
 	case err == nil:
-		stored, err := getOrder(ctx, tx, orderID)
-		if err != nil {
-			return nil, false, err
+		stored, getErr := getOrder(ctx, tx, orderID)
+		if getErr != nil {
+			return nil, false, getErr
 		}
 		return stored, false, tx.Commit()
 	case !errors.Is(err, sql.ErrNoRows):
@@ -133,7 +133,7 @@ func (s *SQLOrderStore) ListByUser(ctx context.Context, userID string) ([]*biz.O
 	if err != nil {
 		return nil, fmt.Errorf("select orders: %w", err)
 	}
-	defer rows.Close()
+	defer func() { _ = rows.Close() }()
 	out := []*biz.Order{}
 	for rows.Next() {
 		o := &biz.Order{UserID: userID}

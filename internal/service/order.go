@@ -3,8 +3,8 @@ package service
 import (
 	"context"
 
-	kerrors "github.com/go-kratos/kratos/v2/errors"
 	"github.com/go-kratos/kratos/v2/log"
+	"google.golang.org/grpc/codes"
 
 	orderv1 "github.com/rampart-go/rampart/api/order/v1"
 	"github.com/rampart-go/rampart/internal/biz"
@@ -21,21 +21,12 @@ type OrderService struct {
 var _ orderv1.OrderServiceServer = (*OrderService)(nil)
 
 var orderErrors = []domainError{
-	{biz.ErrOrderNotFound, func(msg string) *kerrors.Error {
-		return kerrors.NotFound(orderv1.ErrorReason_ORDER_NOT_FOUND.String(), msg)
-	}},
-	// The buyer is part of the request, so an unknown buyer is the caller's
-	// mistake about this order, not a missing order.
-	{biz.ErrUserNotFound, func(msg string) *kerrors.Error {
-		return kerrors.NotFound(orderv1.ErrorReason_BUYER_NOT_FOUND.String(), msg)
-	}},
-	{biz.ErrIdempotencyKeyReused, func(msg string) *kerrors.Error {
-		return kerrors.Conflict(orderv1.ErrorReason_IDEMPOTENCY_KEY_REUSED.String(), msg)
-	}},
-	{biz.ErrInvalidQuantity, func(msg string) *kerrors.Error {
-		return kerrors.BadRequest(orderv1.ErrorReason_INVALID_ARGUMENT.String(), msg).
-			WithMetadata(map[string]string{"field": "quantity"})
-	}},
+	{target: biz.ErrOrderNotFound, code: codes.NotFound, reason: orderv1.ErrorReason_ORDER_NOT_FOUND.String()},
+	// The buyer is named in the request, so an unknown buyer is NotFound
+	// with its own reason rather than a missing order.
+	{target: biz.ErrUserNotFound, code: codes.NotFound, reason: orderv1.ErrorReason_BUYER_NOT_FOUND.String(), field: "user_id"},
+	{target: biz.ErrIdempotencyKeyReused, code: codes.AlreadyExists, reason: orderv1.ErrorReason_IDEMPOTENCY_KEY_REUSED.String(), field: "idempotency_key"},
+	{target: biz.ErrInvalidQuantity, code: codes.InvalidArgument, reason: orderv1.ErrorReason_INVALID_ARGUMENT.String(), field: "quantity"},
 }
 
 // NewOrderService returns the handlers over the order use cases.

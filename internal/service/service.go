@@ -1,6 +1,5 @@
 // Package service is the gRPC boundary: it turns proto requests into use
-// case calls and domain errors into Kratos errors (a gRPC code and a
-// reason). Detail that helps an operator but not a caller is logged here and
+// case calls and domain errors into gRPC statuses carrying a reason. Detail that helps an operator but not a caller is logged here and
 // kept out of the reply.
 package service
 
@@ -8,9 +7,11 @@ import (
 	"context"
 	"errors"
 
-	kerrors "github.com/go-kratos/kratos/v2/errors"
 	"github.com/go-kratos/kratos/v2/log"
 	"github.com/google/wire"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/rampart-go/rampart/internal/biz"
 )
@@ -29,10 +30,31 @@ const (
 	reasonInternal              = "INTERNAL"
 )
 
-// domainError maps one domain error to the Kratos error a caller receives.
+// domainError maps one domain error to the code and reason a caller
+// receives. Kratos errors speak HTTP codes and cannot say AlreadyExists, so
+// the boundary builds the gRPC status itself, with the reason in the same
+// ErrorInfo detail Kratos uses: kerrors.Reason still reads it.
 type domainError struct {
-	target   error
-	toKratos func(msg string) *kerrors.Error
+	target error
+	code   codes.Code
+	reason string
+	field  string // set when the error is about one request field
+}
+
+func (d domainError) status(msg string) error {
+	var md map[string]string
+	if d.field != "" {
+		md = map[string]string{"field": d.field}
+	}
+	return statusError(d.code, d.reason, msg, md)
+}
+
+func statusError(code codes.Code, reason, msg string, md map[string]string) error {
+	st := status.New(code, msg)
+	if withInfo, err := st.WithDetails(&errdetails.ErrorInfo{Reason: reason, Metadata: md}); err == nil {
+		st = withInfo
+	}
+	return st.Err()
 }
 
 // toStatus maps err through the service's own table first, then the
@@ -41,17 +63,17 @@ type domainError struct {
 func toStatus(ctx context.Context, logger *log.Helper, err error, table []domainError) error {
 	for _, d := range table {
 		if errors.Is(err, d.target) {
-			return d.toKratos(err.Error())
+			return d.status(err.Error())
 		}
 	}
 	switch {
 	case errors.Is(err, biz.ErrDependencyUnavailable):
-		return kerrors.ServiceUnavailable(reasonDependencyUnavailable, err.Error())
+		return statusError(codes.Unavailable, reasonDependencyUnavailable, err.Error(), nil)
 	case errors.Is(err, context.DeadlineExceeded):
-		return kerrors.GatewayTimeout(reasonDeadlineExceeded, err.Error())
+		return statusError(codes.DeadlineExceeded, reasonDeadlineExceeded, err.Error(), nil)
 	case errors.Is(err, context.Canceled):
-		return kerrors.ClientClosed(reasonCanceled, err.Error())
+		return statusError(codes.Canceled, reasonCanceled, err.Error(), nil)
 	}
 	logger.WithContext(ctx).Errorf("unmapped error: %v", err)
-	return kerrors.InternalServer(reasonInternal, "internal error")
+	return statusError(codes.Internal, reasonInternal, "internal error", nil)
 }

@@ -3,8 +3,8 @@ package service
 import (
 	"context"
 
-	kerrors "github.com/go-kratos/kratos/v2/errors"
 	"github.com/go-kratos/kratos/v2/log"
+	"google.golang.org/grpc/codes"
 
 	userv1 "github.com/rampart-go/rampart/api/user/v1"
 	"github.com/rampart-go/rampart/internal/biz"
@@ -21,12 +21,8 @@ type UserService struct {
 var _ userv1.UserServiceServer = (*UserService)(nil)
 
 var userErrors = []domainError{
-	{biz.ErrUserNotFound, func(msg string) *kerrors.Error {
-		return kerrors.NotFound(userv1.ErrorReason_USER_NOT_FOUND.String(), msg)
-	}},
-	{biz.ErrInvalidUser, func(msg string) *kerrors.Error {
-		return kerrors.BadRequest(userv1.ErrorReason_INVALID_ARGUMENT.String(), msg)
-	}},
+	{target: biz.ErrUserNotFound, code: codes.NotFound, reason: userv1.ErrorReason_USER_NOT_FOUND.String()},
+	{target: biz.ErrInvalidUser, code: codes.InvalidArgument, reason: userv1.ErrorReason_INVALID_ARGUMENT.String()},
 }
 
 // NewUserService returns the handlers over the user use cases.

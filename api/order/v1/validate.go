@@ -1,3 +1,5 @@
+// Package v1 is the order service API: the generated messages and client,
+// and the Validate methods the server runs before any handler.
 package v1
 
 import "github.com/rampart-go/rampart/internal/validate"

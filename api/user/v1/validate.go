@@ -1,3 +1,5 @@
+// Package v1 is the user service API: the generated messages and client,
+// and the Validate methods the server runs before any handler.
 package v1
 
 import (

@@ -1,0 +1,43 @@
+package data
+
+import (
+	"context"
+	"errors"
+	"testing"
+
+	kerrors "github.com/go-kratos/kratos/v2/errors"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	userv1 "github.com/rampart-go/rampart/api/user/v1"
+	"github.com/rampart-go/rampart/internal/biz"
+)
+
+func TestPeerError(t *testing.T) {
+	tests := []struct {
+		name string
+		in   error
+		want error
+	}{
+		{"known reason becomes the domain error", kerrors.NotFound(userv1.ErrorReason_USER_NOT_FOUND.String(), "x"), biz.ErrUserNotFound},
+		{"unavailable peer", status.Error(codes.Unavailable, "connection refused"), biz.ErrDependencyUnavailable},
+		{"shedding peer", status.Error(codes.ResourceExhausted, "shed"), biz.ErrDependencyUnavailable},
+		{"deadline", status.Error(codes.DeadlineExceeded, "late"), context.DeadlineExceeded},
+		{"cancelled by our caller", status.Error(codes.Canceled, "gone"), context.Canceled},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := peerError("user service", tt.in, userReasons)
+			if !errors.Is(got, tt.want) {
+				t.Fatalf("peerError(%v) = %v, want errors.Is %v", tt.in, got, tt.want)
+			}
+		})
+	}
+	// An unknown failure keeps its status so it is not mistaken for a
+	// domain error or an outage.
+	internal := status.Error(codes.Internal, "boom")
+	got := peerError("user service", internal, userReasons)
+	if errors.Is(got, biz.ErrDependencyUnavailable) || errors.Is(got, biz.ErrUserNotFound) || status.Code(errors.Unwrap(got)) != codes.Internal {
+		t.Fatalf("peerError(Internal) = %v", got)
+	}
+}

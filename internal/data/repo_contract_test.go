@@ -1,0 +1,272 @@
+package data_test
+
+import (
+	"context"
+	"errors"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/rampart-go/rampart/internal/biz"
+	"github.com/rampart-go/rampart/internal/data"
+)
+
+// orderStore is what the contract needs beyond biz.OrderRepo.
+type orderStore interface {
+	biz.OrderRepo
+	RememberedKeys(ctx context.Context) (int, error)
+}
+
+// orderDrivers returns a constructor per driver, so every contract test
+// below runs against both and the drivers cannot drift apart.
+func orderDrivers() map[string]func(t *testing.T, opts ...data.OrderStoreOption) orderStore {
+	return map[string]func(t *testing.T, opts ...data.OrderStoreOption) orderStore{
+		"memory": func(_ *testing.T, opts ...data.OrderStoreOption) orderStore {
+			return data.NewOrderStore(opts...)
+		},
+		"sqlite": func(t *testing.T, opts ...data.OrderStoreOption) orderStore {
+			s, cleanup, err := data.NewSQLOrderStore(testContext(t), filepath.Join(t.TempDir(), "order.db"), opts...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(cleanup)
+			return s
+		},
+	}
+}
+
+func userDrivers() map[string]func(t *testing.T) biz.UserRepo {
+	return map[string]func(t *testing.T) biz.UserRepo{
+		"memory": func(*testing.T) biz.UserRepo { return data.NewUserStore() },
+		"sqlite": func(t *testing.T) biz.UserRepo {
+			s, cleanup, err := data.NewSQLUserStore(testContext(t), filepath.Join(t.TempDir(), "user.db"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(cleanup)
+			return s
+		},
+	}
+}
+
+func testContext(t *testing.T) context.Context {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func newOrder(userID string) *biz.Order {
+	return &biz.Order{UserID: userID, Item: "book", Quantity: 2}
+}
+
+func TestUserRepoContract(t *testing.T) {
+	for name, open := range userDrivers() {
+		t.Run(name, func(t *testing.T) {
+			ctx := testContext(t)
+			repo := open(t)
+			created, err := repo.Create(ctx, &biz.User{Name: "Ada", Email: "ada@example.com"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err = uuid.Parse(created.ID); err != nil {
+				t.Fatalf("ID %q is not a UUID: %v", created.ID, err)
+			}
+			got, err := repo.Get(ctx, created.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if *got != *created {
+				t.Fatalf("Get = %+v, want %+v", got, created)
+			}
+			if _, err := repo.Get(ctx, uuid.NewString()); !errors.Is(err, biz.ErrUserNotFound) {
+				t.Fatalf("Get(unknown) error = %v, want ErrUserNotFound", err)
+			}
+		})
+	}
+}
+
+func TestOrderRepoCreateOnce(t *testing.T) {
+	for name, open := range orderDrivers() {
+		t.Run(name, func(t *testing.T) {
+			ctx := testContext(t)
+			repo := open(t)
+			userID := uuid.NewString()
+			first, created, err := repo.CreateOnce(ctx, "k1", newOrder(userID))
+			if err != nil || !created {
+				t.Fatalf("first CreateOnce = %v, created=%v", err, created)
+			}
+			again, created, err := repo.CreateOnce(ctx, "k1", &biz.Order{UserID: userID, Item: "other", Quantity: 9})
+			if err != nil || created {
+				t.Fatalf("repeat CreateOnce = %v, created=%v; want the stored order", err, created)
+			}
+			if *again != *first {
+				t.Fatalf("repeat returned %+v, want the first order %+v", again, first)
+			}
+			second, created, err := repo.CreateOnce(ctx, "k2", newOrder(userID))
+			if err != nil || !created || second.ID == first.ID {
+				t.Fatalf("new key: %+v created=%v err=%v", second, created, err)
+			}
+			list, err := repo.ListByUser(ctx, userID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(list) != 2 || list[0].ID != first.ID || list[1].ID != second.ID {
+				t.Fatalf("ListByUser = %+v, want [%s %s] oldest first", list, first.ID, second.ID)
+			}
+			if got, err := repo.Get(ctx, first.ID); err != nil || *got != *first {
+				t.Fatalf("Get = %+v, %v", got, err)
+			}
+			if _, err := repo.Get(ctx, uuid.NewString()); !errors.Is(err, biz.ErrOrderNotFound) {
+				t.Fatalf("Get(unknown) error = %v, want ErrOrderNotFound", err)
+			}
+			if list, err := repo.ListByUser(ctx, uuid.NewString()); err != nil || len(list) != 0 {
+				t.Fatalf("ListByUser(no orders) = %v, %v; want empty", list, err)
+			}
+		})
+	}
+}
+
+func TestOrderRepoConcurrentRetriesCreateOne(t *testing.T) {
+	for name, open := range orderDrivers() {
+		t.Run(name, func(t *testing.T) {
+			ctx := testContext(t)
+			repo := open(t)
+			userID := uuid.NewString()
+			const callers = 32
+			ids := make([]string, callers)
+			errs := make([]error, callers)
+			var wg sync.WaitGroup
+			for i := range callers {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					o, _, err := repo.CreateOnce(ctx, "same-key", newOrder(userID))
+					if err == nil {
+						ids[i] = o.ID
+					}
+					errs[i] = err
+				}()
+			}
+			wg.Wait()
+			for i := range callers {
+				if errs[i] != nil {
+					t.Fatalf("caller %d: %v", i, errs[i])
+				}
+				if ids[i] != ids[0] {
+					t.Fatalf("caller %d got order %s, caller 0 got %s", i, ids[i], ids[0])
+				}
+			}
+			if list, _ := repo.ListByUser(ctx, userID); len(list) != 1 {
+				t.Fatalf("%d orders stored, want 1", len(list))
+			}
+		})
+	}
+}
+
+func TestOrderRepoKeyExpires(t *testing.T) {
+	for name, open := range orderDrivers() {
+		t.Run(name, func(t *testing.T) {
+			ctx := testContext(t)
+			now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+			var mu sync.Mutex
+			clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+			advance := func(d time.Duration) { mu.Lock(); now = now.Add(d); mu.Unlock() }
+			repo := open(t, data.WithIdempotencyTTL(time.Hour), data.WithClock(clock))
+			first, _, err := repo.CreateOnce(ctx, "k", newOrder(uuid.NewString()))
+			if err != nil {
+				t.Fatal(err)
+			}
+			advance(59 * time.Minute)
+			if o, created, _ := repo.CreateOnce(ctx, "k", newOrder(first.UserID)); created || o.ID != first.ID {
+				t.Fatalf("key forgotten before its TTL: created=%v id=%s", created, o.ID)
+			}
+			advance(time.Minute)
+			o, created, err := repo.CreateOnce(ctx, "k", newOrder(first.UserID))
+			if err != nil || !created || o.ID == first.ID {
+				t.Fatalf("key still remembered after its TTL: created=%v err=%v", created, err)
+			}
+			// The expired key's order itself stays: only the key is forgotten.
+			if _, err := repo.Get(ctx, first.ID); err != nil {
+				t.Fatalf("order of expired key lost: %v", err)
+			}
+		})
+	}
+}
+
+func TestOrderRepoCapacityForgetsOldest(t *testing.T) {
+	for name, open := range orderDrivers() {
+		t.Run(name, func(t *testing.T) {
+			ctx := testContext(t)
+			repo := open(t, data.WithIdempotencyCapacity(3))
+			userID := uuid.NewString()
+			firstIDs := map[string]string{}
+			for _, k := range []string{"a", "b", "c", "d", "e"} {
+				o, _, err := repo.CreateOnce(ctx, k, newOrder(userID))
+				if err != nil {
+					t.Fatal(err)
+				}
+				firstIDs[k] = o.ID
+			}
+			if n, err := repo.RememberedKeys(ctx); err != nil || n != 3 {
+				t.Fatalf("RememberedKeys = %d, %v; want 3", n, err)
+			}
+			for _, k := range []string{"c", "d", "e"} {
+				if o, created, _ := repo.CreateOnce(ctx, k, newOrder(userID)); created || o.ID != firstIDs[k] {
+					t.Fatalf("recent key %q was forgotten", k)
+				}
+			}
+			if _, created, _ := repo.CreateOnce(ctx, "a", newOrder(userID)); !created {
+				t.Fatal("oldest key a still remembered past capacity")
+			}
+		})
+	}
+}
+
+// Two stores on one file stand for two order instances on one host: a
+// retry that lands on the other instance must find the first order.
+func TestSQLOrderStoreSharedAcrossInstances(t *testing.T) {
+	ctx := testContext(t)
+	path := filepath.Join(t.TempDir(), "order.db")
+	a, closeA, err := data.NewSQLOrderStore(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closeA()
+	b, closeB, err := data.NewSQLOrderStore(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closeB()
+	userID := uuid.NewString()
+	var wg sync.WaitGroup
+	results := make([]*biz.Order, 20)
+	for i := range results {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			store := biz.OrderRepo(a)
+			if i%2 == 1 {
+				store = b
+			}
+			o, _, err := store.CreateOnce(ctx, "retry-key", newOrder(userID))
+			if err != nil {
+				t.Errorf("instance %d: %v", i%2, err)
+				return
+			}
+			results[i] = o
+		}()
+	}
+	wg.Wait()
+	for i, o := range results {
+		if o == nil || o.ID != results[0].ID {
+			t.Fatalf("result %d = %+v, want order %s", i, o, results[0].ID)
+		}
+	}
+	if list, _ := b.ListByUser(ctx, userID); len(list) != 1 {
+		t.Fatalf("%d orders stored across instances, want 1", len(list))
+	}
+}

@@ -1,0 +1,60 @@
+package service
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+
+	kerrors "github.com/go-kratos/kratos/v2/errors"
+	"github.com/go-kratos/kratos/v2/log"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	orderv1 "github.com/rampart-go/rampart/api/order/v1"
+	userv1 "github.com/rampart-go/rampart/api/user/v1"
+	"github.com/rampart-go/rampart/internal/biz"
+)
+
+func TestToStatus(t *testing.T) {
+	var logged strings.Builder
+	logger := log.NewHelper(log.NewStdLogger(&logged))
+	wrap := func(err error) error { return fmt.Errorf("use case: %w", err) }
+	tests := []struct {
+		name   string
+		err    error
+		table  []domainError
+		code   codes.Code
+		reason string
+	}{
+		{"user not found", wrap(biz.ErrUserNotFound), userErrors, codes.NotFound, userv1.ErrorReason_USER_NOT_FOUND.String()},
+		{"buyer not found", wrap(biz.ErrUserNotFound), orderErrors, codes.NotFound, orderv1.ErrorReason_BUYER_NOT_FOUND.String()},
+		{"order not found", wrap(biz.ErrOrderNotFound), orderErrors, codes.NotFound, orderv1.ErrorReason_ORDER_NOT_FOUND.String()},
+		{"key reused", wrap(biz.ErrIdempotencyKeyReused), orderErrors, codes.AlreadyExists, orderv1.ErrorReason_IDEMPOTENCY_KEY_REUSED.String()},
+		{"bad quantity", wrap(biz.ErrInvalidQuantity), orderErrors, codes.InvalidArgument, orderv1.ErrorReason_INVALID_ARGUMENT.String()},
+		{"dependency down", wrap(biz.ErrDependencyUnavailable), orderErrors, codes.Unavailable, reasonDependencyUnavailable},
+		{"deadline", wrap(context.DeadlineExceeded), userErrors, codes.DeadlineExceeded, reasonDeadlineExceeded},
+		{"caller gone", wrap(context.Canceled), userErrors, codes.Canceled, reasonCanceled},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := toStatus(context.Background(), logger, tt.err, tt.table)
+			if status.Code(got) != tt.code || kerrors.Reason(got) != tt.reason {
+				t.Fatalf("toStatus = %v (code %v, reason %q), want %v %q", got, status.Code(got), kerrors.Reason(got), tt.code, tt.reason)
+			}
+		})
+	}
+	if logged.Len() != 0 {
+		t.Fatalf("mapped errors were logged as unmapped: %s", logged.String())
+	}
+
+	bug := errors.New("nil map write in repo at 0xdeadbeef")
+	got := toStatus(context.Background(), logger, bug, userErrors)
+	if status.Code(got) != codes.Internal || strings.Contains(kerrors.FromError(got).Message, "0xdeadbeef") {
+		t.Fatalf("unmapped error = %v; want Internal without internal detail", got)
+	}
+	if !strings.Contains(logged.String(), "0xdeadbeef") {
+		t.Fatalf("internal detail not logged: %q", logged.String())
+	}
+}
