@@ -68,7 +68,8 @@ bin/golangci-lint: tools/golangci-lint/go.mod tools/golangci-lint/go.sum
 
 .PHONY: run
 run: bin/consul ## start Consul, 2 user + 2 order instances, run the demo; Ctrl-C stops all
-	go run ./cmd/devstack
+	@go build -o bin/devstack ./cmd/devstack
+	@bin/devstack
 
 .PHONY: vet
 vet: ## go vet

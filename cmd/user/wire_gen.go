@@ -32,10 +32,11 @@ func wireApp(bootstrap *conf.Bootstrap) (*server.App, func(), error) {
 		cleanup()
 		return nil, nil, err
 	}
-	registry := server.NewRegistry(client, bootstrap, logger)
+	registry, cleanup2 := server.NewRegistry(client, bootstrap, logger)
 	clientChain := middleware.NewClientChain(logger)
-	orderConn, cleanup2, err := data.NewOrderConn(bootstrap, registry, clientChain)
+	orderConn, cleanup3, err := data.NewOrderConn(bootstrap, registry, clientChain)
 	if err != nil {
+		cleanup2()
 		cleanup()
 		return nil, nil, err
 	}
@@ -47,6 +48,7 @@ func wireApp(bootstrap *conf.Bootstrap) (*server.App, func(), error) {
 	httpServer := server.NewHTTPServer(probes)
 	app := server.NewApp(bootstrap, instance, logger, grpcServer, httpServer, registry, healthServer, probes)
 	return app, func() {
+		cleanup3()
 		cleanup2()
 		cleanup()
 	}, nil

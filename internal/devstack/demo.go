@@ -28,6 +28,7 @@ type DemoClients struct {
 	User  userv1.UserServiceClient
 	Order orderv1.OrderServiceClient
 	conns []*grpc.ClientConn
+	reg   *consul.Registry
 }
 
 // DialDemo dials discovery:///user and discovery:///order through client.
@@ -42,25 +43,29 @@ func DialDemo(ctx context.Context, client *api.Client) (*DemoClients, error) {
 	}
 	userConn, err := dial("user")
 	if err != nil {
+		_ = reg.Close()
 		return nil, fmt.Errorf("dial user: %w", err)
 	}
 	orderConn, err := dial("order")
 	if err != nil {
 		_ = userConn.Close()
+		_ = reg.Close()
 		return nil, fmt.Errorf("dial order: %w", err)
 	}
 	return &DemoClients{
 		User:  userv1.NewUserServiceClient(userConn),
 		Order: orderv1.NewOrderServiceClient(orderConn),
 		conns: []*grpc.ClientConn{userConn, orderConn},
+		reg:   reg,
 	}, nil
 }
 
-// Close closes both connections.
+// Close closes both connections and the registry that fed them.
 func (c *DemoClients) Close() {
 	for _, conn := range c.conns {
 		_ = conn.Close()
 	}
+	_ = c.reg.Close()
 }
 
 // RunDemo runs the flow that crosses both services and writes each step to

@@ -33,11 +33,13 @@ func NewConsulClient(c *conf.Bootstrap) (*api.Client, error) {
 	return client, nil
 }
 
-// NewRegistry returns the Consul registry with the health-check timings from config.
-func NewRegistry(client *api.Client, c *conf.Bootstrap, logger log.Logger) *consul.Registry {
+// NewRegistry returns the Consul registry with the health-check timings
+// from config; the cleanup stops its background retries and watchers.
+func NewRegistry(client *api.Client, c *conf.Bootstrap, logger log.Logger) (*consul.Registry, func()) {
 	cc := c.Registry.Consul
-	return consul.New(client,
+	r := consul.New(client,
 		consul.WithHealthCheck(cc.HealthInterval, cc.HealthTimeout, cc.DeregisterAfter),
 		consul.WithLogger(logger),
 	)
+	return r, func() { _ = r.Close() }
 }
