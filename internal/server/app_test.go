@@ -94,8 +94,8 @@ func TestShutdownOrder(t *testing.T) {
 	hc := healthpb.NewHealthClient(conn)
 	readyURL := "http://" + ins.Metadata["http"] + "/readyz"
 	rec.check = func(*registry.ServiceInstance) (healthpb.HealthCheckResponse_ServingStatus, int, bool) {
-		resp, err := hc.Check(ctx, &healthpb.HealthCheckRequest{})
-		return resp.GetStatus(), httpStatus(ctx, t, readyURL), err == nil
+		resp, checkErr := hc.Check(ctx, &healthpb.HealthCheckRequest{})
+		return resp.GetStatus(), httpStatus(ctx, t, readyURL), checkErr == nil
 	}
 
 	if st, code, serves := rec.check(ins); st != healthpb.HealthCheckResponse_SERVING || code != http.StatusOK || !serves {
