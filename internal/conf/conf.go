@@ -39,14 +39,64 @@ type Server struct {
 	DrainDelay time.Duration `yaml:"drain_delay"`
 	// StopTimeout bounds GracefulStop; in-flight calls still running then are cut.
 	StopTimeout time.Duration `yaml:"stop_timeout"`
+	Shedding    Shedding      `yaml:"shedding"`
+	Faults      Faults        `yaml:"faults"`
+}
+
+// Shedding configures adaptive load shedding (aegis BBR): past the CPU
+// threshold, calls beyond the measured capacity are refused with
+// ResourceExhausted and a pushback hint instead of queueing.
+type Shedding struct {
+	Enabled bool `yaml:"enabled"`
+	// CPUThreshold is in per mille of the machine's CPU (800 = 80%).
+	CPUThreshold int64         `yaml:"cpu_threshold"`
+	Window       time.Duration `yaml:"window"`
+	Bucket       int           `yaml:"bucket"`
+	// Pushback is the retry delay the server asks clients to wait.
+	Pushback time.Duration `yaml:"pushback"`
+}
+
+// Faults configures fault injection, for demos and resilience tests.
+type Faults struct {
+	// Endpoint serves /debug/faults on the HTTP side port (loopback callers
+	// only), to change faults on a running instance.
+	Endpoint bool `yaml:"endpoint"`
+	// Methods maps a full method ("/user.v1.UserService/GetUser") or "*" to
+	// its fault. Empty: no fault, and the injector costs one atomic load.
+	Methods map[string]Fault `yaml:"methods"`
+}
+
+// Fault delays and/or aborts a share of the calls to one method.
+type Fault struct {
+	Delay *FaultDelay `yaml:"delay"`
+	Abort *FaultAbort `yaml:"abort"`
+}
+
+// FaultDelay holds Percent of calls for Duration (or until the caller gives up).
+type FaultDelay struct {
+	Percent  float64       `yaml:"percent"`
+	Duration time.Duration `yaml:"duration"`
+}
+
+// FaultAbort fails Percent of calls with Code (a gRPC code name). With
+// After, the handler runs first: the call takes effect but the caller sees
+// the error, the case idempotency keys exist for.
+type FaultAbort struct {
+	Percent float64 `yaml:"percent"`
+	Code    string  `yaml:"code"`
+	After   bool    `yaml:"after"`
 }
 
 // GRPC is the API listener. Port 0 picks a free port; the registrar
 // advertises the port actually bound.
 type GRPC struct {
 	Addr string `yaml:"addr"`
-	// Timeout caps how long the server lets one call run.
+	// Timeout caps how long the server lets one call run, whatever deadline
+	// the caller sent.
 	Timeout time.Duration `yaml:"timeout"`
+	// KeepaliveMinTime is the shortest ping interval clients may use;
+	// clients that ping faster are disconnected (gRPC enforcement policy).
+	KeepaliveMinTime time.Duration `yaml:"keepalive_min_time"`
 }
 
 // HTTP is the side port for /healthz and /readyz.
@@ -85,12 +135,127 @@ type ConsulTLS struct {
 	InsecureSkipVerify bool   `yaml:"insecure_skip_verify"`
 }
 
-// Client configures the connection to another service.
+// Client configures the connection to another service and the policy of
+// the calls made through it. Methods override the policy per full method
+// name; a key an override leaves out keeps the client's value.
 type Client struct {
 	// Target is a Kratos discovery URL such as discovery:///user.
-	Target string `yaml:"target"`
-	// Timeout bounds one logical call, retries included.
+	Target    string    `yaml:"target"`
+	Keepalive Keepalive `yaml:"keepalive"`
+	Budget    Budget    `yaml:"budget"`
+	Policy    `yaml:",inline"`
+	Methods   map[string]Policy `yaml:"methods"`
+}
+
+// Policy is how one call is made: its time limits, retries and breaker.
+type Policy struct {
+	// Timeout bounds one logical call, retries included; a caller's shorter
+	// deadline wins.
 	Timeout time.Duration `yaml:"timeout"`
+	// AttemptTimeout bounds one attempt, so a hung instance costs one
+	// attempt and the retry goes elsewhere.
+	AttemptTimeout time.Duration `yaml:"attempt_timeout"`
+	Retry          Retry         `yaml:"retry"`
+	Breaker        Breaker       `yaml:"breaker"`
+}
+
+// Retry is exponential backoff with full jitter. Only methods the proto
+// marks NO_SIDE_EFFECTS or IDEMPOTENT are retried.
+type Retry struct {
+	// MaxAttempts counts the first attempt; 1 disables retry, 5 is the most.
+	MaxAttempts    int           `yaml:"max_attempts"`
+	InitialBackoff time.Duration `yaml:"initial_backoff"`
+	MaxBackoff     time.Duration `yaml:"max_backoff"`
+	Multiplier     float64       `yaml:"multiplier"`
+}
+
+// Budget caps retries per client target: retries may not exceed Ratio of
+// the requests in a sliding window plus MinPerSecond, so an outage cannot
+// multiply the load on the dependency.
+type Budget struct {
+	Ratio        float64 `yaml:"ratio"`
+	MinPerSecond int     `yaml:"min_per_second"`
+}
+
+// Breaker is the aegis SRE adaptive breaker: it rejects locally with a
+// probability that grows as accepted calls fall below Success of requests.
+type Breaker struct {
+	Success float64       `yaml:"success"`
+	Request int64         `yaml:"request"`
+	Window  time.Duration `yaml:"window"`
+	Bucket  int           `yaml:"bucket"`
+}
+
+// Keepalive pings idle connections so a peer that vanished without closing
+// them is noticed in Time+Timeout, without waiting for Consul.
+type Keepalive struct {
+	Time    time.Duration `yaml:"time"`
+	Timeout time.Duration `yaml:"timeout"`
+}
+
+// DefaultClient is the client every clients.<name> entry starts from.
+func DefaultClient() Client {
+	return Client{
+		Keepalive: Keepalive{Time: 10 * time.Second, Timeout: 2 * time.Second},
+		Budget:    Budget{Ratio: 0.2, MinPerSecond: 10},
+		Policy: Policy{
+			Timeout:        2 * time.Second,
+			AttemptTimeout: 500 * time.Millisecond,
+			Retry:          Retry{MaxAttempts: 3, InitialBackoff: 50 * time.Millisecond, MaxBackoff: time.Second, Multiplier: 2},
+			Breaker:        Breaker{Success: 0.6, Request: 100, Window: 3 * time.Second, Bucket: 10},
+		},
+	}
+}
+
+// UnmarshalYAML starts from DefaultClient, and each method override from
+// the client's own policy, so a file states only what differs.
+func (c *Client) UnmarshalYAML(n *yaml.Node) error {
+	var raw struct {
+		Target    string    `yaml:"target"`
+		Keepalive yaml.Node `yaml:"keepalive"`
+		Budget    yaml.Node `yaml:"budget"`
+		Policy    `yaml:",inline"`
+		Methods   map[string]yaml.Node `yaml:"methods"`
+	}
+	*c = DefaultClient()
+	raw.Policy = c.Policy
+	if err := n.Decode(&raw); err != nil {
+		return err
+	}
+	c.Target, c.Policy = raw.Target, raw.Policy
+	// Decoding a sub-node onto the defaults keeps the keys it leaves out.
+	if err := decodeOver(&raw.Keepalive, &c.Keepalive); err != nil {
+		return err
+	}
+	if err := decodeOver(&raw.Budget, &c.Budget); err != nil {
+		return err
+	}
+	if len(raw.Methods) > 0 {
+		c.Methods = make(map[string]Policy, len(raw.Methods))
+	}
+	for name, node := range raw.Methods {
+		p := c.Policy
+		if err := node.Decode(&p); err != nil {
+			return err
+		}
+		c.Methods[name] = p
+	}
+	return nil
+}
+
+func decodeOver(n *yaml.Node, dst any) error {
+	if n.Kind == 0 {
+		return nil
+	}
+	return n.Decode(dst)
+}
+
+// PolicyFor returns the policy of a full method name.
+func (c *Client) PolicyFor(method string) Policy {
+	if p, ok := c.Methods[method]; ok {
+		return p
+	}
+	return c.Policy
 }
 
 // Data configures the storage side.
@@ -165,10 +330,13 @@ func Default() *Bootstrap {
 	return &Bootstrap{
 		Service: Service{Version: "dev"},
 		Server: Server{
-			GRPC:        GRPC{Addr: "127.0.0.1:0", Timeout: 5 * time.Second},
+			GRPC:        GRPC{Addr: "127.0.0.1:0", Timeout: 5 * time.Second, KeepaliveMinTime: 5 * time.Second},
 			HTTP:        HTTP{Addr: "127.0.0.1:0"},
 			DrainDelay:  time.Second,
 			StopTimeout: 10 * time.Second,
+			Shedding: Shedding{
+				Enabled: true, CPUThreshold: 800, Window: 10 * time.Second, Bucket: 100, Pushback: 100 * time.Millisecond,
+			},
 		},
 		Registry: Registry{Consul: Consul{
 			Address:         "127.0.0.1:8500",

@@ -48,7 +48,15 @@ func TestBadValuesNameTheKey(t *testing.T) {
 		{"service: {name: User_1}", "service.name: must be lower-case"},
 		{"service: {name: user}\nserver: {grpc: {addr: nowhere}}", "server.grpc.addr: must be host:port"},
 		{"service: {name: user}\nclients: {order: {target: order:9000, timeout: 1s}}", "clients.order.target: must look like discovery:///<service>"},
-		{"service: {name: user}\nclients: {order: {target: discovery:///order}}", "clients.order.timeout: must be > 0"},
+		{"service: {name: user}\nclients: {order: {target: discovery:///order, timeout: 0s}}", "clients.order.timeout: must be > 0"},
+		{"service: {name: user}\nclients: {order: {target: discovery:///order, retry: {max_attempts: 9}}}", "clients.order.retry.max_attempts: must be between 1 and 5"},
+		{"service: {name: user}\nclients: {order: {target: discovery:///order, attempt_timeout: 5s}}", "clients.order.attempt_timeout: must not exceed timeout"},
+		{"service: {name: user}\nclients: {order: {target: discovery:///order, methods: {/order.v1.OrderService/ListOrders: {retry: {multiplier: 0.5}}}}}", "clients.order.methods./order.v1.OrderService/ListOrders.retry.multiplier: must be >= 1"},
+		{"service: {name: user}\nclients: {order: {target: discovery:///order, methods: {ListOrders: {}}}}", "clients.order.methods.ListOrders: must be a full method name"},
+		{"service: {name: user}\nclients: {order: {target: discovery:///order, budget: {ratio: 2}}}", "clients.order.budget.ratio: must be between 0 and 1"},
+		{"service: {name: user}\nserver: {faults: {methods: {'*': {abort: {percent: 10, code: TEAPOT}}}}}", "server.faults.methods.*.abort.code: must be a gRPC code name"},
+		{"service: {name: user}\nserver: {faults: {methods: {'*': {delay: {percent: 120, duration: 1s}}}}}", "server.faults.methods.*.delay.percent: must be between 0 and 100"},
+		{"service: {name: user}\nserver: {shedding: {cpu_threshold: 0}}", "server.shedding.cpu_threshold: must be in (0, 1000]"},
 		{"service: {name: user}\ndata: {driver: postgres}", "data.driver: must be memory or sqlite"},
 		{"service: {name: user}\ndata: {driver: sqlite}", "data.sqlite.path: must be set"},
 		{"service: {name: user}\nregistry: {consul: {health_interval: 1s, health_timeout: 2s}}", "registry.consul.health_timeout: must not exceed health_interval"},
@@ -118,5 +126,39 @@ func TestEmptyFileTakesDefaultsButNeedsAName(t *testing.T) {
 	_, err := conf.Parse(nil, noEnv)
 	if err == nil || !strings.Contains(err.Error(), "service.name") {
 		t.Fatalf("empty config: %v, want service.name named", err)
+	}
+}
+
+func TestMethodOverridesInheritTheClientPolicy(t *testing.T) {
+	c, err := conf.Parse([]byte(`
+service: {name: order}
+clients:
+  user:
+    target: discovery:///user
+    timeout: 3s
+    retry: {max_attempts: 4}
+    methods:
+      /user.v1.UserService/GetUser:
+        timeout: 300ms
+        attempt_timeout: 100ms
+`), noEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl := c.Clients["user"]
+	def := conf.DefaultClient()
+	if cl.Timeout != 3*time.Second || cl.Retry.MaxAttempts != 4 || cl.AttemptTimeout != def.AttemptTimeout || cl.Breaker != def.Breaker {
+		t.Fatalf("client policy = %+v; want file values over defaults", cl.Policy)
+	}
+	get := cl.PolicyFor("/user.v1.UserService/GetUser")
+	if get.Timeout != 300*time.Millisecond || get.AttemptTimeout != 100*time.Millisecond ||
+		get.Retry.MaxAttempts != 4 || get.Retry.InitialBackoff != def.Retry.InitialBackoff {
+		t.Fatalf("override = %+v; want its own timeouts and the client's retry", get)
+	}
+	if other := cl.PolicyFor("/user.v1.UserService/CreateUser"); other != cl.Policy {
+		t.Fatalf("method without override = %+v, want the client policy", other)
+	}
+	if cl.Keepalive != def.Keepalive || cl.Budget != def.Budget {
+		t.Fatalf("keepalive/budget = %+v/%+v, want defaults", cl.Keepalive, cl.Budget)
 	}
 }

@@ -44,8 +44,14 @@ func walkKeys(n *yaml.Node, t reflect.Type, prefix string, errs *[]error) {
 func fieldByTag(t reflect.Type, key string) (reflect.StructField, bool) {
 	for i := range t.NumField() {
 		f := t.Field(i)
-		if name, _, _ := strings.Cut(f.Tag.Get("yaml"), ","); name == key {
+		name, flags, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+		if name == key {
 			return f, true
+		}
+		if flags == "inline" && f.Type.Kind() == reflect.Struct {
+			if inner, ok := fieldByTag(f.Type, key); ok {
+				return inner, true
+			}
 		}
 	}
 	return reflect.StructField{}, false

@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strings"
 	"time"
+	"unicode"
 )
 
 // KeyError names the config key that holds a bad value.
@@ -19,7 +20,104 @@ type KeyError struct {
 
 func (e *KeyError) Error() string { return e.Key + ": " + e.Reason }
 
-var serviceName = regexp.MustCompile(`^[a-z][a-z0-9-]{0,62}$`)
+var (
+	serviceName = regexp.MustCompile(`^[a-z][a-z0-9-]{0,62}$`)
+	fullMethod  = regexp.MustCompile(`^/[A-Za-z_][\w.]*/[A-Za-z_]\w*$`)
+)
+
+// maxAttempts is the most attempts a policy may ask for: beyond it a retry
+// policy stops protecting the caller and starts hurting the dependency.
+const maxAttempts = 5
+
+func validatePolicy(key string, p Policy, bad func(key, format string, args ...any)) {
+	if p.Timeout <= 0 {
+		bad(key+".timeout", "must be > 0")
+	}
+	if p.AttemptTimeout <= 0 {
+		bad(key+".attempt_timeout", "must be > 0")
+	} else if p.AttemptTimeout > p.Timeout && p.Timeout > 0 {
+		bad(key+".attempt_timeout", "must not exceed timeout (%s)", p.Timeout)
+	}
+	r := p.Retry
+	if r.MaxAttempts < 1 || r.MaxAttempts > maxAttempts {
+		bad(key+".retry.max_attempts", "must be between 1 and %d, got %d", maxAttempts, r.MaxAttempts)
+	}
+	if r.InitialBackoff <= 0 {
+		bad(key+".retry.initial_backoff", "must be > 0")
+	}
+	if r.MaxBackoff < r.InitialBackoff {
+		bad(key+".retry.max_backoff", "must be >= initial_backoff (%s)", r.InitialBackoff)
+	}
+	if r.Multiplier < 1 {
+		bad(key+".retry.multiplier", "must be >= 1, got %v", r.Multiplier)
+	}
+	b := p.Breaker
+	if b.Success <= 0 || b.Success > 1 {
+		bad(key+".breaker.success", "must be in (0, 1], got %v", b.Success)
+	}
+	if b.Request <= 0 {
+		bad(key+".breaker.request", "must be > 0")
+	}
+	if b.Window <= 0 {
+		bad(key+".breaker.window", "must be > 0")
+	}
+	if b.Bucket <= 0 {
+		bad(key+".breaker.bucket", "must be > 0")
+	}
+}
+
+// grpcCodes are the names a fault may abort with (upper snake case, as in
+// the gRPC spec; "UNAVAILABLE" or "Unavailable" both work).
+var grpcCodes = map[string]bool{
+	"CANCELLED": true, "UNKNOWN": true, "INVALID_ARGUMENT": true, "DEADLINE_EXCEEDED": true, "NOT_FOUND": true,
+	"ALREADY_EXISTS": true, "PERMISSION_DENIED": true, "RESOURCE_EXHAUSTED": true, "FAILED_PRECONDITION": true,
+	"ABORTED": true, "OUT_OF_RANGE": true, "UNIMPLEMENTED": true, "INTERNAL": true, "UNAVAILABLE": true,
+	"DATA_LOSS": true, "UNAUTHENTICATED": true,
+}
+
+func validateFaults(f Faults, bad func(key, format string, args ...any)) {
+	methods := make([]string, 0, len(f.Methods))
+	for m := range f.Methods {
+		methods = append(methods, m)
+	}
+	sort.Strings(methods)
+	for _, m := range methods {
+		key := "server.faults.methods." + m
+		if m != "*" && !fullMethod.MatchString(m) {
+			bad(key, "must be * or a full method name like /user.v1.UserService/GetUser")
+		}
+		fault := f.Methods[m]
+		if d := fault.Delay; d != nil {
+			if d.Percent < 0 || d.Percent > 100 {
+				bad(key+".delay.percent", "must be between 0 and 100, got %v", d.Percent)
+			}
+			if d.Duration <= 0 {
+				bad(key+".delay.duration", "must be > 0")
+			}
+		}
+		if a := fault.Abort; a != nil {
+			if a.Percent < 0 || a.Percent > 100 {
+				bad(key+".abort.percent", "must be between 0 and 100, got %v", a.Percent)
+			}
+			if !grpcCodes[codeName(a.Code)] {
+				bad(key+".abort.code", "must be a gRPC code name such as UNAVAILABLE, got %q", a.Code)
+			}
+		}
+	}
+}
+
+// codeName turns "Unavailable", "unavailable" or "DeadlineExceeded" into the
+// spec's UNAVAILABLE / DEADLINE_EXCEEDED.
+func codeName(s string) string {
+	var b strings.Builder
+	for i, r := range s {
+		if i > 0 && unicode.IsUpper(r) && !unicode.IsUpper(rune(s[i-1])) && s[i-1] != '_' {
+			b.WriteByte('_')
+		}
+		b.WriteRune(unicode.ToUpper(r))
+	}
+	return b.String()
+}
 
 // Validate reports every bad value at once, each with its key, so one start
 // attempt shows everything to fix.
@@ -79,8 +177,41 @@ func (c *Bootstrap) Validate() error {
 		if u, err := url.Parse(cl.Target); err != nil || u.Scheme != "discovery" || strings.Trim(u.Path, "/") == "" {
 			bad(key+".target", "must look like discovery:///<service>, got %q", cl.Target)
 		}
-		positive(key+".timeout", cl.Timeout)
+		positive(key+".keepalive.time", cl.Keepalive.Time)
+		positive(key+".keepalive.timeout", cl.Keepalive.Timeout)
+		if cl.Budget.Ratio < 0 || cl.Budget.Ratio > 1 {
+			bad(key+".budget.ratio", "must be between 0 and 1, got %v", cl.Budget.Ratio)
+		}
+		if cl.Budget.MinPerSecond < 0 {
+			bad(key+".budget.min_per_second", "must be >= 0")
+		}
+		validatePolicy(key, cl.Policy, bad)
+		methods := make([]string, 0, len(cl.Methods))
+		for m := range cl.Methods {
+			methods = append(methods, m)
+		}
+		sort.Strings(methods)
+		for _, m := range methods {
+			if !fullMethod.MatchString(m) {
+				bad(key+".methods."+m, "must be a full method name like /user.v1.UserService/GetUser")
+			}
+			validatePolicy(key+".methods."+m, cl.Methods[m], bad)
+		}
 	}
+	validateFaults(c.Server.Faults, bad)
+	if sh := c.Server.Shedding; sh.Enabled {
+		if sh.CPUThreshold <= 0 || sh.CPUThreshold > 1000 {
+			bad("server.shedding.cpu_threshold", "must be in (0, 1000] per mille, got %d", sh.CPUThreshold)
+		}
+		positive("server.shedding.window", sh.Window)
+		if sh.Bucket <= 0 {
+			bad("server.shedding.bucket", "must be > 0")
+		}
+		if sh.Pushback < 0 {
+			bad("server.shedding.pushback", "must be >= 0")
+		}
+	}
+	positive("server.grpc.keepalive_min_time", c.Server.GRPC.KeepaliveMinTime)
 
 	switch c.Data.Driver {
 	case DriverMemory:
