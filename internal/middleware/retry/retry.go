@@ -1,0 +1,379 @@
+// Package retry is the client-side retry policy: a gRPC unary client
+// interceptor that repeats a failed call only when repeating it is both safe
+// and useful, and never lets retries multiply load during an outage.
+//
+// The policy, in the order it is checked after a failed attempt:
+//
+//   - Chain stop: a call made while serving a request that was itself a retry
+//     (see Server) gets exactly one attempt, so retries never multiply across
+//     hops.
+//   - Safety: only methods whose proto declares idempotency_level
+//     NO_SIDE_EFFECTS or IDEMPOTENT are retried (IsSafeToRetry); the rest get
+//     one attempt.
+//   - Attempts: Policy.MaxAttempts counts the first attempt; default 3, never
+//     more than 5.
+//   - Outcome: only Unavailable, ResourceExhausted and DeadlineExceeded are
+//     retried, and only while the caller's own context is still live, so a
+//     DeadlineExceeded is retried only when it came from the per-attempt
+//     deadline of an inner interceptor. An Unavailable with reason
+//     CIRCUIT_OPEN is the local breaker's answer and is never retried.
+//   - Pushback: a grpc-retry-pushback-ms trailer with a non-negative integer
+//     replaces the backoff with exactly that wait; a negative or malformed
+//     value means do not retry (gRPC A6).
+//   - Backoff: full jitter, rand * min(MaxBackoff, InitialBackoff *
+//     Multiplier^(n-1)), where n counts retries since the last pushback (as in
+//     gRPC A6, a server-dictated wait resets the exponent).
+//   - Deadline: a wait that would end at or after the context deadline is not
+//     started; the last error is returned at once.
+//   - Budget: every logical call that may retry deposits one request in the
+//     target's Budget, every retry withdraws one; when the budget refuses, the
+//     last error is returned at once.
+//
+// Each attempt carries AttemptHeader (1-based) in its outgoing metadata, built
+// from the caller's context so earlier attempts leave no trace. Each retry adds
+// a "retry" event to the current span and counts
+// rampart_client_retries_total{target,method,code}; budget refusals count
+// rampart_retry_budget_exhausted_total{target}. A call whose first attempt
+// succeeds starts no goroutine and does no map writes.
+package retry
+
+import (
+	"context"
+	"math"
+	"math/rand/v2"
+	"slices"
+	"strconv"
+	"time"
+
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/metric/noop"
+	"go.opentelemetry.io/otel/trace"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
+	"github.com/rampart-go/rampart/internal/middleware/breaker"
+)
+
+// AttemptHeader is the outgoing metadata key carrying the 1-based attempt
+// number of a call; Server reads it on the receiving side.
+const AttemptHeader = "x-rampart-attempt"
+
+// pushbackTrailer is the trailer a server sets to dictate the next retry's
+// wait in milliseconds, or to forbid retrying with a negative value.
+const pushbackTrailer = "grpc-retry-pushback-ms"
+
+// maxPushbackMs keeps a pushback's wait within time.Duration.
+const maxPushbackMs = int64(math.MaxInt64 / time.Millisecond)
+
+const (
+	defaultMaxAttempts    = 3
+	maxMaxAttempts        = 5
+	defaultInitialBackoff = 50 * time.Millisecond
+	defaultMaxBackoff     = time.Second
+	defaultMultiplier     = 2
+)
+
+// attemptValues are the header values of every possible attempt, built once
+// so setting the header costs no formatting.
+var attemptValues = func() [maxMaxAttempts + 1]string {
+	var v [maxMaxAttempts + 1]string
+	for i := range v {
+		v[i] = strconv.Itoa(i)
+	}
+	return v
+}()
+
+// Policy is one method's retry policy. A zero or negative field takes its
+// default.
+type Policy struct {
+	// MaxAttempts is the total number of attempts including the first;
+	// default 3, values above 5 are capped at 5, 1 means no retry.
+	MaxAttempts int
+	// InitialBackoff bounds the first retry's jittered wait; default 50ms.
+	InitialBackoff time.Duration
+	// MaxBackoff caps every jittered wait; default 1s.
+	MaxBackoff time.Duration
+	// Multiplier grows the bound after each retry; default 2.
+	Multiplier float64
+}
+
+// withDefaults returns p with defaults filled in and MaxAttempts capped.
+func (p Policy) withDefaults() Policy {
+	if p.MaxAttempts <= 0 {
+		p.MaxAttempts = defaultMaxAttempts
+	}
+	if p.MaxAttempts > maxMaxAttempts {
+		p.MaxAttempts = maxMaxAttempts
+	}
+	if p.InitialBackoff <= 0 {
+		p.InitialBackoff = defaultInitialBackoff
+	}
+	if p.MaxBackoff <= 0 {
+		p.MaxBackoff = defaultMaxBackoff
+	}
+	if p.Multiplier <= 0 || math.IsNaN(p.Multiplier) || math.IsInf(p.Multiplier, 0) {
+		p.Multiplier = defaultMultiplier
+	}
+	return p
+}
+
+// backoff returns the jittered wait before the n-th retry (n >= 1) given a
+// jitter sample r in [0,1).
+func (p Policy) backoff(n int, r float64) time.Duration {
+	bound := float64(p.InitialBackoff) * math.Pow(p.Multiplier, float64(n-1))
+	if bound > float64(p.MaxBackoff) || math.IsNaN(bound) {
+		bound = float64(p.MaxBackoff)
+	}
+	return time.Duration(r * bound)
+}
+
+// Clock is the source of time the interceptor waits on; tests inject a fake.
+type Clock interface {
+	// Now returns the current time.
+	Now() time.Time
+	// Sleep waits for d, or until ctx is done, in which case it returns
+	// ctx.Err().
+	Sleep(ctx context.Context, d time.Duration) error
+}
+
+type realClock struct{}
+
+func (realClock) Now() time.Time { return time.Now() }
+
+func (realClock) Sleep(ctx context.Context, d time.Duration) error {
+	if d <= 0 {
+		return ctx.Err()
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+// Option configures Client.
+type Option func(*options)
+
+type options struct {
+	clock Clock
+	rand  func() float64
+	mp    metric.MeterProvider
+}
+
+// WithClock replaces the wall clock used for the deadline rule and for
+// waiting between attempts.
+func WithClock(c Clock) Option {
+	return func(o *options) { o.clock = c }
+}
+
+// WithRand replaces the jitter source; f must return values in [0,1).
+func WithRand(f func() float64) Option {
+	return func(o *options) { o.rand = f }
+}
+
+// WithMeterProvider sets where the retry counters are recorded; the default
+// is otel.GetMeterProvider() at the time Client is called.
+func WithMeterProvider(mp metric.MeterProvider) Option {
+	return func(o *options) { o.mp = mp }
+}
+
+// meterName is the instrumentation scope of the retry counters.
+const meterName = "github.com/rampart-go/rampart/internal/middleware/retry"
+
+// Client returns the retry interceptor for one client target (e.g. "user").
+// policyFor is called once per call with the full method
+// ("/user.v1.UserService/GetUser"). budget is shared by every method of the
+// target; nil gives the target a default budget of its own (NewBudget(0, 0)).
+// A nil policyFor gives every method the default Policy.
+func Client(target string, policyFor func(method string) Policy, budget *Budget, opts ...Option) grpc.UnaryClientInterceptor {
+	if policyFor == nil {
+		policyFor = func(string) Policy { return Policy{} }
+	}
+	o := options{clock: realClock{}, rand: rand.Float64}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if o.mp == nil {
+		o.mp = otel.GetMeterProvider()
+	}
+	if budget == nil {
+		budget = NewBudget(0, 0)
+	}
+	r := &retrier{
+		target:    target,
+		policyFor: policyFor,
+		budget:    budget,
+		clock:     o.clock,
+		rand:      o.rand,
+		targetSet: metric.WithAttributeSet(attribute.NewSet(attribute.String("target", target))),
+	}
+	r.retries, r.exhausted = counters(o.mp.Meter(meterName))
+	return r.intercept
+}
+
+// counters creates the two retry counters; an instrument the SDK refuses is
+// reported to the OTel error handler and replaced by a no-op, since losing a
+// metric must not break calls.
+func counters(m metric.Meter) (retries, exhausted metric.Int64Counter) {
+	var err error
+	retries, err = m.Int64Counter("rampart_client_retries_total",
+		metric.WithDescription("Retries made by the client, by the code that caused them."),
+		metric.WithUnit("{retry}"))
+	if err != nil {
+		otel.Handle(err)
+		retries = noop.Int64Counter{}
+	}
+	exhausted, err = m.Int64Counter("rampart_retry_budget_exhausted_total",
+		metric.WithDescription("Retries refused because the target's retry budget was exhausted."),
+		metric.WithUnit("{retry}"))
+	if err != nil {
+		otel.Handle(err)
+		exhausted = noop.Int64Counter{}
+	}
+	return retries, exhausted
+}
+
+// retrier is the state of one target's interceptor, shared by its calls.
+type retrier struct {
+	target    string
+	policyFor func(string) Policy
+	budget    *Budget
+	clock     Clock
+	rand      func() float64
+	retries   metric.Int64Counter
+	exhausted metric.Int64Counter
+	targetSet metric.MeasurementOption
+}
+
+func (r *retrier) intercept(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+	if chainStopped(ctx) {
+		return invoker(withAttempt(ctx, 1), method, req, reply, cc, opts...)
+	}
+	p := r.policyFor(method).withDefaults()
+	if p.MaxAttempts == 1 || !IsSafeToRetry(method) {
+		return invoker(withAttempt(ctx, 1), method, req, reply, cc, opts...)
+	}
+	r.budget.Request()
+
+	// One trailer slot, reset before each attempt, so the pushback read after
+	// a failure is that attempt's own. The slot and the call options that
+	// fill it share one allocation.
+	st := &callState{}
+	// Clipped, so an inner interceptor that appends its own options cannot
+	// write into the slots shared by later attempts.
+	callOpts := slices.Clip(append(append(st.opts[:0], opts...), grpc.Trailer(&st.trailer)))
+
+	sincePushback := 0
+	for attempt := 1; ; attempt++ {
+		st.trailer = nil
+		err := invoker(withAttempt(ctx, attempt), method, req, reply, cc, callOpts...)
+		if err == nil || attempt >= p.MaxAttempts {
+			return err
+		}
+		code, ok := retryable(ctx, err)
+		if !ok {
+			return err
+		}
+		wait, pushedBack, ok := pushback(st.trailer)
+		if !ok {
+			return err
+		}
+		if pushedBack {
+			sincePushback = 0
+		} else {
+			sincePushback++
+			wait = p.backoff(sincePushback, r.rand())
+		}
+		if deadline, has := ctx.Deadline(); has && !r.clock.Now().Add(wait).Before(deadline) {
+			return err
+		}
+		if !r.budget.TryRetry() {
+			r.exhausted.Add(ctx, 1, r.targetSet)
+			return err
+		}
+		r.record(ctx, method, attempt+1, wait, code)
+		if serr := r.clock.Sleep(ctx, wait); serr != nil {
+			return status.FromContextError(serr).Err()
+		}
+	}
+}
+
+// callState is what the attempts of one call share: the trailer of the
+// latest attempt and room for the caller's call options plus the trailer's.
+type callState struct {
+	trailer metadata.MD
+	opts    [4]grpc.CallOption
+}
+
+// record emits the span event and the counter of one retry.
+func (r *retrier) record(ctx context.Context, method string, next int, wait time.Duration, code codes.Code) {
+	if span := trace.SpanFromContext(ctx); span.IsRecording() {
+		span.AddEvent("retry", trace.WithAttributes(
+			attribute.Int("rampart.retry.attempt", next),
+			attribute.Int64("rampart.retry.backoff_ms", wait.Milliseconds()),
+			attribute.String("rampart.retry.previous_code", code.String()),
+		))
+	}
+	r.retries.Add(ctx, 1, metric.WithAttributes(
+		attribute.String("target", r.target),
+		attribute.String("method", method),
+		attribute.String("code", code.String()),
+	))
+}
+
+// withAttempt returns the caller's context with the attempt header added.
+// Each attempt starts again from the caller's context, so headers of earlier
+// attempts are never carried over.
+func withAttempt(ctx context.Context, attempt int) context.Context {
+	return metadata.AppendToOutgoingContext(ctx, AttemptHeader, attemptValues[attempt])
+}
+
+// retryable classifies a failed attempt: it reports the attempt's code and
+// whether the failure is worth another attempt.
+func retryable(ctx context.Context, err error) (codes.Code, bool) {
+	code := status.Code(err)
+	if ctx.Err() != nil {
+		// The caller's own deadline or cancellation: nothing is left to
+		// retry for, whatever the code says.
+		return code, false
+	}
+	switch code {
+	case codes.Unavailable, codes.ResourceExhausted, codes.DeadlineExceeded:
+		// DeadlineExceeded with the caller's context live can only be the
+		// per-attempt deadline of an inner interceptor. CIRCUIT_OPEN is the
+		// local breaker's answer: another attempt would meet the same breaker.
+		return code, !breaker.IsOpen(err)
+	default:
+		return code, false
+	}
+}
+
+// pushback reads the server's retry pushback from an attempt's trailer. It
+// returns the dictated wait and whether there was one; ok is false when the
+// server forbids a retry (a negative, malformed or repeated value).
+func pushback(trailer metadata.MD) (wait time.Duration, pushedBack, ok bool) {
+	vals := trailer[pushbackTrailer]
+	switch len(vals) {
+	case 0:
+		return 0, false, true
+	case 1:
+		ms, err := strconv.ParseInt(vals[0], 10, 64)
+		if err != nil || ms < 0 {
+			return 0, false, false
+		}
+		if ms > maxPushbackMs {
+			// Longer than any deadline; the deadline rule refuses it.
+			ms = maxPushbackMs
+		}
+		return time.Duration(ms) * time.Millisecond, true, true
+	default:
+		return 0, false, false
+	}
+}
