@@ -1,0 +1,315 @@
+// Package breaker is the client-side adaptive circuit breaker: one aegis SRE
+// breaker (Google SRE book, "Handling Overload", client-side throttling) per
+// called method, as a gRPC unary client interceptor.
+//
+// Policy:
+//   - Only server-side failures count against a method: Unavailable,
+//     DeadlineExceeded, ResourceExhausted, Internal, Unknown and DataLoss. OK
+//     and every client error (InvalidArgument, NotFound, AlreadyExists,
+//     FailedPrecondition, …) count as successes, because the server answered
+//     and is healthy; a flood of bad requests must never cut a caller off.
+//   - A caller cancellation counts as neither: it says nothing about the
+//     server, and counting it as a success would hide an outage behind
+//     impatient callers.
+//   - The breaker's own rejections are not recorded either, so its window
+//     measures the backend only and it reopens as soon as real calls succeed.
+//   - A rejected call fails fast, without touching the network, with
+//     Unavailable and an ErrorInfo whose reason is CIRCUIT_OPEN; retry treats
+//     that reason as final, so an open breaker never turns into a retry loop.
+//
+// In the client chain it sits inside retry and outside the attempt timeout,
+// so every attempt is judged separately and a rejected attempt costs nothing.
+package breaker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/go-kratos/aegis/circuitbreaker"
+	"github.com/go-kratos/aegis/circuitbreaker/sre"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+// ReasonCircuitOpen is the ErrorInfo reason of a call the breaker rejected
+// locally; Kratos' errors.Reason returns it.
+const ReasonCircuitOpen = "CIRCUIT_OPEN"
+
+// Metric names, exported so dashboards and tests need not repeat the strings.
+const (
+	MetricRejections = "rampart_breaker_rejections_total"
+	MetricState      = "rampart_breaker_state"
+)
+
+// Defaults of Config, the same as aegis' SRE breaker.
+const (
+	DefaultSuccess = 0.6
+	DefaultRequest = 100
+	DefaultWindow  = 3 * time.Second
+	DefaultBucket  = 10
+)
+
+// Config tunes one method's breaker. A zero field takes its default.
+type Config struct {
+	// Success is the success ratio the backend is expected to keep, in
+	// (0, 1]; the breaker lets through about 1/Success times the calls that
+	// succeeded in the window and rejects the excess. Lower is more tolerant.
+	Success float64
+	// Request is the number of calls in the window below which the breaker
+	// never rejects, so a handful of failures on a quiet method cannot trip it.
+	Request int64
+	// Window is the statistical window the ratio is computed over.
+	Window time.Duration
+	// Bucket is how many buckets the window is split into; the window slides
+	// one bucket at a time.
+	Bucket int
+}
+
+// withDefaults returns c with every zero field set to its default.
+func (c Config) withDefaults() Config {
+	if c.Success == 0 {
+		c.Success = DefaultSuccess
+	}
+	if c.Request == 0 {
+		c.Request = DefaultRequest
+	}
+	if c.Window == 0 {
+		c.Window = DefaultWindow
+	}
+	if c.Bucket == 0 {
+		c.Bucket = DefaultBucket
+	}
+	return c
+}
+
+// Validate reports the first field of c (after defaults) that aegis cannot
+// work with, naming it, so the config layer can refuse it at start.
+func (c Config) Validate() error {
+	c = c.withDefaults()
+	switch {
+	case !(c.Success > 0 && c.Success <= 1): // also rejects NaN
+		return fmt.Errorf("breaker: success %v must be in (0, 1]", c.Success)
+	case c.Request < 0:
+		return fmt.Errorf("breaker: request %d must not be negative", c.Request)
+	case c.Window < 0:
+		return fmt.Errorf("breaker: window %v must not be negative", c.Window)
+	case c.Bucket < 0:
+		return fmt.Errorf("breaker: bucket %d must not be negative", c.Bucket)
+	case c.Window/time.Duration(c.Bucket) <= 0:
+		return fmt.Errorf("breaker: window %v is too short for %d buckets", c.Window, c.Bucket)
+	}
+	return nil
+}
+
+// Option configures Client.
+type Option func(*options)
+
+type options struct {
+	meterProvider metric.MeterProvider
+}
+
+// WithMeterProvider records metrics through mp instead of the global
+// otel.GetMeterProvider().
+func WithMeterProvider(mp metric.MeterProvider) Option {
+	return func(o *options) { o.meterProvider = mp }
+}
+
+// entry is the breaker of one method and what is needed to report on it.
+type entry struct {
+	cb circuitbreaker.CircuitBreaker
+	// window is the method's statistical window: the state gauge reads 1 for
+	// that long after a rejection.
+	window time.Duration
+	// lastReject is the time of the latest rejection in Unix nanoseconds, 0
+	// if none.
+	lastReject atomic.Int64
+	// attrs is built once so recording a metric does not allocate.
+	attrs metric.MeasurementOption
+}
+
+type client struct {
+	target     string
+	configFor  func(method string) Config
+	breakers   sync.Map // method -> *entry
+	rejections metric.Int64Counter
+}
+
+// Client returns the breaker interceptor for calls to target (the client's
+// service name; it labels metrics and errors). configFor gives the config of
+// a method the first time it is called, nil meaning defaults for all; a
+// config that fails Validate is reported through otel.Handle and replaced by
+// the defaults, because an interceptor cannot refuse to start.
+//
+// It exports rampart_breaker_rejections_total{target, method}, and
+// rampart_breaker_state{target, method}, which is 1 while the method's breaker
+// has rejected a call within its last window and 0 otherwise. aegis' SRE
+// breaker has no open/closed state to report: it rejects each call with a
+// probability that grows with the failure ratio, so "rejected recently" is
+// the honest reading of it.
+func Client(target string, configFor func(method string) Config, opts ...Option) grpc.UnaryClientInterceptor {
+	o := options{}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if o.meterProvider == nil {
+		o.meterProvider = otel.GetMeterProvider()
+	}
+	if configFor == nil {
+		configFor = func(string) Config { return Config{} }
+	}
+	c := &client{target: target, configFor: configFor}
+	c.instrument(o.meterProvider.Meter("github.com/rampart-go/rampart/internal/middleware/breaker"))
+	return c.intercept
+}
+
+// instrument creates the metrics. The OTel API returns a working no-op
+// instrument alongside any error, so a failure is reported, not fatal.
+func (c *client) instrument(m metric.Meter) {
+	var err error
+	c.rejections, err = m.Int64Counter(MetricRejections,
+		metric.WithDescription("Calls the client-side circuit breaker rejected without sending them."),
+		metric.WithUnit("{call}"))
+	if err != nil {
+		otel.Handle(err)
+	}
+	_, err = m.Int64ObservableGauge(MetricState,
+		metric.WithDescription("1 while the method's breaker has rejected a call within its window, else 0."),
+		metric.WithInt64Callback(c.observeState))
+	if err != nil {
+		otel.Handle(err)
+	}
+}
+
+func (c *client) observeState(_ context.Context, o metric.Int64Observer) error {
+	now := time.Now().UnixNano()
+	c.breakers.Range(func(_, v any) bool {
+		e := v.(*entry)
+		var state int64
+		if last := e.lastReject.Load(); last != 0 && now-last < int64(e.window) {
+			state = 1
+		}
+		o.Observe(state, e.attrs)
+		return true
+	})
+	return nil
+}
+
+func (c *client) intercept(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+	e := c.entry(method)
+	if e.cb.Allow() != nil {
+		e.lastReject.Store(time.Now().UnixNano())
+		c.rejections.Add(ctx, 1, e.attrs)
+		return c.openError(method)
+	}
+	err := invoker(ctx, method, req, reply, cc, opts...)
+	switch {
+	case isCancellation(ctx, err):
+		// The caller gave up; the server's health is unknown.
+	case IsServerFailure(err):
+		e.cb.MarkFailed()
+	default:
+		e.cb.MarkSuccess()
+	}
+	return err
+}
+
+// entry returns the breaker of method, creating it on first use. Load first
+// so the common path neither allocates nor builds a breaker it throws away.
+func (c *client) entry(method string) *entry {
+	if v, ok := c.breakers.Load(method); ok {
+		return v.(*entry)
+	}
+	cfg := c.configFor(method)
+	if err := cfg.Validate(); err != nil {
+		otel.Handle(fmt.Errorf("breaker %s %s: %w; using defaults", c.target, method, err))
+		cfg = Config{}
+	}
+	cfg = cfg.withDefaults()
+	e := &entry{
+		cb: sre.NewBreaker(
+			sre.WithSuccess(cfg.Success),
+			sre.WithRequest(cfg.Request),
+			sre.WithWindow(cfg.Window),
+			sre.WithBucket(cfg.Bucket),
+		),
+		window: cfg.Window,
+		attrs: metric.WithAttributeSet(attribute.NewSet(
+			attribute.String("target", c.target),
+			attribute.String("method", method),
+		)),
+	}
+	v, _ := c.breakers.LoadOrStore(method, e)
+	return v.(*entry)
+}
+
+func (c *client) openError(method string) error {
+	st := status.Newf(codes.Unavailable, "circuit breaker open for %s %s", c.target, method)
+	st, err := st.WithDetails(&errdetails.ErrorInfo{
+		Reason:   ReasonCircuitOpen,
+		Metadata: map[string]string{"target": c.target, "method": method},
+	})
+	if err != nil {
+		// Only fails if the detail cannot be marshalled, which ErrorInfo can.
+		return status.Errorf(codes.Unavailable, "circuit breaker open for %s %s", c.target, method)
+	}
+	return st.Err()
+}
+
+// IsOpen reports whether err is a breaker rejection: Unavailable with
+// ErrorInfo reason CIRCUIT_OPEN, wrapped or not. It also matches such an error
+// relayed from a server whose own breaker is open, which is why retry can use
+// it: in either case the answer is already known and repeating the call only
+// adds load.
+func IsOpen(err error) bool {
+	st, ok := status.FromError(err)
+	if !ok || st.Code() != codes.Unavailable {
+		return false
+	}
+	for _, d := range st.Details() {
+		if info, ok := d.(*errdetails.ErrorInfo); ok && info.GetReason() == ReasonCircuitOpen {
+			return true
+		}
+	}
+	return false
+}
+
+// IsServerFailure reports whether err says the server failed (the codes the
+// package doc lists). nil, client errors, cancellations and breaker
+// rejections are not server failures; a rejection relayed by a server whose
+// own breaker is open is that server answering at once, not failing. A bare context.DeadlineExceeded is one:
+// the server did not answer in time. Any other error without a gRPC status is
+// Unknown, hence a failure.
+func IsServerFailure(err error) bool {
+	if err == nil || errors.Is(err, context.Canceled) || IsOpen(err) {
+		return false
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		return true
+	}
+	switch status.Code(err) {
+	case codes.Unavailable, codes.DeadlineExceeded, codes.ResourceExhausted,
+		codes.Internal, codes.Unknown, codes.DataLoss:
+		return true
+	default:
+		return false
+	}
+}
+
+// isCancellation reports whether the call ended because its caller gave up.
+// A cancelled context can surface as Canceled or, depending on where the
+// transport noticed, as another code, so the context itself is the
+// authority.
+func isCancellation(ctx context.Context, err error) bool {
+	return errors.Is(ctx.Err(), context.Canceled) ||
+		errors.Is(err, context.Canceled) ||
+		status.Code(err) == codes.Canceled
+}

@@ -1,0 +1,328 @@
+package breaker_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	kerrors "github.com/go-kratos/kratos/v2/errors"
+	"go.opentelemetry.io/otel/attribute"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
+	"go.uber.org/goleak"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/rampart-go/rampart/internal/middleware/breaker"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+const (
+	target  = "user"
+	methodA = "/user.v1.UserService/GetUser"
+	methodB = "/user.v1.UserService/CreateUser"
+	// maxCalls bounds every loop that drives a breaker open. With the test
+	// config a breaker opens after about Request failures; this is 10x that.
+	maxCalls = 1000
+)
+
+// testConfig keeps the aegis defaults except for a long window, so a slow
+// run under -race cannot see its counts slide out of the window mid-test.
+func testConfig(string) breaker.Config {
+	return breaker.Config{Window: time.Minute}
+}
+
+// fakeInvoker answers every call with err and counts calls.
+type fakeInvoker struct {
+	err   error
+	calls int
+}
+
+func (f *fakeInvoker) invoke(context.Context, string, any, any, *grpc.ClientConn, ...grpc.CallOption) error {
+	f.calls++
+	return f.err
+}
+
+func newClient(t *testing.T) (grpc.UnaryClientInterceptor, *sdkmetric.ManualReader) {
+	t.Helper()
+	reader := sdkmetric.NewManualReader()
+	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = mp.Shutdown(ctx)
+	})
+	return breaker.Client(target, testConfig, breaker.WithMeterProvider(mp)), reader
+}
+
+func testContext(t *testing.T) context.Context {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// openBreaker drives method with Unavailable until the breaker rejects a
+// call, and returns that rejection. It fails the test if the invoker was
+// called for the rejected call or the breaker never opens.
+func openBreaker(ctx context.Context, t *testing.T, ic grpc.UnaryClientInterceptor, method string) error {
+	t.Helper()
+	inv := &fakeInvoker{err: status.Error(codes.Unavailable, "connection refused")}
+	for i := 0; i < maxCalls; i++ {
+		before := inv.calls
+		err := ic(ctx, method, nil, nil, nil, inv.invoke)
+		if inv.calls == before {
+			return err
+		}
+	}
+	t.Fatalf("breaker still calling the server after %d Unavailable answers", maxCalls)
+	return nil
+}
+
+func TestIsServerFailure(t *testing.T) {
+	open := breakerRejection(t)
+	tests := []struct {
+		err  error
+		want bool
+	}{
+		{nil, false},
+		{status.Error(codes.OK, ""), false},
+		{status.Error(codes.Unavailable, ""), true},
+		{status.Error(codes.DeadlineExceeded, ""), true},
+		{status.Error(codes.ResourceExhausted, ""), true},
+		{status.Error(codes.Internal, ""), true},
+		{status.Error(codes.Unknown, ""), true},
+		{status.Error(codes.DataLoss, ""), true},
+		{status.Error(codes.InvalidArgument, ""), false},
+		{status.Error(codes.NotFound, ""), false},
+		{status.Error(codes.AlreadyExists, ""), false},
+		{status.Error(codes.FailedPrecondition, ""), false},
+		{status.Error(codes.PermissionDenied, ""), false},
+		{status.Error(codes.Unauthenticated, ""), false},
+		{status.Error(codes.OutOfRange, ""), false},
+		{status.Error(codes.Unimplemented, ""), false},
+		{status.Error(codes.Aborted, ""), false},
+		{status.Error(codes.Canceled, ""), false},
+		{context.Canceled, false},
+		{context.DeadlineExceeded, true},
+		{fmt.Errorf("get user: %w", status.Error(codes.Unavailable, "")), true},
+		{fmt.Errorf("get user: %w", status.Error(codes.NotFound, "")), false},
+		{kerrors.ServiceUnavailable("DOWN", "down"), true},
+		{kerrors.NotFound("USER_NOT_FOUND", "no such user"), false},
+		{errors.New("not a status"), true}, // Unknown
+		{open, false},
+	}
+	for _, tt := range tests {
+		t.Run(fmt.Sprintf("%v", tt.err), func(t *testing.T) {
+			if got := breaker.IsServerFailure(tt.err); got != tt.want {
+				t.Fatalf("IsServerFailure(%v) = %v, want %v", tt.err, got, tt.want)
+			}
+		})
+	}
+}
+
+// breakerRejection returns a real rejection from a breaker driven open.
+func breakerRejection(t *testing.T) error {
+	t.Helper()
+	ic, _ := newClient(t)
+	return openBreaker(testContext(t), t, ic, methodA)
+}
+
+func TestOpensUnderSustainedFailuresAndFailsFast(t *testing.T) {
+	ctx := testContext(t)
+	ic, reader := newClient(t)
+	err := openBreaker(ctx, t, ic, methodA)
+
+	if !breaker.IsOpen(err) {
+		t.Fatalf("IsOpen(%v) = false", err)
+	}
+	if got := status.Code(err); got != codes.Unavailable {
+		t.Fatalf("code = %v, want Unavailable", got)
+	}
+	ke := kerrors.FromError(err)
+	if ke.Reason != breaker.ReasonCircuitOpen {
+		t.Fatalf("kratos reason = %q, want %q", ke.Reason, breaker.ReasonCircuitOpen)
+	}
+	if ke.Metadata["target"] != target || ke.Metadata["method"] != methodA {
+		t.Fatalf("metadata = %v, want target %q and method %q", ke.Metadata, target, methodA)
+	}
+	if breaker.IsServerFailure(err) {
+		t.Fatal("the breaker's own rejection classified as a server failure")
+	}
+
+	rm := collect(t, reader)
+	if n := counterValue(rm, breaker.MetricRejections, methodA); n < 1 {
+		t.Fatalf("%s{method=%s} = %d, want >= 1", breaker.MetricRejections, methodA, n)
+	}
+	if s, ok := gaugeValue(rm, breaker.MetricState, methodA); !ok || s != 1 {
+		t.Fatalf("%s{method=%s} = %d (reported %v), want 1", breaker.MetricState, methodA, s, ok)
+	}
+}
+
+func TestClientErrorsNeverOpen(t *testing.T) {
+	ctx := testContext(t)
+	ic, reader := newClient(t)
+	for _, code := range []codes.Code{codes.NotFound, codes.InvalidArgument, codes.AlreadyExists, codes.FailedPrecondition} {
+		inv := &fakeInvoker{err: status.Error(code, "client error")}
+		for i := 0; i < maxCalls; i++ {
+			if err := ic(ctx, methodA, nil, nil, nil, inv.invoke); breaker.IsOpen(err) {
+				t.Fatalf("breaker opened after %d %v answers", i, code)
+			}
+		}
+		if inv.calls != maxCalls {
+			t.Fatalf("%v: invoker called %d times, want %d", code, inv.calls, maxCalls)
+		}
+	}
+	rm := collect(t, reader)
+	if s, ok := gaugeValue(rm, breaker.MetricState, methodA); !ok || s != 0 {
+		t.Fatalf("%s = %d (reported %v), want 0", breaker.MetricState, s, ok)
+	}
+}
+
+// TestCancellationNotCounted proves cancellations count as neither failure
+// nor success: a thousand of them do not open the breaker, and afterwards
+// it opens as fast as a fresh one. Had they counted as successes, it would
+// need about 700 failures (total > accepts/0.6) before the first rejection.
+func TestCancellationNotCounted(t *testing.T) {
+	ctx := testContext(t)
+	ic, _ := newClient(t)
+
+	cancelled, cancel := context.WithCancel(ctx)
+	cancel()
+	inv := &fakeInvoker{err: status.Error(codes.Canceled, "context canceled")}
+	// Some transports report a cancelled call as Unavailable: the context
+	// is the authority, so that must not count as a failure either.
+	invUnavailable := &fakeInvoker{err: status.Error(codes.Unavailable, "transport closing")}
+	for i := 0; i < maxCalls; i++ {
+		if err := ic(ctx, methodA, nil, nil, nil, inv.invoke); breaker.IsOpen(err) {
+			t.Fatalf("breaker opened after %d Canceled answers", i)
+		}
+		if err := ic(cancelled, methodA, nil, nil, nil, invUnavailable.invoke); breaker.IsOpen(err) {
+			t.Fatalf("breaker opened after %d calls with a cancelled context", i)
+		}
+	}
+
+	inv = &fakeInvoker{err: status.Error(codes.Unavailable, "down")}
+	for {
+		before := inv.calls
+		_ = ic(ctx, methodA, nil, nil, nil, inv.invoke)
+		if inv.calls == before {
+			break
+		}
+		if inv.calls > 3*breaker.DefaultRequest {
+			t.Fatalf("no rejection after %d failures: cancellations were counted as successes", inv.calls)
+		}
+	}
+}
+
+func TestPerMethodIsolation(t *testing.T) {
+	ctx := testContext(t)
+	ic, reader := newClient(t)
+	_ = openBreaker(ctx, t, ic, methodA)
+
+	inv := &fakeInvoker{}
+	for i := 0; i < maxCalls; i++ {
+		if err := ic(ctx, methodB, nil, nil, nil, inv.invoke); err != nil {
+			t.Fatalf("call %d to %s failed: %v", i, methodB, err)
+		}
+	}
+	if inv.calls != maxCalls {
+		t.Fatalf("invoker called %d times for %s, want %d", inv.calls, methodB, maxCalls)
+	}
+	rm := collect(t, reader)
+	if n := counterValue(rm, breaker.MetricRejections, methodB); n != 0 {
+		t.Fatalf("%s{method=%s} = %d, want 0", breaker.MetricRejections, methodB, n)
+	}
+	if s, _ := gaugeValue(rm, breaker.MetricState, methodB); s != 0 {
+		t.Fatalf("%s{method=%s} = %d, want 0", breaker.MetricState, methodB, s)
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	tests := []struct {
+		cfg   breaker.Config
+		field string // "" when valid
+	}{
+		{breaker.Config{}, ""},
+		{breaker.Config{Success: 0.5, Request: 20, Window: time.Second, Bucket: 5}, ""},
+		{breaker.Config{Success: 1.5}, "success"},
+		{breaker.Config{Success: -0.1}, "success"},
+		{breaker.Config{Request: -1}, "request"},
+		{breaker.Config{Window: -time.Second}, "window"},
+		{breaker.Config{Bucket: -1}, "bucket"},
+		{breaker.Config{Window: 5, Bucket: 10}, "window"},
+	}
+	for _, tt := range tests {
+		err := tt.cfg.Validate()
+		switch {
+		case tt.field == "" && err != nil:
+			t.Errorf("Validate(%+v) = %v, want nil", tt.cfg, err)
+		case tt.field != "" && (err == nil || !strings.Contains(err.Error(), tt.field)):
+			t.Errorf("Validate(%+v) = %v, want an error naming %q", tt.cfg, err, tt.field)
+		}
+	}
+}
+
+func collect(t *testing.T, r *sdkmetric.ManualReader) metricdata.ResourceMetrics {
+	t.Helper()
+	var rm metricdata.ResourceMetrics
+	if err := r.Collect(testContext(t), &rm); err != nil {
+		t.Fatalf("collect metrics: %v", err)
+	}
+	return rm
+}
+
+func hasMethod(set attribute.Set, method string) bool {
+	tv, okT := set.Value("target")
+	mv, okM := set.Value("method")
+	return okT && okM && tv.AsString() == target && mv.AsString() == method
+}
+
+func counterValue(rm metricdata.ResourceMetrics, name, method string) int64 {
+	var n int64
+	for _, sm := range rm.ScopeMetrics {
+		for _, m := range sm.Metrics {
+			if sum, ok := m.Data.(metricdata.Sum[int64]); ok && m.Name == name {
+				for _, dp := range sum.DataPoints {
+					if hasMethod(dp.Attributes, method) {
+						n += dp.Value
+					}
+				}
+			}
+		}
+	}
+	return n
+}
+
+func gaugeValue(rm metricdata.ResourceMetrics, name, method string) (int64, bool) {
+	for _, sm := range rm.ScopeMetrics {
+		for _, m := range sm.Metrics {
+			if g, ok := m.Data.(metricdata.Gauge[int64]); ok && m.Name == name {
+				for _, dp := range g.DataPoints {
+					if hasMethod(dp.Attributes, method) {
+						return dp.Value, true
+					}
+				}
+			}
+		}
+	}
+	return 0, false
+}
+
+// BenchmarkClientAllowed is the cost the breaker adds to a call it lets
+// through, for the chain's allocation budget. The 2 allocs/op are aegis'
+// (sre.Breaker.summary's closure captures its results).
+func BenchmarkClientAllowed(b *testing.B) {
+	ic := breaker.Client(target, nil)
+	invoke := (&fakeInvoker{}).invoke // bound once: a method value allocates
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		_ = ic(ctx, methodA, nil, nil, nil, invoke)
+	}
+}
