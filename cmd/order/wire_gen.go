@@ -21,7 +21,11 @@ import (
 func wireApp(bootstrap *conf.Bootstrap) (*server.App, func(), error) {
 	instance := server.NewInstance(bootstrap)
 	logger := server.NewLogger(bootstrap, instance)
-	serverChain := middleware.NewServerChain(logger)
+	injector, err := middleware.NewFaults(bootstrap)
+	if err != nil {
+		return nil, nil, err
+	}
+	serverChain := middleware.NewServerChain(bootstrap, logger, injector)
 	healthServer := server.NewHealth()
 	orderRepo, cleanup, err := data.NewOrderRepo(bootstrap)
 	if err != nil {
@@ -33,8 +37,8 @@ func wireApp(bootstrap *conf.Bootstrap) (*server.App, func(), error) {
 		return nil, nil, err
 	}
 	registry, cleanup2 := server.NewRegistry(client, bootstrap, logger)
-	clientChain := middleware.NewClientChain(logger)
-	userConn, cleanup3, err := data.NewUserConn(bootstrap, registry, clientChain)
+	clients := middleware.NewClients(bootstrap, logger)
+	userConn, cleanup3, err := data.NewUserConn(bootstrap, registry, clients)
 	if err != nil {
 		cleanup2()
 		cleanup()
@@ -45,7 +49,7 @@ func wireApp(bootstrap *conf.Bootstrap) (*server.App, func(), error) {
 	orderService := service.NewOrderService(orderUsecase, logger)
 	grpcServer := server.NewOrderGRPCServer(bootstrap, serverChain, healthServer, orderService)
 	probes := server.NewProbes()
-	httpServer := server.NewHTTPServer(probes)
+	httpServer := server.NewHTTPServer(bootstrap, probes, injector)
 	app := server.NewApp(bootstrap, instance, logger, grpcServer, httpServer, registry, healthServer, probes)
 	return app, func() {
 		cleanup3()

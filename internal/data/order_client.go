@@ -16,8 +16,8 @@ import (
 type OrderConn struct{ *grpc.ClientConn }
 
 // NewOrderConn dials clients.order; the cleanup closes the connection.
-func NewOrderConn(c *conf.Bootstrap, d registry.Discovery, chain middleware.ClientChain) (*OrderConn, func(), error) {
-	conn, cleanup, err := dialPeer("order", c, d, chain)
+func NewOrderConn(c *conf.Bootstrap, d registry.Discovery, clients *middleware.Clients) (*OrderConn, func(), error) {
+	conn, cleanup, err := dialPeer("order", c, d, clients)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -17,18 +17,23 @@ import (
 )
 
 // dialPeer opens a lazy connection to another service through Consul
-// discovery. It does not wait for an instance: a peer that is down at start
-// is a normal state, and calls fail with Unavailable until one appears.
-func dialPeer(name string, c *conf.Bootstrap, d registry.Discovery, chain middleware.ClientChain) (*grpc.ClientConn, func(), error) {
-	cl, ok := c.Clients[name]
-	if !ok {
-		return nil, nil, fmt.Errorf("dial %s: config has no clients.%s", name, name)
+// discovery, with the client chain of clients.<name>. It does not wait for
+// an instance: a peer that is down at start is a normal state, and calls
+// fail with Unavailable until one appears.
+func dialPeer(name string, c *conf.Bootstrap, d registry.Discovery, clients *middleware.Clients) (*grpc.ClientConn, func(), error) {
+	chain, err := clients.For(name)
+	if err != nil {
+		return nil, nil, fmt.Errorf("dial %s: %w", name, err)
 	}
+	cl := c.Clients[name]
 	conn, err := kgrpc.DialInsecure(context.Background(),
 		kgrpc.WithEndpoint(cl.Target),
 		kgrpc.WithDiscovery(d),
-		kgrpc.WithTimeout(cl.Timeout),
-		kgrpc.WithMiddleware(chain...),
+		// The chain's own timeouts replace Kratos' single one.
+		kgrpc.WithTimeout(0),
+		kgrpc.WithMiddleware(chain.Middleware...),
+		kgrpc.WithUnaryInterceptor(chain.Interceptors...),
+		kgrpc.WithOptions(chain.Dial...),
 		kgrpc.WithPrintDiscoveryDebugLog(false),
 	)
 	if err != nil {

@@ -16,8 +16,8 @@ import (
 type UserConn struct{ *grpc.ClientConn }
 
 // NewUserConn dials clients.user; the cleanup closes the connection.
-func NewUserConn(c *conf.Bootstrap, d registry.Discovery, chain middleware.ClientChain) (*UserConn, func(), error) {
-	conn, cleanup, err := dialPeer("user", c, d, chain)
+func NewUserConn(c *conf.Bootstrap, d registry.Discovery, clients *middleware.Clients) (*UserConn, func(), error) {
+	conn, cleanup, err := dialPeer("user", c, d, clients)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -19,6 +19,9 @@ type StackConfig struct {
 	WorkDir   string   // binaries and logs are written here
 	Env       []string // extra environment for every instance
 	StopAfter time.Duration
+	// Configs replaces configs/<name>.yaml for the named services, for tests
+	// that need another policy.
+	Configs map[string]string
 }
 
 // ServiceCount is one service and its number of instances.
@@ -100,7 +103,7 @@ func (s *Stack) Add(ctx context.Context, name string) (*ServiceProc, error) {
 	p, err := StartService(ctx, ServiceSpec{
 		Name:       name,
 		Binary:     bin,
-		Config:     filepath.Join(s.cfg.RepoRoot, "configs", name+".yaml"),
+		Config:     s.configFor(name),
 		ConsulAddr: s.ConsulAddr,
 		// Instances of one service share one store, as they would share a
 		// database in production.
@@ -114,6 +117,13 @@ func (s *Stack) Add(ctx context.Context, name string) (*ServiceProc, error) {
 	s.procs[name] = append(s.procs[name], p)
 	s.mu.Unlock()
 	return p, nil
+}
+
+func (s *Stack) configFor(name string) string {
+	if path, ok := s.cfg.Configs[name]; ok {
+		return path
+	}
+	return filepath.Join(s.cfg.RepoRoot, "configs", name+".yaml")
 }
 
 // Instances returns the instances of name started so far, in start order,

@@ -1,44 +1,140 @@
-// Package middleware assembles the Kratos middleware chains every Rampart
-// service runs, in the order the design fixes, so no service builds its own.
+// Package middleware assembles the chains every Rampart service runs, in the
+// order the design fixes, from configuration, so no service builds its own.
 // The policies themselves live one per sub-package.
+//
+// Client chain, outermost first: timeout (whole call) -> retry (with its
+// budget) -> breaker -> timeout (one attempt) -> the balancer's pick.
+// Server chain, outermost first: recovery -> logging -> load shedding ->
+// retry marker (chain stop) -> validation -> fault injection -> handler,
+// with the server's timeout cap applied by the Kratos server before all.
 package middleware
 
 import (
+	"fmt"
+	"time"
+
 	"github.com/go-kratos/kratos/v2/log"
 	kmiddleware "github.com/go-kratos/kratos/v2/middleware"
 	"github.com/go-kratos/kratos/v2/middleware/logging"
 	"github.com/go-kratos/kratos/v2/middleware/recovery"
 	"github.com/google/wire"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/keepalive"
 
+	"github.com/rampart-go/rampart/internal/conf"
+	"github.com/rampart-go/rampart/internal/middleware/breaker"
+	"github.com/rampart-go/rampart/internal/middleware/faults"
+	"github.com/rampart-go/rampart/internal/middleware/retry"
+	"github.com/rampart-go/rampart/internal/middleware/shedding"
+	"github.com/rampart-go/rampart/internal/middleware/timeout"
 	"github.com/rampart-go/rampart/internal/middleware/validation"
 )
 
-// ProviderSet builds both chains.
-var ProviderSet = wire.NewSet(NewServerChain, NewClientChain)
+// ProviderSet builds the fault injector and both chains.
+var ProviderSet = wire.NewSet(NewFaults, NewServerChain, NewClients)
 
-// ServerChain is the middleware every gRPC handler runs behind, outermost first.
+// ServerChain is the middleware every API handler runs behind, outermost first.
 type ServerChain []kmiddleware.Middleware
 
-// ClientChain is the middleware every call to another service runs through,
-// outermost first. Retry, breaker and timeouts are added here by the
-// resilience work (issue #3); until then a call is one attempt.
-type ClientChain []kmiddleware.Middleware
+// NewServerChain returns the server chain. Recovery is outermost so a panic
+// anywhere below becomes Internal instead of a crash; shedding comes before
+// any work is spent on a call it will refuse; validation before fault
+// injection, so a bad request is refused the same way under faults.
+func NewServerChain(c *conf.Bootstrap, logger log.Logger, inj *faults.Injector) ServerChain {
+	chain := ServerChain{recovery.Recovery(), logging.Server(logger)}
+	if sh := c.Server.Shedding; sh.Enabled {
+		chain = append(chain, shedding.Server(
+			shedding.WithCPUThreshold(sh.CPUThreshold),
+			shedding.WithWindow(sh.Window),
+			shedding.WithBucket(sh.Bucket),
+			shedding.WithPushback(sh.Pushback),
+		))
+	}
+	return append(chain, retry.Server(), validation.Server(), inj.Middleware())
+}
 
-// NewServerChain returns recovery -> logging -> validation. Recovery is
-// outermost so a panic anywhere below becomes Internal instead of a crash;
-// validation is innermost so rejected requests are still logged.
-func NewServerChain(logger log.Logger) ServerChain {
-	return ServerChain{
-		recovery.Recovery(),
-		logging.Server(logger),
-		validation.Server(),
+// ServerOptions are the gRPC server options the chain relies on: clients
+// ping idle connections (see Client.Dial), and the server must allow it.
+func ServerOptions(c *conf.Bootstrap) []grpc.ServerOption {
+	return []grpc.ServerOption{
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{
+			MinTime:             c.Server.GRPC.KeepaliveMinTime,
+			PermitWithoutStream: true,
+		}),
 	}
 }
 
-// NewClientChain returns the outgoing chain: each call is logged with its
-// target, code and latency.
-func NewClientChain(logger log.Logger) ClientChain {
-	return ClientChain{
-		logging.Client(logger),
+// NewFaults returns the fault injector with server.faults.methods; it is
+// built even when empty so /debug/faults can switch faults on at run time.
+func NewFaults(c *conf.Bootstrap) (*faults.Injector, error) {
+	initial := make(map[string]faults.Fault, len(c.Server.Faults.Methods))
+	for method, f := range c.Server.Faults.Methods {
+		var out faults.Fault
+		if f.Delay != nil {
+			out.Delay = &faults.Delay{Percent: f.Delay.Percent, Duration: f.Delay.Duration}
+		}
+		if f.Abort != nil {
+			out.Abort = &faults.Abort{Percent: f.Abort.Percent, Code: f.Abort.Code, After: f.Abort.After}
+		}
+		initial[method] = out
 	}
+	inj, err := faults.New(initial)
+	if err != nil {
+		return nil, fmt.Errorf("server.faults: %w", err)
+	}
+	return inj, nil
+}
+
+// Client is the chain for one client target.
+type Client struct {
+	// Middleware are Kratos middleware; Kratos runs them around the whole
+	// call, outside every interceptor.
+	Middleware []kmiddleware.Middleware
+	// Interceptors are the resilience chain, outermost first.
+	Interceptors []grpc.UnaryClientInterceptor
+	// Dial are the connection options (keepalive).
+	Dial []grpc.DialOption
+}
+
+// Clients builds the chain of each configured client target.
+type Clients struct {
+	c      *conf.Bootstrap
+	logger log.Logger
+}
+
+// NewClients returns the chain factory over clients.* in the config.
+func NewClients(c *conf.Bootstrap, logger log.Logger) *Clients {
+	return &Clients{c: c, logger: logger}
+}
+
+// For returns the chain for clients.<name>. Each target gets its own retry
+// budget and breakers, so one failing dependency cannot spend another's.
+func (cs *Clients) For(name string) (Client, error) {
+	cl, ok := cs.c.Clients[name]
+	if !ok {
+		return Client{}, fmt.Errorf("config has no clients.%s", name)
+	}
+	total := func(m string) time.Duration { return cl.PolicyFor(m).Timeout }
+	attempt := func(m string) time.Duration { return cl.PolicyFor(m).AttemptTimeout }
+	retryPolicy := func(m string) retry.Policy {
+		r := cl.PolicyFor(m).Retry
+		return retry.Policy{MaxAttempts: r.MaxAttempts, InitialBackoff: r.InitialBackoff, MaxBackoff: r.MaxBackoff, Multiplier: r.Multiplier}
+	}
+	breakerConfig := func(m string) breaker.Config {
+		b := cl.PolicyFor(m).Breaker
+		return breaker.Config{Success: b.Success, Request: b.Request, Window: b.Window, Bucket: b.Bucket}
+	}
+	return Client{
+		Middleware: []kmiddleware.Middleware{logging.Client(cs.logger)},
+		Interceptors: []grpc.UnaryClientInterceptor{
+			timeout.Client(total),
+			retry.Client(name, retryPolicy, retry.NewBudget(cl.Budget.Ratio, cl.Budget.MinPerSecond)),
+			breaker.Client(name, breakerConfig),
+			timeout.Client(attempt),
+		},
+		Dial: []grpc.DialOption{grpc.WithKeepaliveParams(keepalive.ClientParameters{
+			Time:    cl.Keepalive.Time,
+			Timeout: cl.Keepalive.Timeout,
+		})},
+	}, nil
 }

@@ -22,7 +22,14 @@ import (
 	"github.com/rampart-go/rampart/internal/server"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+// aegis' CPU sampler, which load shedding reads, runs from package init
+// for the life of the process.
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m,
+		goleak.IgnoreTopFunction("github.com/go-kratos/aegis/internal/cpu.init.0.func1"),
+		goleak.IgnoreTopFunction("github.com/go-kratos/aegis/ratelimit/bbr.cpuproc"),
+	)
+}
 
 // recorder is a Registrar that notes what the instance looked like from
 // outside at the moment it was deregistered.
@@ -69,7 +76,7 @@ func TestShutdownOrder(t *testing.T) {
 	probes := server.NewProbes()
 	rec := &recorder{registered: make(chan *registry.ServiceInstance, 1)}
 	app := server.NewApp(c, server.NewInstance(c), log.NewStdLogger(&strings.Builder{}), grpcSrv,
-		server.NewHTTPServer(probes), rec, hs, probes)
+		server.NewHTTPServer(c, probes, nil), rec, hs, probes)
 
 	runCtx, stop := context.WithCancel(ctx)
 	defer stop()

@@ -32,6 +32,7 @@ func newGRPCServer(c *conf.Bootstrap, chain middleware.ServerChain, hs *health.S
 	srv := kgrpc.NewServer(
 		kgrpc.Timeout(c.Server.GRPC.Timeout),
 		kgrpc.CustomHealth(),
+		kgrpc.Options(middleware.ServerOptions(c)...),
 	)
 	srv.Use("/"+desc.ServiceName+"/*", chain...)
 	srv.RegisterService(desc, impl)

@@ -4,6 +4,9 @@ import (
 	"net/http"
 	"sync/atomic"
 	"time"
+
+	"github.com/rampart-go/rampart/internal/conf"
+	"github.com/rampart-go/rampart/internal/middleware/faults"
 )
 
 // Probes holds what the HTTP probes report. Ready is false until the
@@ -20,9 +23,13 @@ func NewProbes() *Probes { return &Probes{} }
 func (p *Probes) SetReady(ready bool) { p.ready.Store(ready) }
 
 // NewHTTPServer returns the side-port server: /healthz answers 200 while the
-// process runs, /readyz 200 only while it takes calls.
-func NewHTTPServer(p *Probes) *http.Server {
+// process runs, /readyz 200 only while it takes calls, and /debug/faults
+// (loopback callers only) changes injected faults when server.faults.endpoint is on.
+func NewHTTPServer(c *conf.Bootstrap, p *Probes, inj *faults.Injector) *http.Server {
 	mux := http.NewServeMux()
+	if c.Server.Faults.Endpoint {
+		mux.Handle("/debug/faults", inj.Handler())
+	}
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		_, _ = w.Write([]byte("ok\n"))
 	})
