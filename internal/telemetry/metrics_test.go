@@ -1,0 +1,70 @@
+package telemetry_test
+
+import (
+	"net/http"
+	"net/http/httptest"
+	"regexp"
+	"testing"
+
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/metric"
+
+	userv1 "github.com/rampart-go/rampart/api/user/v1"
+	"github.com/rampart-go/rampart/internal/telemetry"
+)
+
+// The middleware's counters, created through the global meter provider
+// with the names and units the middleware uses, must be exposed under
+// exactly those names, next to the gRPC and runtime metrics.
+func TestMetricsEndpoint(t *testing.T) {
+	clearOTelEnv(t)
+	tel, _ := newTelemetry(t, telemetry.Config{})
+	client := dial(t, tel, serve(t, tel, &backend{}), tel.LogicalSpan("user"))
+	if _, err := client.GetUser(testCtx(t), &userv1.GetUserRequest{Id: "u1"}); err != nil {
+		t.Fatalf("GetUser: %v", err)
+	}
+
+	// Literal names rather than the middleware's constants: importing the
+	// shedding package starts aegis' CPU sampler, which goleak would flag.
+	meter := otel.GetMeterProvider().Meter("test")
+	for _, c := range []struct{ name, unit string }{
+		{"rampart_client_retries_total", "{retry}"},
+		{"rampart_retry_budget_exhausted_total", "{retry}"},
+		{"rampart_breaker_rejections_total", "{call}"},
+		{"rampart_faults_injected_total", "{fault}"},
+		{"rampart_shed_total", "{request}"},
+	} {
+		counter, err := meter.Int64Counter(c.name, metric.WithUnit(c.unit))
+		if err != nil {
+			t.Fatalf("counter %s: %v", c.name, err)
+		}
+		counter.Add(testCtx(t), 2)
+	}
+
+	rec := httptest.NewRecorder()
+	tel.MetricsHandler().ServeHTTP(rec, httptest.NewRequestWithContext(testCtx(t), http.MethodGet, "/metrics", nil))
+	if rec.Code != http.StatusOK {
+		t.Fatalf("GET /metrics: %d\n%s", rec.Code, rec.Body)
+	}
+	body := rec.Body.String()
+
+	for _, want := range []string{
+		`(?m)^rampart_client_retries_total\{.*\} 2$`,
+		`(?m)^rampart_retry_budget_exhausted_total\{.*\} 2$`,
+		`(?m)^rampart_breaker_rejections_total\{.*\} 2$`,
+		`(?m)^rampart_faults_injected_total\{.*\} 2$`,
+		`(?m)^rampart_shed_total\{.*\} 2$`,
+		`(?m)^rpc_server_call_duration_seconds_count\{.*rpc_method="user.v1.UserService/GetUser".*\} 1$`,
+		`(?m)^rpc_client_call_duration_seconds_count\{.*rpc_method="user.v1.UserService/GetUser".*\} 1$`,
+		`(?m)^go_goroutine_count\{.*\} \d+$`,
+		`(?m)^go_memory_used_bytes\{.*\} \d+$`,
+		`(?m)^target_info\{.*service_instance_id="user-1234abcd".*\} 1$`,
+	} {
+		if !regexp.MustCompile(want).MatchString(body) {
+			t.Errorf("/metrics has no line matching %s", want)
+		}
+	}
+	if regexp.MustCompile(`_total_total`).MatchString(body) {
+		t.Error("/metrics has a doubled _total suffix")
+	}
+}
