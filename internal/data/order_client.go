@@ -17,7 +17,7 @@ type OrderConn struct{ *grpc.ClientConn }
 
 // NewOrderConn dials clients.order; the cleanup closes the connection.
 func NewOrderConn(c *conf.Bootstrap, d registry.Discovery, clients *middleware.Clients) (*OrderConn, func(), error) {
-	conn, cleanup, err := dialPeer("order", c, d, clients)
+	conn, cleanup, err := DialService("order", c, d, clients)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -17,7 +17,7 @@ type UserConn struct{ *grpc.ClientConn }
 
 // NewUserConn dials clients.user; the cleanup closes the connection.
 func NewUserConn(c *conf.Bootstrap, d registry.Discovery, clients *middleware.Clients) (*UserConn, func(), error) {
-	conn, cleanup, err := dialPeer("user", c, d, clients)
+	conn, cleanup, err := DialService("user", c, d, clients)
 	if err != nil {
 		return nil, nil, err
 	}

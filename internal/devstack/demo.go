@@ -5,14 +5,16 @@ import (
 	"fmt"
 	"io"
 
-	kgrpc "github.com/go-kratos/kratos/v2/transport/grpc"
+	"github.com/go-kratos/kratos/v2/log"
 	"github.com/google/uuid"
 	"github.com/hashicorp/consul/api"
-	"google.golang.org/grpc"
 
 	orderv1 "github.com/rampart-go/rampart/api/order/v1"
 	userv1 "github.com/rampart-go/rampart/api/user/v1"
+	"github.com/rampart-go/rampart/internal/conf"
 	"github.com/rampart-go/rampart/internal/consul"
+	"github.com/rampart-go/rampart/internal/data"
+	"github.com/rampart-go/rampart/internal/middleware"
 )
 
 // DemoResult is what one run of the demo flow produced.
@@ -25,45 +27,47 @@ type DemoResult struct {
 // DemoClients reach both services the way a real client would: through
 // Consul discovery, never by a fixed address.
 type DemoClients struct {
-	User  userv1.UserServiceClient
-	Order orderv1.OrderServiceClient
-	conns []*grpc.ClientConn
-	reg   *consul.Registry
+	User   userv1.UserServiceClient
+	Order  orderv1.OrderServiceClient
+	closes []func()
+	reg    *consul.Registry
 }
 
-// DialDemo dials discovery:///user and discovery:///order through client.
-func DialDemo(ctx context.Context, client *api.Client) (*DemoClients, error) {
+// DialDemo dials discovery:///user and discovery:///order through client,
+// with the same client chain the services use on each other.
+func DialDemo(_ context.Context, client *api.Client) (*DemoClients, error) {
+	c := conf.Default()
+	c.Clients = map[string]conf.Client{}
+	for _, name := range []string{"user", "order"} {
+		cl := conf.DefaultClient()
+		cl.Target = "discovery:///" + name
+		c.Clients[name] = cl
+	}
 	reg := consul.New(client)
-	dial := func(name string) (*grpc.ClientConn, error) {
-		return kgrpc.DialInsecure(ctx,
-			kgrpc.WithEndpoint("discovery:///"+name),
-			kgrpc.WithDiscovery(reg),
-			kgrpc.WithPrintDiscoveryDebugLog(false),
-		)
-	}
-	userConn, err := dial("user")
+	chains := middleware.NewClients(c, log.NewStdLogger(io.Discard))
+	userConn, closeUser, err := data.DialService("user", c, reg, chains)
 	if err != nil {
 		_ = reg.Close()
-		return nil, fmt.Errorf("dial user: %w", err)
+		return nil, err
 	}
-	orderConn, err := dial("order")
+	orderConn, closeOrder, err := data.DialService("order", c, reg, chains)
 	if err != nil {
-		_ = userConn.Close()
+		closeUser()
 		_ = reg.Close()
-		return nil, fmt.Errorf("dial order: %w", err)
+		return nil, err
 	}
 	return &DemoClients{
-		User:  userv1.NewUserServiceClient(userConn),
-		Order: orderv1.NewOrderServiceClient(orderConn),
-		conns: []*grpc.ClientConn{userConn, orderConn},
-		reg:   reg,
+		User:   userv1.NewUserServiceClient(userConn),
+		Order:  orderv1.NewOrderServiceClient(orderConn),
+		closes: []func(){closeUser, closeOrder},
+		reg:    reg,
 	}, nil
 }
 
 // Close closes both connections and the registry that fed them.
 func (c *DemoClients) Close() {
-	for _, conn := range c.conns {
-		_ = conn.Close()
+	for _, closeConn := range c.closes {
+		closeConn()
 	}
 	_ = c.reg.Close()
 }

@@ -17,6 +17,7 @@ import (
 	kmiddleware "github.com/go-kratos/kratos/v2/middleware"
 	"github.com/go-kratos/kratos/v2/middleware/logging"
 	"github.com/go-kratos/kratos/v2/middleware/recovery"
+	"github.com/go-kratos/kratos/v2/selector"
 	"github.com/google/wire"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/keepalive"
@@ -67,18 +68,7 @@ func ServerOptions(c *conf.Bootstrap) []grpc.ServerOption {
 // NewFaults returns the fault injector with server.faults.methods; it is
 // built even when empty so /debug/faults can switch faults on at run time.
 func NewFaults(c *conf.Bootstrap) (*faults.Injector, error) {
-	initial := make(map[string]faults.Fault, len(c.Server.Faults.Methods))
-	for method, f := range c.Server.Faults.Methods {
-		var out faults.Fault
-		if f.Delay != nil {
-			out.Delay = &faults.Delay{Percent: f.Delay.Percent, Duration: f.Delay.Duration}
-		}
-		if f.Abort != nil {
-			out.Abort = &faults.Abort{Percent: f.Abort.Percent, Code: f.Abort.Code, After: f.Abort.After}
-		}
-		initial[method] = out
-	}
-	inj, err := faults.New(initial)
+	inj, err := faults.New(c.Server.Faults.Methods)
 	if err != nil {
 		return nil, fmt.Errorf("server.faults: %w", err)
 	}
@@ -94,6 +84,9 @@ type Client struct {
 	Interceptors []grpc.UnaryClientInterceptor
 	// Dial are the connection options (keepalive).
 	Dial []grpc.DialOption
+	// NodeFilters narrow the balancer's choice per attempt: a retry avoids
+	// the instances its call already failed on.
+	NodeFilters []selector.NodeFilter
 }
 
 // Clients builds the chain of each configured client target.
@@ -136,5 +129,6 @@ func (cs *Clients) For(name string) (Client, error) {
 			Time:    cl.Keepalive.Time,
 			Timeout: cl.Keepalive.Timeout,
 		})},
+		NodeFilters: []selector.NodeFilter{retry.AvoidTried()},
 	}, nil
 }

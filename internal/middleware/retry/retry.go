@@ -53,6 +53,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 
 	"github.com/rampart-go/rampart/internal/middleware/breaker"
@@ -268,12 +269,13 @@ func (r *retrier) intercept(ctx context.Context, method string, req, reply any, 
 	st := &callState{}
 	// Clipped, so an inner interceptor that appends its own options cannot
 	// write into the slots shared by later attempts.
-	callOpts := slices.Clip(append(append(st.opts[:0], opts...), grpc.Trailer(&st.trailer)))
+	callOpts := slices.Clip(append(append(st.opts[:0], opts...), grpc.Trailer(&st.trailer), grpc.Peer(&st.peer)))
 
 	sincePushback := 0
+	attemptCtx := ctx
 	for attempt := 1; ; attempt++ {
-		st.trailer = nil
-		err := invoker(withAttempt(ctx, attempt), method, req, reply, cc, callOpts...)
+		st.trailer, st.peer = nil, peer.Peer{}
+		err := invoker(withAttempt(attemptCtx, attempt), method, req, reply, cc, callOpts...)
 		if err == nil || attempt >= p.MaxAttempts {
 			return err
 		}
@@ -298,6 +300,15 @@ func (r *retrier) intercept(ctx context.Context, method string, req, reply any, 
 			r.exhausted.Add(ctx, 1, r.targetSet)
 			return err
 		}
+		if st.peer.Addr != nil {
+			// Built on the first retry only, so a call that succeeds at once
+			// pays nothing for it.
+			if st.tried == nil {
+				st.tried = &tried{}
+				attemptCtx = context.WithValue(ctx, triedKey{}, st.tried)
+			}
+			st.tried.add(st.peer.Addr.String())
+		}
 		r.record(ctx, method, attempt+1, wait, code)
 		if serr := r.clock.Sleep(ctx, wait); serr != nil {
 			return status.FromContextError(serr).Err()
@@ -309,7 +320,9 @@ func (r *retrier) intercept(ctx context.Context, method string, req, reply any, 
 // latest attempt and room for the caller's call options plus the trailer's.
 type callState struct {
 	trailer metadata.MD
-	opts    [4]grpc.CallOption
+	peer    peer.Peer
+	tried   *tried
+	opts    [5]grpc.CallOption
 }
 
 // record emits the span event and the counter of one retry.
