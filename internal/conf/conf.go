@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/rampart-go/rampart/internal/middleware/faults"
 )
 
 // Bootstrap is the whole configuration of one service process.
@@ -63,28 +65,7 @@ type Faults struct {
 	Endpoint bool `yaml:"endpoint"`
 	// Methods maps a full method ("/user.v1.UserService/GetUser") or "*" to
 	// its fault. Empty: no fault, and the injector costs one atomic load.
-	Methods map[string]Fault `yaml:"methods"`
-}
-
-// Fault delays and/or aborts a share of the calls to one method.
-type Fault struct {
-	Delay *FaultDelay `yaml:"delay"`
-	Abort *FaultAbort `yaml:"abort"`
-}
-
-// FaultDelay holds Percent of calls for Duration (or until the caller gives up).
-type FaultDelay struct {
-	Percent  float64       `yaml:"percent"`
-	Duration time.Duration `yaml:"duration"`
-}
-
-// FaultAbort fails Percent of calls with Code (a gRPC code name). With
-// After, the handler runs first: the call takes effect but the caller sees
-// the error, the case idempotency keys exist for.
-type FaultAbort struct {
-	Percent float64 `yaml:"percent"`
-	Code    string  `yaml:"code"`
-	After   bool    `yaml:"after"`
+	Methods map[string]faults.Fault `yaml:"methods"`
 }
 
 // GRPC is the API listener. Port 0 picks a free port; the registrar

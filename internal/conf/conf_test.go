@@ -54,8 +54,8 @@ func TestBadValuesNameTheKey(t *testing.T) {
 		{"service: {name: user}\nclients: {order: {target: discovery:///order, methods: {/order.v1.OrderService/ListOrders: {retry: {multiplier: 0.5}}}}}", "clients.order.methods./order.v1.OrderService/ListOrders.retry.multiplier: must be >= 1"},
 		{"service: {name: user}\nclients: {order: {target: discovery:///order, methods: {ListOrders: {}}}}", "clients.order.methods.ListOrders: must be a full method name"},
 		{"service: {name: user}\nclients: {order: {target: discovery:///order, budget: {ratio: 2}}}", "clients.order.budget.ratio: must be between 0 and 1"},
-		{"service: {name: user}\nserver: {faults: {methods: {'*': {abort: {percent: 10, code: TEAPOT}}}}}", "server.faults.methods.*.abort.code: must be a gRPC code name"},
-		{"service: {name: user}\nserver: {faults: {methods: {'*': {delay: {percent: 120, duration: 1s}}}}}", "server.faults.methods.*.delay.percent: must be between 0 and 100"},
+		{"service: {name: user}\nserver: {faults: {methods: {'*': {abort: {percent: 10, code: TEAPOT}}}}}", `server.faults.methods.*.abort.code: "TEAPOT" is not a gRPC code name`},
+		{"service: {name: user}\nserver: {faults: {methods: {'*': {delay: {percent: 120, duration: 1s}}}}}", "server.faults.methods.*.delay.percent: 120 is not in 0..100"},
 		{"service: {name: user}\nserver: {shedding: {cpu_threshold: 0}}", "server.shedding.cpu_threshold: must be in (0, 1000]"},
 		{"service: {name: user}\ndata: {driver: postgres}", "data.driver: must be memory or sqlite"},
 		{"service: {name: user}\ndata: {driver: sqlite}", "data.sqlite.path: must be set"},
@@ -160,5 +160,12 @@ clients:
 	}
 	if cl.Keepalive != def.Keepalive || cl.Budget != def.Budget {
 		t.Fatalf("keepalive/budget = %+v/%+v, want defaults", cl.Keepalive, cl.Budget)
+	}
+}
+
+func TestUnknownKeyInsideAFault(t *testing.T) {
+	_, err := conf.Parse([]byte("service: {name: user}\nserver: {faults: {methods: {'*': {delay: {percent: 5, duraton: 1s}}}}}"), noEnv)
+	if err == nil || !strings.Contains(err.Error(), "server.faults.methods.*.delay.duraton: unknown key") {
+		t.Fatalf("Parse error = %v, want the misspelt key named", err)
 	}
 }

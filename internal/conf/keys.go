@@ -24,6 +24,9 @@ func walkKeys(n *yaml.Node, t reflect.Type, prefix string, errs *[]error) {
 	if n.Kind != yaml.MappingNode {
 		return
 	}
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		key, val := n.Content[i].Value, n.Content[i+1]
 		path := strings.TrimPrefix(prefix+"."+key, ".")

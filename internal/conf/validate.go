@@ -9,7 +9,8 @@ import (
 	"sort"
 	"strings"
 	"time"
-	"unicode"
+
+	"github.com/rampart-go/rampart/internal/middleware/faults"
 )
 
 // KeyError names the config key that holds a bad value.
@@ -66,15 +67,6 @@ func validatePolicy(key string, p Policy, bad func(key, format string, args ...a
 	}
 }
 
-// grpcCodes are the names a fault may abort with (upper snake case, as in
-// the gRPC spec; "UNAVAILABLE" or "Unavailable" both work).
-var grpcCodes = map[string]bool{
-	"CANCELLED": true, "UNKNOWN": true, "INVALID_ARGUMENT": true, "DEADLINE_EXCEEDED": true, "NOT_FOUND": true,
-	"ALREADY_EXISTS": true, "PERMISSION_DENIED": true, "RESOURCE_EXHAUSTED": true, "FAILED_PRECONDITION": true,
-	"ABORTED": true, "OUT_OF_RANGE": true, "UNIMPLEMENTED": true, "INTERNAL": true, "UNAVAILABLE": true,
-	"DATA_LOSS": true, "UNAUTHENTICATED": true,
-}
-
 func validateFaults(f Faults, bad func(key, format string, args ...any)) {
 	methods := make([]string, 0, len(f.Methods))
 	for m := range f.Methods {
@@ -83,40 +75,15 @@ func validateFaults(f Faults, bad func(key, format string, args ...any)) {
 	sort.Strings(methods)
 	for _, m := range methods {
 		key := "server.faults.methods." + m
-		if m != "*" && !fullMethod.MatchString(m) {
+		if m != faults.AllMethods && !fullMethod.MatchString(m) {
 			bad(key, "must be * or a full method name like /user.v1.UserService/GetUser")
 		}
-		fault := f.Methods[m]
-		if d := fault.Delay; d != nil {
-			if d.Percent < 0 || d.Percent > 100 {
-				bad(key+".delay.percent", "must be between 0 and 100, got %v", d.Percent)
-			}
-			if d.Duration <= 0 {
-				bad(key+".delay.duration", "must be > 0")
-			}
-		}
-		if a := fault.Abort; a != nil {
-			if a.Percent < 0 || a.Percent > 100 {
-				bad(key+".abort.percent", "must be between 0 and 100, got %v", a.Percent)
-			}
-			if !grpcCodes[codeName(a.Code)] {
-				bad(key+".abort.code", "must be a gRPC code name such as UNAVAILABLE, got %q", a.Code)
-			}
+		// The fault names its own field ("delay.percent: …"); put it under the key.
+		if err := f.Methods[m].Validate(); err != nil {
+			field, reason, _ := strings.Cut(err.Error(), ": ")
+			bad(key+"."+field, "%s", reason)
 		}
 	}
-}
-
-// codeName turns "Unavailable", "unavailable" or "DeadlineExceeded" into the
-// spec's UNAVAILABLE / DEADLINE_EXCEEDED.
-func codeName(s string) string {
-	var b strings.Builder
-	for i, r := range s {
-		if i > 0 && unicode.IsUpper(r) && !unicode.IsUpper(rune(s[i-1])) && s[i-1] != '_' {
-			b.WriteByte('_')
-		}
-		b.WriteRune(unicode.ToUpper(r))
-	}
-	return b.String()
 }
 
 // Validate reports every bad value at once, each with its key, so one start

@@ -7,19 +7,14 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+
+	"github.com/rampart-go/rampart/internal/middleware/faults"
 )
 
-// FaultReport is what an instance's GET /debug/faults answers.
-type FaultReport struct {
-	Faults   map[string]json.RawMessage  `json:"faults"`
-	Seen     map[string]int64            `json:"seen"`
-	Injected map[string]map[string]int64 `json:"injected"`
-}
-
-// SetFaults replaces the faults of the instance (method -> fault JSON, e.g.
-// {"abort": {"percent": 30, "code": "UNAVAILABLE"}}).
-func (p *ServiceProc) SetFaults(ctx context.Context, faults map[string]any) error {
-	body, err := json.Marshal(faults)
+// SetFaults replaces the faults of the running instance through its
+// /debug/faults endpoint.
+func (p *ServiceProc) SetFaults(ctx context.Context, fs map[string]faults.Fault) error {
+	body, err := json.Marshal(fs)
 	if err != nil {
 		return err
 	}
@@ -32,8 +27,8 @@ func (p *ServiceProc) ClearFaults(ctx context.Context) error {
 }
 
 // Faults returns the instance's faults and its per-method counts.
-func (p *ServiceProc) Faults(ctx context.Context) (*FaultReport, error) {
-	var r FaultReport
+func (p *ServiceProc) Faults(ctx context.Context) (*faults.State, error) {
+	var r faults.State
 	if err := p.faultsRequest(ctx, http.MethodGet, nil, &r); err != nil {
 		return nil, err
 	}
