@@ -16,13 +16,13 @@ import (
 	"github.com/go-kratos/kratos/v2/log"
 	"github.com/go-kratos/kratos/v2/registry"
 	"github.com/hashicorp/consul/api"
-	"go.uber.org/goleak"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/rampart-go/rampart/internal/consul"
 	"github.com/rampart-go/rampart/internal/devstack"
+	"github.com/rampart-go/rampart/internal/leakcheck"
 )
 
 // Check timing used throughout: Consul's minimum interval, and a timeout
@@ -32,9 +32,7 @@ const (
 	checkTimeout  = time.Second
 )
 
-func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m)
-}
+func TestMain(m *testing.M) { leakcheck.Main(m) }
 
 // testLogger sends registry logs to the test log and keeps them, so tests
 // can assert what was logged (e.g. once per outage).

@@ -12,24 +12,17 @@ import (
 	"github.com/go-kratos/kratos/v2/log"
 	"github.com/go-kratos/kratos/v2/registry"
 	kgrpc "github.com/go-kratos/kratos/v2/transport/grpc"
-	"go.uber.org/goleak"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/rampart-go/rampart/internal/conf"
+	"github.com/rampart-go/rampart/internal/leakcheck"
 	"github.com/rampart-go/rampart/internal/server"
 )
 
-// aegis' CPU sampler, which load shedding reads, runs from package init
-// for the life of the process.
-func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m,
-		goleak.IgnoreTopFunction("github.com/go-kratos/aegis/internal/cpu.init.0.func1"),
-		goleak.IgnoreTopFunction("github.com/go-kratos/aegis/ratelimit/bbr.cpuproc"),
-	)
-}
+func TestMain(m *testing.M) { leakcheck.Main(m) }
 
 // recorder is a Registrar that notes what the instance looked like from
 // outside at the moment it was deregistered.

@@ -13,9 +13,9 @@ import (
 	"time"
 
 	"github.com/hashicorp/consul/api"
-	"go.uber.org/goleak"
 
 	"github.com/rampart-go/rampart/internal/devstack"
+	"github.com/rampart-go/rampart/internal/leakcheck"
 )
 
 // drainDelay is server.drain_delay in configs/*.yaml: how long a stopping
@@ -25,9 +25,7 @@ const drainDelay = time.Second
 // logTailLines is how much of each process log a failed test prints.
 const logTailLines = 40
 
-func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m)
-}
+func TestMain(m *testing.M) { leakcheck.Main(m) }
 
 // testContext returns a context that ends after d or when the test ends.
 func testContext(t *testing.T, d time.Duration) context.Context {
@@ -58,6 +56,13 @@ func isolateConsul(t *testing.T) {
 // printing the tail of every log if the test failed.
 func startStack(t *testing.T, ctx context.Context, users, orders int) *devstack.Stack {
 	t.Helper()
+	return startStackWith(t, ctx, users, orders, nil)
+}
+
+// startStackWith is startStack with some services' config files replaced
+// (service name -> path), for tests that need another policy.
+func startStackWith(t *testing.T, ctx context.Context, users, orders int, configs map[string]string) *devstack.Stack {
+	t.Helper()
 	isolateConsul(t)
 	workDir := t.TempDir()
 	var services []devstack.ServiceCount
@@ -71,6 +76,7 @@ func startStack(t *testing.T, ctx context.Context, users, orders int) *devstack.
 		RepoRoot: repoRoot(t),
 		Services: services,
 		WorkDir:  workDir,
+		Configs:  configs,
 	})
 	if err != nil {
 		// StartStack has stopped what it started; its logs are still here.
