@@ -1,0 +1,412 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/go-kratos/kratos/v2/log"
+	"github.com/google/uuid"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+	"gopkg.in/yaml.v3"
+
+	orderv1 "github.com/rampart-go/rampart/api/order/v1"
+	userv1 "github.com/rampart-go/rampart/api/user/v1"
+	"github.com/rampart-go/rampart/internal/conf"
+	"github.com/rampart-go/rampart/internal/consul"
+	"github.com/rampart-go/rampart/internal/data"
+	"github.com/rampart-go/rampart/internal/devstack"
+	"github.com/rampart-go/rampart/internal/middleware"
+	"github.com/rampart-go/rampart/internal/middleware/faults"
+)
+
+const getUser = "/user.v1.UserService/GetUser"
+
+// budgetFloor is what the default retry budget allows on top of the ratio
+// over its 10 s window: budget.min_per_second (10) x 10 s.
+const budgetFloor = 100
+
+// orderAt is a plain client of one order instance: no retry of its own, so
+// every failure the test sees is one order's client chain did not mask.
+func orderAt(t *testing.T, p *devstack.ServiceProc) orderv1.OrderServiceClient {
+	t.Helper()
+	conn, err := grpc.NewClient(p.GRPCAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	return orderv1.NewOrderServiceClient(conn)
+}
+
+// newBuyer creates a user to place orders for.
+func newBuyer(t *testing.T, ctx context.Context, s *devstack.Stack) string {
+	t.Helper()
+	clients := dialDemo(t, ctx, consulClient(t, s.ConsulAddr))
+	reply, err := clients.User.CreateUser(ctx, &userv1.CreateUserRequest{Name: "Buyer", Email: "buyer@example.com"})
+	if err != nil {
+		t.Fatalf("create buyer: %v", err)
+	}
+	return reply.GetUser().GetId()
+}
+
+// placeOrder returns a call that places one order with its own key.
+func placeOrder(client orderv1.OrderServiceClient, buyer string, timeout time.Duration) func(context.Context) error {
+	return func(ctx context.Context) error {
+		ctx, cancel := context.WithTimeout(ctx, timeout)
+		defer cancel()
+		_, err := client.CreateOrder(ctx, &orderv1.CreateOrderRequest{
+			IdempotencyKey: uuid.NewString(), UserId: buyer, Item: "pen", Quantity: 1,
+		})
+		return err
+	}
+}
+
+// setFaults sets the same faults on every given instance.
+func setFaults(t *testing.T, ctx context.Context, procs []*devstack.ServiceProc, fs map[string]faults.Fault) {
+	t.Helper()
+	for _, p := range procs {
+		if err := p.SetFaults(ctx, fs); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// serverAttempts sums, over the instances, the calls of method that reached
+// their fault injector: the server-side attempts.
+func serverAttempts(t *testing.T, ctx context.Context, procs []*devstack.ServiceProc, method string) int64 {
+	t.Helper()
+	var n int64
+	for _, p := range procs {
+		st, err := p.Faults(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n += st.Seen[method]
+	}
+	return n
+}
+
+// configWith writes a copy of configs/<service>.yaml with the value at path
+// replaced, and returns its path.
+func configWith(t *testing.T, service string, path []string, value any) string {
+	t.Helper()
+	raw, err := os.ReadFile(filepath.Join(repoRoot(t), "configs", service+".yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc map[string]any
+	if err = yaml.Unmarshal(raw, &doc); err != nil {
+		t.Fatal(err)
+	}
+	m := doc
+	for _, key := range path[:len(path)-1] {
+		next, ok := m[key].(map[string]any)
+		if !ok {
+			next = map[string]any{}
+			m[key] = next
+		}
+		m = next
+	}
+	m[path[len(path)-1]] = value
+	out, err := yaml.Marshal(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(t.TempDir(), service+".yaml")
+	if err = os.WriteFile(file, out, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return file
+}
+
+// TestRetryMasksAFlakyInstance: one of two user instances fails 30% of
+// GetUser calls; every one of 1,000 orders still succeeds, because order's
+// client retries on the other instance.
+func TestRetryMasksAFlakyInstance(t *testing.T) {
+	const orders = 1000
+	ctx := testContext(t, 90*time.Second)
+	s := startStack(t, ctx, 2, 1)
+	buyer := newBuyer(t, ctx, s)
+	users := s.Instances("user")
+	before := serverAttempts(t, ctx, users, getUser)
+	setFaults(t, ctx, users[:1], map[string]faults.Fault{getUser: {Abort: &faults.Abort{Percent: 30, Code: "UNAVAILABLE"}}})
+
+	client := orderAt(t, s.Instances("order")[0])
+	res := runCalls(ctx, orders, 8, func(ctx context.Context, _ int) error { return placeOrder(client, buyer, 5*time.Second)(ctx) })
+
+	attempts := serverAttempts(t, ctx, users, getUser) - before
+	st, err := users[0].Faults(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	injected := st.Injected[getUser].Abort
+	t.Logf("%d orders: %d failed; user saw %d GetUser attempts (%.3f per order), %d of them aborted by the fault",
+		orders, len(res.failed()), attempts, float64(attempts)/orders, injected)
+	if f := res.failed(); len(f) > 0 {
+		t.Fatalf("%d of %d orders failed (by code %v), first: %v", len(f), orders, f.byCode(), f[0].err)
+	}
+	if injected == 0 {
+		t.Fatal("the fault never fired: the test proved nothing")
+	}
+	if attempts != orders+injected {
+		t.Fatalf("attempts %d != orders %d + injected failures %d: a failed attempt was not retried exactly once", attempts, orders, injected)
+	}
+}
+
+// TestOutageIsBoundedByBudgetAndBreaker: every user instance fails every
+// GetUser for 10 s under steady load. The dependency sees at most 1.2x the
+// requests plus the budget floor, order's breaker starts refusing locally,
+// and success returns within 5 s of the end of the outage.
+func TestOutageIsBoundedByBudgetAndBreaker(t *testing.T) {
+	const (
+		rate    = 50
+		outage  = 10 * time.Second
+		recover = 5 * time.Second
+	)
+	ctx := testContext(t, 90*time.Second)
+	s := startStack(t, ctx, 2, 1)
+	buyer := newBuyer(t, ctx, s)
+	users := s.Instances("user")
+	client := orderAt(t, s.Instances("order")[0])
+
+	loadCtx, stopLoad := context.WithCancel(ctx)
+	defer stopLoad()
+	before := serverAttempts(t, ctx, users, getUser)
+	setFaults(t, ctx, users, map[string]faults.Fault{getUser: {Abort: &faults.Abort{Percent: 100, Code: "UNAVAILABLE"}}})
+	load := startSteadyLoad(loadCtx, rate, placeOrder(client, buyer, 2*time.Second))
+	sleepCtx(ctx, outage/2)
+	midway := time.Now()
+	attemptsMidway := serverAttempts(t, ctx, users, getUser)
+	sleepCtx(ctx, outage/2)
+	stopLoad()
+	during := load.wait()
+	attemptsEnd := serverAttempts(t, ctx, users, getUser)
+	attempts := attemptsEnd - before
+	setFaults(t, ctx, users, nil)
+	outageEnd := time.Now()
+
+	t.Logf("outage: %d orders sent, %d failed (by code %v); user saw %d GetUser attempts (%.2f per order)",
+		len(during), len(during.failed()), during.byCode(), attempts, float64(attempts)/float64(len(during)))
+	if limit := int64(1.2*float64(len(during))) + budgetFloor; attempts > limit {
+		t.Errorf("user saw %d attempts for %d orders, more than 1.2x + %d = %d: the budget did not hold", attempts, len(during), budgetFloor, limit)
+	}
+	// The breaker answers locally: in the second half of the outage the
+	// dependency sees fewer attempts than there are orders.
+	late := during.between(midway, outageEnd)
+	lateAttempts := attemptsEnd - attemptsMidway
+	t.Logf("second half of the outage: %d orders, %d attempts reached user", len(late), lateAttempts)
+	if lateAttempts >= int64(len(late)) {
+		t.Errorf("second half of the outage: %d attempts for %d orders; the breaker did not refuse locally", lateAttempts, len(late))
+	}
+
+	// Recovery: the breaker's window (3 s) still remembers the outage, so
+	// success returns gradually; recovered means 20 orders in a row succeed.
+	const streak = 20
+	run, recovered := 0, time.Duration(0)
+	for deadline := outageEnd.Add(recover); run < streak && time.Now().Before(deadline); {
+		if err := placeOrder(client, buyer, time.Second)(ctx); err != nil {
+			run = 0
+			sleepCtx(ctx, time.Second/rate)
+			continue
+		}
+		if run++; run == streak {
+			recovered = time.Since(outageEnd)
+		}
+	}
+	if recovered == 0 {
+		t.Fatalf("orders did not succeed %d in a row within %s of the end of the outage", streak, recover)
+	}
+	t.Logf("%d orders in a row succeeded %s after the faults were removed", streak, recovered.Round(time.Millisecond))
+}
+
+// TestDeadlinePropagates: with GetUser delayed 2 s and order's GetUser
+// timeout at 300 ms, CreateOrder fails with DeadlineExceeded in about
+// 300 ms, and the user handler's context is cancelled, not left to run.
+func TestDeadlinePropagates(t *testing.T) {
+	const methodTimeout = 300 * time.Millisecond
+	ctx := testContext(t, 60*time.Second)
+	orderConf := configWith(t, "order", []string{"clients", "user", "methods", getUser},
+		map[string]any{"timeout": methodTimeout.String(), "attempt_timeout": methodTimeout.String()})
+	s := startStackWith(t, ctx, 2, 1, map[string]string{"order": orderConf})
+	buyer := newBuyer(t, ctx, s)
+	users := s.Instances("user")
+	setFaults(t, ctx, users, map[string]faults.Fault{getUser: {Delay: &faults.Delay{Percent: 100, Duration: 2 * time.Second}}})
+
+	client := orderAt(t, s.Instances("order")[0])
+	res := runCalls(ctx, 5, 1, func(ctx context.Context, _ int) error { return placeOrder(client, buyer, 5*time.Second)(ctx) })
+	for i, c := range res {
+		if status.Code(c.err) != codes.DeadlineExceeded {
+			t.Fatalf("order %d: %v, want DeadlineExceeded", i, c.err)
+		}
+		t.Logf("order %d: DeadlineExceeded after %s", i, c.latency.Round(time.Millisecond))
+		if c.latency > methodTimeout+50*time.Millisecond {
+			t.Errorf("order %d took %s, want <= %s + 50ms", i, c.latency, methodTimeout)
+		}
+	}
+	var interrupted int64
+	for _, p := range users {
+		st, err := p.Faults(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		interrupted += st.Injected[getUser].Interrupted
+	}
+	if interrupted != int64(len(res)) {
+		t.Fatalf("user saw %d delayed GetUser calls cancelled by their deadline, want %d (one per order, no retry past the deadline)", interrupted, len(res))
+	}
+}
+
+// TestCreateOrderIsAppliedOnce: one order instance stores each order and
+// then fails the call (the reply is lost); the client's retry reaches an
+// instance that answers, and every key still has exactly one order.
+func TestCreateOrderIsAppliedOnce(t *testing.T) {
+	const keys = 30
+	ctx := testContext(t, 60*time.Second)
+	s := startStack(t, ctx, 1, 2)
+	buyer := newBuyer(t, ctx, s)
+	orders := s.Instances("order")
+	const createOrder = "/order.v1.OrderService/CreateOrder"
+	setFaults(t, ctx, orders[:1], map[string]faults.Fault{createOrder: {Abort: &faults.Abort{Percent: 100, Code: "UNAVAILABLE", After: true}}})
+
+	client := orderv1.NewOrderServiceClient(rampartConn(t, s, "order", "{target: discovery:///order, retry: {max_attempts: 5}}"))
+	ids := make([]string, keys)
+	res := runCalls(ctx, keys, 4, func(ctx context.Context, i int) error {
+		ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		reply, err := client.CreateOrder(ctx, &orderv1.CreateOrderRequest{
+			IdempotencyKey: fmt.Sprintf("key-%d", i), UserId: buyer, Item: "pen", Quantity: 1,
+		})
+		ids[i] = reply.GetOrder().GetId()
+		return err
+	})
+	st, err := orders[0].Faults(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lost := st.Injected[createOrder].Abort
+	attempts := serverAttempts(t, ctx, orders, createOrder)
+	t.Logf("%d keys: %d calls failed, %d attempts, %d replies lost after the order was stored", keys, len(res.failed()), attempts, lost)
+	if lost == 0 {
+		t.Fatal("no reply was lost: the test proved nothing")
+	}
+
+	list, err := orderAt(t, orders[1]).ListOrders(ctx, &orderv1.ListOrdersRequest{UserId: buyer})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(list.GetOrders()) != keys {
+		t.Fatalf("%d orders stored for %d keys: a retry created a second order or lost one", len(list.GetOrders()), keys)
+	}
+	stored := map[string]bool{}
+	for _, o := range list.GetOrders() {
+		stored[o.GetId()] = true
+	}
+	for i, c := range res {
+		if c.err == nil && !stored[ids[i]] {
+			t.Fatalf("key-%d answered order %s, which is not the stored one", i, ids[i])
+		}
+	}
+	if len(res.failed()) == keys {
+		t.Fatal("no call succeeded: the retry never reached the healthy instance")
+	}
+}
+
+// rampartConn dials discovery:///<name> the way the services dial their
+// peers: Consul discovery and the full client chain, configured by the
+// clients.<name> YAML given.
+func rampartConn(t *testing.T, s *devstack.Stack, name, clientYAML string) *grpc.ClientConn {
+	t.Helper()
+	c, err := conf.Parse([]byte("service: {name: e2e}\nclients: {"+name+": "+clientYAML+"}"),
+		func(string) (string, bool) { return "", false })
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := consul.New(consulClient(t, s.ConsulAddr))
+	t.Cleanup(func() { _ = reg.Close() })
+	conn, cleanup, err := data.DialService(name, c, reg, middleware.NewClients(c, log.NewStdLogger(io.Discard)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cleanup)
+	return conn
+}
+
+// TestHungInstanceCostsOneAttempt: one of two user instances hangs on
+// GetUser. Every order still succeeds within one attempt timeout, one
+// backoff and a normal second attempt.
+func TestHungInstanceCostsOneAttempt(t *testing.T) {
+	const (
+		attemptTimeout = 500 * time.Millisecond // clients.user.attempt_timeout in configs/order.yaml
+		firstBackoff   = 50 * time.Millisecond  // clients.user.retry.initial_backoff
+		normalCall     = 150 * time.Millisecond // a generous bound on one healthy attempt under -race
+	)
+	ctx := testContext(t, 60*time.Second)
+	s := startStack(t, ctx, 2, 1)
+	buyer := newBuyer(t, ctx, s)
+	users := s.Instances("user")
+	setFaults(t, ctx, users[:1], map[string]faults.Fault{getUser: {Delay: &faults.Delay{Percent: 100, Duration: 30 * time.Second}}})
+
+	client := orderAt(t, s.Instances("order")[0])
+	res := runCalls(ctx, 40, 4, func(ctx context.Context, _ int) error { return placeOrder(client, buyer, 5*time.Second)(ctx) })
+	st, err := users[0].Faults(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("40 orders: %d failed, slowest %s; the hung instance held %d GetUser calls",
+		len(res.failed()), res.maxLatency().Round(time.Millisecond), st.Injected[getUser].Delay)
+	if f := res.failed(); len(f) > 0 {
+		t.Fatalf("%d orders failed, first: %v", len(f), f[0].err)
+	}
+	if st.Injected[getUser].Delay == 0 {
+		t.Fatal("no call reached the hung instance: the test proved nothing")
+	}
+	if limit := attemptTimeout + firstBackoff + normalCall; res.maxLatency() > limit {
+		t.Fatalf("slowest order took %s, want <= %s", res.maxLatency(), limit)
+	}
+}
+
+// TestClientErrorsAreNotRetried: NotFound and InvalidArgument reach the
+// server exactly once per call.
+func TestClientErrorsAreNotRetried(t *testing.T) {
+	const n = 10
+	ctx := testContext(t, 60*time.Second)
+	s := startStack(t, ctx, 2, 1)
+	users := s.Instances("user")
+	client := orderAt(t, s.Instances("order")[0])
+
+	before := serverAttempts(t, ctx, users, getUser)
+	for range n {
+		err := placeOrder(client, uuid.NewString(), 2*time.Second)(ctx)
+		if status.Code(err) != codes.NotFound {
+			t.Fatalf("order for an unknown buyer: %v, want NotFound", err)
+		}
+	}
+	if got := serverAttempts(t, ctx, users, getUser) - before; got != n {
+		t.Fatalf("user saw %d GetUser attempts for %d NotFound calls, want exactly %d", got, n, n)
+	}
+
+	// Invalid arguments are refused by validation, before the fault
+	// injector counts them; the server's request log counts them instead.
+	userClient := userv1.NewUserServiceClient(rampartConn(t, s, "user", "{target: discovery:///user}"))
+	const bad = "not-a-uuid-e2e"
+	for range n {
+		_, err := userClient.GetUser(ctx, &userv1.GetUserRequest{Id: bad})
+		if status.Code(err) != codes.InvalidArgument {
+			t.Fatalf("GetUser(%q): %v, want InvalidArgument", bad, err)
+		}
+	}
+	logged := 0
+	for _, p := range users {
+		logged += countInLog(t, p.LogPath, bad)
+	}
+	if logged != n {
+		t.Fatalf("user logged %d requests for %d InvalidArgument calls, want exactly %d", logged, n, n)
+	}
+}
