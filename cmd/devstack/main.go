@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/rampart-go/rampart/internal/devstack"
+	"github.com/rampart-go/rampart/internal/telemetry"
 )
 
 func main() {
@@ -71,7 +72,18 @@ func run() error {
 		}
 	}
 
-	clients, err := devstack.DialDemo(ctx, stack.Client)
+	// The launcher traces the demo like any client: its spans go wherever
+	// the OTEL_* variables send the services' spans, and their IDs are printed.
+	tel, err := telemetry.New(ctx, telemetry.Config{}, telemetry.ResourceInfo{ServiceName: "devstack", ServiceVersion: "dev", InstanceID: "devstack"})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		flushCtx, cancelFlush := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancelFlush()
+		_ = tel.Shutdown(flushCtx)
+	}()
+	clients, err := devstack.DialDemo(ctx, stack.Client, tel)
 	if err != nil {
 		return err
 	}

@@ -25,21 +25,28 @@ func wireApp(bootstrap *conf.Bootstrap) (*server.App, func(), error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	serverChain := middleware.NewServerChain(bootstrap, logger, injector)
-	healthServer := server.NewHealth()
-	orderRepo, cleanup, err := data.NewOrderRepo(bootstrap)
+	telemetry, cleanup, err := server.NewTelemetry(bootstrap, instance, logger)
 	if err != nil {
 		return nil, nil, err
 	}
-	client, err := server.NewConsulClient(bootstrap)
+	serverChain := middleware.NewServerChain(bootstrap, logger, injector, telemetry)
+	healthServer := server.NewHealth()
+	orderRepo, cleanup2, err := data.NewOrderRepo(bootstrap)
 	if err != nil {
 		cleanup()
 		return nil, nil, err
 	}
-	registry, cleanup2 := server.NewRegistry(client, bootstrap, logger)
-	clients := middleware.NewClients(bootstrap, logger)
-	userConn, cleanup3, err := data.NewUserConn(bootstrap, registry, clients)
+	client, err := server.NewConsulClient(bootstrap)
 	if err != nil {
+		cleanup2()
+		cleanup()
+		return nil, nil, err
+	}
+	registry, cleanup3 := server.NewRegistry(client, bootstrap, logger)
+	clients := middleware.NewClients(bootstrap, logger, telemetry)
+	userConn, cleanup4, err := data.NewUserConn(bootstrap, registry, clients)
+	if err != nil {
+		cleanup3()
 		cleanup2()
 		cleanup()
 		return nil, nil, err
@@ -47,11 +54,12 @@ func wireApp(bootstrap *conf.Bootstrap) (*server.App, func(), error) {
 	userDirectory := data.NewUserDirectory(userConn)
 	orderUsecase := biz.NewOrderUsecase(orderRepo, userDirectory)
 	orderService := service.NewOrderService(orderUsecase, logger)
-	grpcServer := server.NewOrderGRPCServer(bootstrap, serverChain, healthServer, orderService)
+	grpcServer := server.NewOrderGRPCServer(bootstrap, serverChain, healthServer, telemetry, orderService)
 	probes := server.NewProbes()
-	httpServer := server.NewHTTPServer(bootstrap, probes, injector)
+	httpServer := server.NewHTTPServer(bootstrap, probes, injector, telemetry)
 	app := server.NewApp(bootstrap, instance, logger, grpcServer, httpServer, registry, healthServer, probes)
 	return app, func() {
+		cleanup4()
 		cleanup3()
 		cleanup2()
 		cleanup()

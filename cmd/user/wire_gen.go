@@ -25,21 +25,28 @@ func wireApp(bootstrap *conf.Bootstrap) (*server.App, func(), error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	serverChain := middleware.NewServerChain(bootstrap, logger, injector)
-	healthServer := server.NewHealth()
-	userRepo, cleanup, err := data.NewUserRepo(bootstrap)
+	telemetry, cleanup, err := server.NewTelemetry(bootstrap, instance, logger)
 	if err != nil {
 		return nil, nil, err
 	}
-	client, err := server.NewConsulClient(bootstrap)
+	serverChain := middleware.NewServerChain(bootstrap, logger, injector, telemetry)
+	healthServer := server.NewHealth()
+	userRepo, cleanup2, err := data.NewUserRepo(bootstrap)
 	if err != nil {
 		cleanup()
 		return nil, nil, err
 	}
-	registry, cleanup2 := server.NewRegistry(client, bootstrap, logger)
-	clients := middleware.NewClients(bootstrap, logger)
-	orderConn, cleanup3, err := data.NewOrderConn(bootstrap, registry, clients)
+	client, err := server.NewConsulClient(bootstrap)
 	if err != nil {
+		cleanup2()
+		cleanup()
+		return nil, nil, err
+	}
+	registry, cleanup3 := server.NewRegistry(client, bootstrap, logger)
+	clients := middleware.NewClients(bootstrap, logger, telemetry)
+	orderConn, cleanup4, err := data.NewOrderConn(bootstrap, registry, clients)
+	if err != nil {
+		cleanup3()
 		cleanup2()
 		cleanup()
 		return nil, nil, err
@@ -47,11 +54,12 @@ func wireApp(bootstrap *conf.Bootstrap) (*server.App, func(), error) {
 	orderHistory := data.NewOrderHistory(orderConn)
 	userUsecase := biz.NewUserUsecase(userRepo, orderHistory)
 	userService := service.NewUserService(userUsecase, logger)
-	grpcServer := server.NewUserGRPCServer(bootstrap, serverChain, healthServer, userService)
+	grpcServer := server.NewUserGRPCServer(bootstrap, serverChain, healthServer, telemetry, userService)
 	probes := server.NewProbes()
-	httpServer := server.NewHTTPServer(bootstrap, probes, injector)
+	httpServer := server.NewHTTPServer(bootstrap, probes, injector, telemetry)
 	app := server.NewApp(bootstrap, instance, logger, grpcServer, httpServer, registry, healthServer, probes)
 	return app, func() {
+		cleanup4()
 		cleanup3()
 		cleanup2()
 		cleanup()

@@ -13,16 +13,18 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/rampart-go/rampart/internal/middleware/faults"
+	"github.com/rampart-go/rampart/internal/telemetry"
 )
 
 // Bootstrap is the whole configuration of one service process.
 type Bootstrap struct {
-	Service  Service           `yaml:"service"`
-	Server   Server            `yaml:"server"`
-	Registry Registry          `yaml:"registry"`
-	Clients  map[string]Client `yaml:"clients"`
-	Data     Data              `yaml:"data"`
-	Log      Log               `yaml:"log"`
+	Service   Service           `yaml:"service"`
+	Server    Server            `yaml:"server"`
+	Registry  Registry          `yaml:"registry"`
+	Clients   map[string]Client `yaml:"clients"`
+	Data      Data              `yaml:"data"`
+	Log       Log               `yaml:"log"`
+	Telemetry telemetry.Config  `yaml:"telemetry"`
 }
 
 // Service names this service in Consul and in logs.

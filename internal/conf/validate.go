@@ -203,6 +203,11 @@ func (c *Bootstrap) Validate() error {
 	default:
 		bad("log.level", "must be debug, info, warn or error, got %q", c.Log.Level)
 	}
+	// Telemetry names its own key (telemetry.sampler) or the OTEL_*
+	// variable that overrode it.
+	if _, err := c.Telemetry.Resolve(); err != nil {
+		errs = append(errs, err)
+	}
 	if len(errs) == 0 {
 		return nil
 	}

@@ -2,7 +2,7 @@
 // order the design fixes, from configuration, so no service builds its own.
 // The policies themselves live one per sub-package.
 //
-// Client chain, outermost first: timeout (whole call) -> retry (with its
+// Client chain, outermost first: logical span -> timeout (whole call) -> retry (with its
 // budget) -> breaker -> timeout (one attempt) -> the balancer's pick.
 // Server chain, outermost first: recovery -> logging -> load shedding ->
 // retry marker (chain stop) -> validation -> fault injection -> handler,
@@ -29,6 +29,7 @@ import (
 	"github.com/rampart-go/rampart/internal/middleware/shedding"
 	"github.com/rampart-go/rampart/internal/middleware/timeout"
 	"github.com/rampart-go/rampart/internal/middleware/validation"
+	"github.com/rampart-go/rampart/internal/telemetry"
 )
 
 // ProviderSet builds the fault injector and both chains.
@@ -41,7 +42,10 @@ type ServerChain []kmiddleware.Middleware
 // anywhere below becomes Internal instead of a crash; shedding comes before
 // any work is spent on a call it will refuse; validation before fault
 // injection, so a bad request is refused the same way under faults.
-func NewServerChain(c *conf.Bootstrap, logger log.Logger, inj *faults.Injector) ServerChain {
+//
+// It takes the telemetry so that wire builds the OpenTelemetry providers
+// first: shedding and faults create their counters on the global provider.
+func NewServerChain(c *conf.Bootstrap, logger log.Logger, inj *faults.Injector, _ *telemetry.Telemetry) ServerChain {
 	chain := ServerChain{recovery.Recovery(), logging.Server(logger)}
 	if sh := c.Server.Shedding; sh.Enabled {
 		chain = append(chain, shedding.Server(
@@ -93,11 +97,14 @@ type Client struct {
 type Clients struct {
 	c      *conf.Bootstrap
 	logger log.Logger
+	tel    *telemetry.Telemetry
 }
 
-// NewClients returns the chain factory over clients.* in the config.
-func NewClients(c *conf.Bootstrap, logger log.Logger) *Clients {
-	return &Clients{c: c, logger: logger}
+// NewClients returns the chain factory over clients.* in the config. With
+// telemetry, each call gets a logical span that parents one span per
+// attempt; nil leaves calls untraced (tools and tests).
+func NewClients(c *conf.Bootstrap, logger log.Logger, tel *telemetry.Telemetry) *Clients {
+	return &Clients{c: c, logger: logger, tel: tel}
 }
 
 // For returns the chain for clients.<name>. Each target gets its own retry
@@ -117,7 +124,7 @@ func (cs *Clients) For(name string) (Client, error) {
 		b := cl.PolicyFor(m).Breaker
 		return breaker.Config{Success: b.Success, Request: b.Request, Window: b.Window, Bucket: b.Bucket}
 	}
-	return Client{
+	chain := Client{
 		Middleware: []kmiddleware.Middleware{logging.Client(cs.logger)},
 		Interceptors: []grpc.UnaryClientInterceptor{
 			timeout.Client(total),
@@ -130,5 +137,12 @@ func (cs *Clients) For(name string) (Client, error) {
 			Timeout: cl.Keepalive.Timeout,
 		})},
 		NodeFilters: []selector.NodeFilter{retry.AvoidTried()},
-	}, nil
+	}
+	if cs.tel != nil {
+		// Outermost, so retry events and breaker rejections land on the
+		// logical span; the stats handler runs per attempt, under it.
+		chain.Interceptors = append([]grpc.UnaryClientInterceptor{cs.tel.LogicalSpan(name)}, chain.Interceptors...)
+		chain.Dial = append(chain.Dial, cs.tel.ClientStatsHandler())
+	}
+	return chain, nil
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/rampart-go/rampart/internal/conf"
 	"github.com/rampart-go/rampart/internal/leakcheck"
 	"github.com/rampart-go/rampart/internal/server"
+	"github.com/rampart-go/rampart/internal/telemetry"
 )
 
 func TestMain(m *testing.M) { leakcheck.Main(m) }
@@ -67,9 +68,14 @@ func TestShutdownOrder(t *testing.T) {
 	grpcSrv := kgrpc.NewServer(kgrpc.CustomHealth())
 	healthpb.RegisterHealthServer(grpcSrv, hs)
 	probes := server.NewProbes()
+	tel, err := telemetry.New(ctx, telemetry.Config{TracesExporter: "none"}, telemetry.ResourceInfo{ServiceName: "user", ServiceVersion: "dev", InstanceID: "app-test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = tel.Shutdown(context.Background()) }()
 	rec := &recorder{registered: make(chan *registry.ServiceInstance, 1)}
 	app := server.NewApp(c, server.NewInstance(c), log.NewStdLogger(&strings.Builder{}), grpcSrv,
-		server.NewHTTPServer(c, probes, nil), rec, hs, probes)
+		server.NewHTTPServer(c, probes, nil, tel), rec, hs, probes)
 
 	runCtx, stop := context.WithCancel(ctx)
 	defer stop()

@@ -11,6 +11,7 @@ import (
 	"github.com/rampart-go/rampart/internal/conf"
 	"github.com/rampart-go/rampart/internal/middleware"
 	"github.com/rampart-go/rampart/internal/service"
+	"github.com/rampart-go/rampart/internal/telemetry"
 )
 
 // NewHealth returns the grpc.health.v1 server that Consul's gRPC check and
@@ -28,11 +29,15 @@ func NewHealth() *health.Server {
 // The chain is scoped to the API service so that Consul's health check,
 // once a second per instance, neither fills the log nor meets the API's
 // load shedding and fault injection.
-func newGRPCServer(c *conf.Bootstrap, chain middleware.ServerChain, hs *health.Server, desc *grpc.ServiceDesc, impl any) *kgrpc.Server {
+func newGRPCServer(c *conf.Bootstrap, chain middleware.ServerChain, hs *health.Server, tel *telemetry.Telemetry,
+	desc *grpc.ServiceDesc, impl any,
+) *kgrpc.Server {
 	srv := kgrpc.NewServer(
 		kgrpc.Timeout(c.Server.GRPC.Timeout),
 		kgrpc.CustomHealth(),
-		kgrpc.Options(middleware.ServerOptions(c)...),
+		// The stats handler opens the server span before any middleware, so
+		// every log line of the call carries its trace id.
+		kgrpc.Options(append(middleware.ServerOptions(c), tel.ServerStatsHandler())...),
 	)
 	srv.Use("/"+desc.ServiceName+"/*", chain...)
 	srv.RegisterService(desc, impl)
@@ -41,11 +46,15 @@ func newGRPCServer(c *conf.Bootstrap, chain middleware.ServerChain, hs *health.S
 }
 
 // NewUserGRPCServer serves user.v1.UserService.
-func NewUserGRPCServer(c *conf.Bootstrap, chain middleware.ServerChain, hs *health.Server, s *service.UserService) *kgrpc.Server {
-	return newGRPCServer(c, chain, hs, &userv1.UserService_ServiceDesc, s)
+func NewUserGRPCServer(c *conf.Bootstrap, chain middleware.ServerChain, hs *health.Server, tel *telemetry.Telemetry,
+	s *service.UserService,
+) *kgrpc.Server {
+	return newGRPCServer(c, chain, hs, tel, &userv1.UserService_ServiceDesc, s)
 }
 
 // NewOrderGRPCServer serves order.v1.OrderService.
-func NewOrderGRPCServer(c *conf.Bootstrap, chain middleware.ServerChain, hs *health.Server, s *service.OrderService) *kgrpc.Server {
-	return newGRPCServer(c, chain, hs, &orderv1.OrderService_ServiceDesc, s)
+func NewOrderGRPCServer(c *conf.Bootstrap, chain middleware.ServerChain, hs *health.Server, tel *telemetry.Telemetry,
+	s *service.OrderService,
+) *kgrpc.Server {
+	return newGRPCServer(c, chain, hs, tel, &orderv1.OrderService_ServiceDesc, s)
 }

@@ -7,6 +7,7 @@ import (
 
 	"github.com/rampart-go/rampart/internal/conf"
 	"github.com/rampart-go/rampart/internal/middleware/faults"
+	"github.com/rampart-go/rampart/internal/telemetry"
 )
 
 // Probes holds what the HTTP probes report. Ready is false until the
@@ -23,10 +24,12 @@ func NewProbes() *Probes { return &Probes{} }
 func (p *Probes) SetReady(ready bool) { p.ready.Store(ready) }
 
 // NewHTTPServer returns the side-port server: /healthz answers 200 while the
-// process runs, /readyz 200 only while it takes calls, and /debug/faults
-// (loopback callers only) changes injected faults when server.faults.endpoint is on.
-func NewHTTPServer(c *conf.Bootstrap, p *Probes, inj *faults.Injector) *http.Server {
+// process runs, /readyz 200 only while it takes calls, /metrics serves
+// Prometheus, and /debug/faults (loopback callers only) changes injected
+// faults when server.faults.endpoint is on.
+func NewHTTPServer(c *conf.Bootstrap, p *Probes, inj *faults.Injector, tel *telemetry.Telemetry) *http.Server {
 	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", tel.MetricsHandler())
 	if c.Server.Faults.Endpoint {
 		mux.Handle("/debug/faults", inj.Handler())
 	}

@@ -7,6 +7,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/rampart-go/rampart/internal/conf"
+	"github.com/rampart-go/rampart/internal/telemetry"
 )
 
 // Instance identifies this process among the instances of its service.
@@ -36,10 +37,14 @@ func NewLogger(c *conf.Bootstrap, inst Instance) log.Logger {
 	} else {
 		base = log.NewStdLogger(os.Stderr)
 	}
+	// trace_id and span_id are empty outside a request and the ids of the
+	// current span inside one, so a log line can be found from its trace.
 	logger := log.With(base,
 		"ts", log.DefaultTimestamp,
 		"service", inst.Name,
 		"instance", inst.ID,
+		"trace_id", telemetry.TraceID(),
+		"span_id", telemetry.SpanID(),
 	)
 	return log.NewFilter(logger, log.FilterLevel(log.ParseLevel(c.Log.Level)))
 }

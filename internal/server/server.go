@@ -13,7 +13,7 @@ import (
 
 // commonSet is what every service's shell needs.
 var commonSet = wire.NewSet(
-	NewInstance, NewLogger, NewConsulClient, NewRegistry, NewHealth, NewProbes, NewHTTPServer, NewApp,
+	NewInstance, NewLogger, NewTelemetry, NewConsulClient, NewRegistry, NewHealth, NewProbes, NewHTTPServer, NewApp,
 	wire.Bind(new(registry.Registrar), new(*consul.Registry)),
 	wire.Bind(new(registry.Discovery), new(*consul.Registry)),
 )

@@ -56,12 +56,18 @@ func isolateConsul(t *testing.T) {
 // printing the tail of every log if the test failed.
 func startStack(t *testing.T, ctx context.Context, users, orders int) *devstack.Stack {
 	t.Helper()
-	return startStackWith(t, ctx, users, orders, nil)
+	return startStackWith(t, ctx, users, orders, stackExtras{})
 }
 
-// startStackWith is startStack with some services' config files replaced
-// (service name -> path), for tests that need another policy.
-func startStackWith(t *testing.T, ctx context.Context, users, orders int, configs map[string]string) *devstack.Stack {
+// stackExtras changes what startStackWith starts.
+type stackExtras struct {
+	configs map[string]string // service name -> config file replacing configs/<name>.yaml
+	env     []string          // extra environment of every instance
+}
+
+// startStackWith is startStack with replaced config files or extra
+// environment, for tests that need another policy or an exporter.
+func startStackWith(t *testing.T, ctx context.Context, users, orders int, extras stackExtras) *devstack.Stack {
 	t.Helper()
 	isolateConsul(t)
 	workDir := t.TempDir()
@@ -76,7 +82,8 @@ func startStackWith(t *testing.T, ctx context.Context, users, orders int, config
 		RepoRoot: repoRoot(t),
 		Services: services,
 		WorkDir:  workDir,
-		Configs:  configs,
+		Configs:  extras.configs,
+		Env:      extras.env,
 	})
 	if err != nil {
 		// StartStack has stopped what it started; its logs are still here.
@@ -112,7 +119,7 @@ func consulClient(t *testing.T, addr string) *api.Client {
 // discovery, closed when the test ends.
 func dialDemo(t *testing.T, ctx context.Context, consul *api.Client) *devstack.DemoClients {
 	t.Helper()
-	c, err := devstack.DialDemo(ctx, consul)
+	c, err := devstack.DialDemo(ctx, consul, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

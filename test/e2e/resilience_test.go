@@ -205,6 +205,13 @@ func TestOutageIsBoundedByBudgetAndBreaker(t *testing.T) {
 	if lateAttempts >= int64(len(late)) {
 		t.Errorf("second half of the outage: %d attempts for %d orders; the breaker did not refuse locally", lateAttempts, len(late))
 	}
+	metrics := scrape(t, ctx, s.Instances("order")[0].HTTPAddr)
+	rejected := sum(metrics, "rampart_breaker_rejections_total", `method="/user.v1.UserService/GetUser"`)
+	t.Logf("order's breaker rejected %v calls locally; retry budget refused %v retries",
+		rejected, sum(metrics, "rampart_retry_budget_exhausted_total", `target="user"`))
+	if rejected == 0 {
+		t.Error("rampart_breaker_rejections_total is 0: the breaker never opened")
+	}
 
 	// Recovery: the breaker's window (3 s) still remembers the outage, so
 	// success returns gradually; recovered means 20 orders in a row succeed.
@@ -234,7 +241,7 @@ func TestDeadlinePropagates(t *testing.T) {
 	ctx := testContext(t, 60*time.Second)
 	orderConf := configWith(t, "order", []string{"clients", "user", "methods", getUser},
 		map[string]any{"timeout": methodTimeout.String(), "attempt_timeout": methodTimeout.String()})
-	s := startStackWith(t, ctx, 2, 1, map[string]string{"order": orderConf})
+	s := startStackWith(t, ctx, 2, 1, stackExtras{configs: map[string]string{"order": orderConf}})
 	buyer := newBuyer(t, ctx, s)
 	users := s.Instances("user")
 	setFaults(t, ctx, users, map[string]faults.Fault{getUser: {Delay: &faults.Delay{Percent: 100, Duration: 2 * time.Second}}})
@@ -330,7 +337,7 @@ func rampartConn(t *testing.T, s *devstack.Stack, name, clientYAML string) *grpc
 	}
 	reg := consul.New(consulClient(t, s.ConsulAddr))
 	t.Cleanup(func() { _ = reg.Close() })
-	conn, cleanup, err := data.DialService(name, c, reg, middleware.NewClients(c, log.NewStdLogger(io.Discard)))
+	conn, cleanup, err := data.DialService(name, c, reg, middleware.NewClients(c, log.NewStdLogger(io.Discard), nil))
 	if err != nil {
 		t.Fatal(err)
 	}
