@@ -87,6 +87,24 @@ fmt: bin/golangci-lint ## format with gofumpt and goimports
 test: bin/consul vet lint check-generated ## everything CI runs: vet, lint, generated-code check, all tests with -race
 	go test -race -count=1 -timeout 20m ./...
 
+# Rounds alternate the cases (a, b, c, a, b, c, ...) instead of running each
+# case six times in a row (-count 6), so load that comes and goes on the
+# machine falls on every case alike and the ratios stay comparable.
+BENCH_ROUNDS ?= 6
+BENCH_OUT    ?= bin/bench.txt
+
+.PHONY: bench
+bench: ## benchmark one unary call: bare grpc-go vs Kratos' stock chain vs Rampart's; prints medians and ratios
+	@mkdir -p bin
+	go test -c -o bin/bench.test ./test/bench
+	@: > $(BENCH_OUT)
+	@for i in $$(seq $(BENCH_ROUNDS)); do \
+		echo "round $$i of $(BENCH_ROUNDS)"; \
+		bin/bench.test -test.run '^$$' -test.bench . -test.benchmem -test.count 1 >> $(BENCH_OUT) || exit 1; \
+	done
+	@echo "raw results in $(BENCH_OUT)"
+	@go run ./test/bench/report $(BENCH_OUT)
+
 .PHONY: clean
 clean: ## remove built binaries and make run's work dir
 	rm -rf bin .devstack

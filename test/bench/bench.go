@@ -1,0 +1,33 @@
+// Package bench measures what Rampart's client and server chains cost on
+// one unary call, against two baselines in the same process and the same
+// run: bare grpc-go and Kratos' stock chain. Every case serves the same
+// handler (the user service's GetUser over an in-memory store) over real
+// loopback TCP, so the differences are the chains and nothing else.
+//
+// The benchmarks are in the _test files; run them with `make bench`, which
+// also prints medians and ratios through ./report. This file only names the
+// cases, so the report and the benchmarks cannot disagree on them.
+package bench
+
+// Benchmark is the benchmark function the cases run under, as sub-benchmarks.
+const Benchmark = "BenchmarkUnary"
+
+// Case names, as they follow "BenchmarkUnary/" in the go test output. The
+// letters keep the order of the issue's (a), (b), (c).
+const (
+	// CaseGRPC is bare grpc-go: grpc.NewServer and grpc.NewClient with
+	// insecure credentials and no interceptor. The baseline.
+	CaseGRPC = "a_grpc"
+	// CaseKratos is Kratos' stock chain: a Kratos gRPC server with recovery
+	// and tracing middleware, and a Kratos client with recovery,
+	// circuitbreaker and tracing, both tracing into an SDK TracerProvider
+	// that samples every span.
+	CaseKratos = "b_kratos"
+	// CaseRampart is Rampart's client and server chains built exactly as the
+	// services build them (faults empty, shedding on), with Rampart's
+	// tracing sampling every call.
+	CaseRampart = "c_rampart"
+	// CaseRampartUnsampled is CaseRampart with a sampler that samples
+	// nothing, so the cost of recording spans shows as the difference.
+	CaseRampartUnsampled = "c_rampart_unsampled"
+)

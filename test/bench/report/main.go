@@ -1,0 +1,257 @@
+// Command report reads the output of the chain benchmark (test/bench),
+// from a file or stdin, and prints per case the medians of ns/op, B/op,
+// allocs/op and goroutines/op over all runs, then the ratios the resilience
+// issue sets targets for: (c)/(a) and (c)/(b) in latency and (c)-(a) in
+// allocations.
+//
+// Ratios come from medians of the same output, never from figures of
+// another run or machine: absolute times on small shared machines swing by
+// tens of percent, ratios within one run much less. The per-round spread of
+// (c)/(a) is printed beside its median so a noisy run shows as one.
+//
+//	go run ./test/bench/report bin/bench.txt
+package main
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/rampart-go/rampart/test/bench"
+)
+
+// Targets from the resilience issue: Rampart's chain may cost at most 15%
+// more latency and 45 more allocations per call than bare grpc-go.
+const (
+	targetLatencyRatio = 1.15
+	targetExtraAllocs  = 45
+)
+
+func main() {
+	if err := run(os.Args[1:], os.Stdin, os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, "report:", err)
+		os.Exit(1)
+	}
+}
+
+func run(args []string, stdin io.Reader, stdout io.Writer) error {
+	in := stdin
+	switch len(args) {
+	case 0:
+	case 1:
+		f, err := os.Open(args[0])
+		if err != nil {
+			return err
+		}
+		defer func() { _ = f.Close() }()
+		in = f
+	default:
+		return errors.New("usage: report [benchmark-output-file]")
+	}
+	samples, err := parse(in)
+	if err != nil {
+		return err
+	}
+	return render(stdout, samples)
+}
+
+// sample is one benchmark result line. goroutines (goroutines/op) is
+// optional; -1 when the line has none.
+type sample struct {
+	ns, bytes, allocs, goroutines float64
+}
+
+// parse collects the results of BenchmarkUnary's cases, in the order they
+// appear, so the i-th sample of every case comes from the same round. Other
+// lines (headers, PASS, other benchmarks) are skipped.
+func parse(r io.Reader) (map[string][]sample, error) {
+	out := make(map[string][]sample)
+	prefix := bench.Benchmark + "/"
+	sc := bufio.NewScanner(r)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		if len(fields) < 4 || !strings.HasPrefix(fields[0], prefix) {
+			continue
+		}
+		name := caseName(strings.TrimPrefix(fields[0], prefix))
+		s := sample{goroutines: -1}
+		var seen int
+		// After the name and the iteration count: value, unit, value, unit...
+		for i := 2; i+1 < len(fields); i += 2 {
+			v, err := strconv.ParseFloat(fields[i], 64)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %q is not a number", fields[0], fields[i])
+			}
+			switch fields[i+1] {
+			case "ns/op":
+				s.ns, seen = v, seen|1
+			case "B/op":
+				s.bytes, seen = v, seen|2
+			case "allocs/op":
+				s.allocs, seen = v, seen|4
+			case "goroutines/op":
+				s.goroutines = v
+			}
+		}
+		if seen != 7 {
+			return nil, fmt.Errorf("%s: needs ns/op, B/op and allocs/op (run with -benchmem)", fields[0])
+		}
+		out[name] = append(out[name], s)
+	}
+	return out, sc.Err()
+}
+
+// caseName drops the -GOMAXPROCS suffix go test adds ("a_grpc-2").
+func caseName(s string) string {
+	if i := strings.LastIndexByte(s, '-'); i > 0 {
+		if _, err := strconv.Atoi(s[i+1:]); err == nil {
+			return s[:i]
+		}
+	}
+	return s
+}
+
+var labels = map[string]string{
+	bench.CaseGRPC:             "(a) bare grpc-go",
+	bench.CaseKratos:           "(b) Kratos stock chain",
+	bench.CaseRampart:          "(c) Rampart chain, sampled",
+	bench.CaseRampartUnsampled: "(c') Rampart chain, not sampled",
+}
+
+var order = []string{bench.CaseGRPC, bench.CaseKratos, bench.CaseRampart, bench.CaseRampartUnsampled}
+
+// summary is the medians of one case.
+type summary struct {
+	runs                          int
+	ns, bytes, allocs, goroutines float64
+	nsMin, nsMax                  float64
+	perRound                      []sample
+	present                       bool
+}
+
+func summarize(ss []sample) summary {
+	if len(ss) == 0 {
+		return summary{}
+	}
+	col := func(f func(sample) float64) []float64 {
+		v := make([]float64, len(ss))
+		for i, s := range ss {
+			v[i] = f(s)
+		}
+		return v
+	}
+	ns := col(func(s sample) float64 { return s.ns })
+	return summary{
+		runs:       len(ss),
+		ns:         median(ns),
+		bytes:      median(col(func(s sample) float64 { return s.bytes })),
+		allocs:     median(col(func(s sample) float64 { return s.allocs })),
+		goroutines: goroutineMedian(ss),
+		nsMin:      slices.Min(ns),
+		nsMax:      slices.Max(ns),
+		perRound:   ss,
+		present:    true,
+	}
+}
+
+// goroutineMedian is the median of goroutines/op, -1 if a run lacks it.
+func goroutineMedian(ss []sample) float64 {
+	v := make([]float64, len(ss))
+	for i, s := range ss {
+		if s.goroutines < 0 {
+			return -1
+		}
+		v[i] = s.goroutines
+	}
+	return median(v)
+}
+
+func median(v []float64) float64 {
+	s := slices.Clone(v)
+	slices.Sort(s)
+	n := len(s)
+	if n%2 == 1 {
+		return s[n/2]
+	}
+	return (s[n/2-1] + s[n/2]) / 2
+}
+
+func render(w io.Writer, samples map[string][]sample) error {
+	sum := make(map[string]summary, len(order))
+	for _, name := range order {
+		sum[name] = summarize(samples[name])
+	}
+	for _, name := range []string{bench.CaseGRPC, bench.CaseKratos, bench.CaseRampart} {
+		if !sum[name].present {
+			return fmt.Errorf("no results for %s/%s in the input", bench.Benchmark, name)
+		}
+	}
+
+	// Numbers align right; the labels, padded to one width, stay left.
+	width := 0
+	for _, l := range labels {
+		width = max(width, len(l))
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintf(tw, "%-*s\truns\tns/op (median)\tns/op (min-max)\tB/op\tallocs/op\tgoroutines/op\t\n", width, "case")
+	for _, name := range order {
+		s := sum[name]
+		if !s.present {
+			continue
+		}
+		fmt.Fprintf(tw, "%-*s\t%d\t%.0f\t%.0f-%.0f\t%.0f\t%.0f\t%s\t\n",
+			width, labels[name], s.runs, s.ns, s.nsMin, s.nsMax, s.bytes, s.allocs, goroutines(s.goroutines))
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+
+	a, b, c := sum[bench.CaseGRPC], sum[bench.CaseKratos], sum[bench.CaseRampart]
+	fmt.Fprintln(w)
+	lo, hi := roundRatios(c, a)
+	fmt.Fprintf(w, "(c)/(a) latency  %.2f  (per round %.2f-%.2f)  target <= %.2f: %s\n",
+		c.ns/a.ns, lo, hi, targetLatencyRatio, verdict(c.ns/a.ns <= targetLatencyRatio))
+	fmt.Fprintf(w, "(c)-(a) allocs   %+.0f  target <= %+d: %s\n",
+		c.allocs-a.allocs, targetExtraAllocs, verdict(c.allocs-a.allocs <= targetExtraAllocs))
+	fmt.Fprintf(w, "(c)/(b) latency  %.2f\n", c.ns/b.ns)
+	fmt.Fprintf(w, "(c)-(b) allocs   %+.0f\n", c.allocs-b.allocs)
+	fmt.Fprintf(w, "(b)/(a) latency  %.2f\n", b.ns/a.ns)
+	fmt.Fprintf(w, "(b)-(a) allocs   %+.0f\n", b.allocs-a.allocs)
+	if u := sum[bench.CaseRampartUnsampled]; u.present {
+		fmt.Fprintf(w, "(c)/(c') latency %.2f  (cost of recording the spans)\n", c.ns/u.ns)
+		fmt.Fprintf(w, "(c)-(c') allocs  %+.0f\n", c.allocs-u.allocs)
+	}
+	return nil
+}
+
+// roundRatios returns the smallest and largest ratio of x to base in
+// latency over the rounds both have, pairing the i-th samples.
+func roundRatios(x, base summary) (lo, hi float64) {
+	n := min(len(x.perRound), len(base.perRound))
+	r := make([]float64, n)
+	for i := range n {
+		r[i] = x.perRound[i].ns / base.perRound[i].ns
+	}
+	return slices.Min(r), slices.Max(r)
+}
+
+// goroutines formats the goroutines/op median, "-" when missing.
+func goroutines(v float64) string {
+	if v < 0 {
+		return "-"
+	}
+	return strconv.FormatFloat(v, 'f', 2, 64)
+}
+
+func verdict(ok bool) string {
+	if ok {
+		return "met"
+	}
+	return "MISSED"
+}

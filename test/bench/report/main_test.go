@@ -1,0 +1,75 @@
+package main
+
+import (
+	"strings"
+	"testing"
+)
+
+// Two rounds of three cases, as make bench writes them, with the noise a
+// real file has around the result lines.
+const twoRounds = `goos: linux
+goarch: amd64
+pkg: github.com/rampart-go/rampart/test/bench
+cpu: AMD EPYC
+BenchmarkUnary/a_grpc-2      	   16281	     100000 ns/op	         1.000 goroutines/op	    9000 B/op	     160 allocs/op
+BenchmarkUnary/b_kratos-2    	   10000	     140000 ns/op	   20000 B/op	     260 allocs/op
+BenchmarkUnary/c_rampart-2   	   10000	     110000 ns/op	   12000 B/op	     200 allocs/op
+PASS
+BenchmarkUnary/a_grpc-2      	   16281	     200000 ns/op	         1.010 goroutines/op	    9100 B/op	     162 allocs/op
+BenchmarkUnary/b_kratos-2    	   10000	     260000 ns/op	   20000 B/op	     262 allocs/op
+BenchmarkUnary/c_rampart-2   	   10000	     240000 ns/op	   12000 B/op	     202 allocs/op
+ok  	github.com/rampart-go/rampart/test/bench	3.458s
+`
+
+func TestReport(t *testing.T) {
+	var out strings.Builder
+	if err := run(nil, strings.NewReader(twoRounds), &out); err != nil {
+		t.Fatal(err)
+	}
+	// Compared field by field: column widths are not the point.
+	got := strings.Join(strings.Fields(out.String()), " ")
+	// Medians: a 150000 ns, 161 allocs, 1.005 goroutines; b 200000, 261,
+	// none; c 175000, 201, none.
+	for _, want := range []string{
+		"(a) bare grpc-go 2 150000 100000-200000 9050 161 1.00",
+		"(b) Kratos stock chain 2 200000 140000-260000 20000 261 -",
+		"(c)/(a) latency 1.17 (per round 1.10-1.20) target <= 1.15: MISSED",
+		"(c)-(a) allocs +40 target <= +45: met",
+		"(c)/(b) latency 0.88",
+		"(b)-(a) allocs +100",
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("report lacks %q; got:\n%s", want, out.String())
+		}
+	}
+}
+
+func TestReportRefusesIncompleteInput(t *testing.T) {
+	tests := []struct {
+		name, input string
+	}{
+		{name: "a case is missing", input: "BenchmarkUnary/a_grpc-2 10 5 ns/op 1 B/op 1 allocs/op\n"},
+		{name: "no -benchmem", input: "BenchmarkUnary/a_grpc-2 10 5 ns/op\n"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if err := run(nil, strings.NewReader(tt.input), &strings.Builder{}); err == nil {
+				t.Error("run succeeded, want an error")
+			}
+		})
+	}
+}
+
+func TestCaseName(t *testing.T) {
+	tests := map[string]string{
+		"a_grpc-2":            "a_grpc",
+		"a_grpc":              "a_grpc",
+		"c_rampart_unsampled": "c_rampart_unsampled",
+		"x-y":                 "x-y",
+	}
+	for in, want := range tests {
+		if got := caseName(in); got != want {
+			t.Errorf("caseName(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
