@@ -4,7 +4,7 @@
 //
 // Client chain, outermost first: logical span -> timeout (whole call) -> retry (with its
 // budget) -> breaker -> timeout (one attempt) -> the balancer's pick.
-// Server chain, outermost first: recovery -> logging -> load shedding ->
+// Server chain, outermost first: recovery -> access log -> load shedding ->
 // retry marker (chain stop) -> validation -> fault injection -> handler,
 // with the server's timeout cap applied by the Kratos server before all.
 package middleware
@@ -15,7 +15,6 @@ import (
 
 	"github.com/go-kratos/kratos/v2/log"
 	kmiddleware "github.com/go-kratos/kratos/v2/middleware"
-	"github.com/go-kratos/kratos/v2/middleware/logging"
 	"github.com/go-kratos/kratos/v2/middleware/recovery"
 	"github.com/go-kratos/kratos/v2/selector"
 	"github.com/google/wire"
@@ -23,6 +22,7 @@ import (
 	"google.golang.org/grpc/keepalive"
 
 	"github.com/rampart-go/rampart/internal/conf"
+	"github.com/rampart-go/rampart/internal/middleware/accesslog"
 	"github.com/rampart-go/rampart/internal/middleware/breaker"
 	"github.com/rampart-go/rampart/internal/middleware/faults"
 	"github.com/rampart-go/rampart/internal/middleware/retry"
@@ -46,7 +46,7 @@ type ServerChain []kmiddleware.Middleware
 // It takes the telemetry so that wire builds the OpenTelemetry providers
 // first: shedding and faults create their counters on the global provider.
 func NewServerChain(c *conf.Bootstrap, logger log.Logger, inj *faults.Injector, _ *telemetry.Telemetry) ServerChain {
-	chain := ServerChain{recovery.Recovery(), logging.Server(logger)}
+	chain := ServerChain{recovery.Recovery(), accesslog.Server(logger)}
 	if sh := c.Server.Shedding; sh.Enabled {
 		chain = append(chain, shedding.Server(
 			shedding.WithCPUThreshold(sh.CPUThreshold),
@@ -125,7 +125,7 @@ func (cs *Clients) For(name string) (Client, error) {
 		return breaker.Config{Success: b.Success, Request: b.Request, Window: b.Window, Bucket: b.Bucket}
 	}
 	chain := Client{
-		Middleware: []kmiddleware.Middleware{logging.Client(cs.logger)},
+		Middleware: []kmiddleware.Middleware{accesslog.Client(cs.logger)},
 		Interceptors: []grpc.UnaryClientInterceptor{
 			timeout.Client(total),
 			retry.Client(name, retryPolicy, retry.NewBudget(cl.Budget.Ratio, cl.Budget.MinPerSecond)),

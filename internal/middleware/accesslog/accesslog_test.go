@@ -1,0 +1,114 @@
+package accesslog_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+
+	kerrors "github.com/go-kratos/kratos/v2/errors"
+	"github.com/go-kratos/kratos/v2/log"
+	"github.com/go-kratos/kratos/v2/transport"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	userv1 "github.com/rampart-go/rampart/api/user/v1"
+	"github.com/rampart-go/rampart/internal/middleware/accesslog"
+)
+
+// fakeTransport carries the operation the middleware reads.
+type fakeTransport struct{ transport.Transporter }
+
+func (fakeTransport) Operation() string { return "/user.v1.UserService/GetUser" }
+
+type line struct {
+	level log.Level
+	kv    []any
+}
+
+type recorder struct{ lines []line }
+
+func (r *recorder) Log(level log.Level, kv ...any) error {
+	r.lines = append(r.lines, line{level, kv})
+	return nil
+}
+
+func (l line) String() string {
+	var b strings.Builder
+	for i := 0; i+1 < len(l.kv); i += 2 {
+		b.WriteString(l.kv[i].(string) + "=")
+		b.WriteString(strings.TrimSpace(strings.ReplaceAll(fmtValue(l.kv[i+1]), "\n", " ")) + " ")
+	}
+	return b.String()
+}
+
+func fmtValue(v any) string {
+	switch x := v.(type) {
+	case string:
+		return x
+	case float64:
+		return "<num>"
+	default:
+		return "?"
+	}
+}
+
+func TestLogsOneLinePerCallWithoutTheRequest(t *testing.T) {
+	secret := "ada-secret-email@example.com"
+	req := &userv1.CreateUserRequest{Name: "Ada", Email: secret}
+	tests := []struct {
+		name      string
+		err       error
+		level     log.Level
+		wantParts []string
+	}{
+		{"success", nil, log.LevelInfo, []string{"kind=server", "operation=/user.v1.UserService/GetUser", "code=OK"}},
+		{
+			"client error", kerrors.BadRequest("INVALID_ARGUMENT", "name: must not be empty"), log.LevelInfo,
+			[]string{"code=InvalidArgument", "reason=INVALID_ARGUMENT", "error=name: must not be empty"},
+		},
+		{
+			"server failure", status.Error(codes.Unavailable, "user service down"), log.LevelError,
+			[]string{"code=Unavailable", "error=user service down"},
+		},
+		{"plain error is Unknown", errors.New("boom"), log.LevelError, []string{"code=Unknown", "error=boom"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rec := &recorder{}
+			h := accesslog.Server(rec)(func(context.Context, any) (any, error) { return "reply", tt.err })
+			ctx := transport.NewServerContext(context.Background(), fakeTransport{})
+			reply, err := h(ctx, req)
+			if !errors.Is(err, tt.err) || (tt.err == nil && reply != "reply") {
+				t.Fatalf("the middleware changed the outcome: %v, %v", reply, err)
+			}
+			if len(rec.lines) != 1 {
+				t.Fatalf("%d lines, want 1", len(rec.lines))
+			}
+			got := rec.lines[0]
+			if got.level != tt.level {
+				t.Errorf("level %v, want %v", got.level, tt.level)
+			}
+			s := got.String()
+			for _, part := range tt.wantParts {
+				if !strings.Contains(s, part) {
+					t.Errorf("line %q lacks %q", s, part)
+				}
+			}
+			if strings.Contains(s, secret) || strings.Contains(s, "Ada") {
+				t.Errorf("line %q contains the request", s)
+			}
+		})
+	}
+}
+
+func TestClientSide(t *testing.T) {
+	rec := &recorder{}
+	h := accesslog.Client(rec)(func(context.Context, any) (any, error) { return nil, nil })
+	if _, err := h(transport.NewClientContext(context.Background(), fakeTransport{}), nil); err != nil {
+		t.Fatal(err)
+	}
+	if s := rec.lines[0].String(); !strings.Contains(s, "kind=client") || !strings.Contains(s, "operation=/user.v1.UserService/GetUser") {
+		t.Fatalf("client line = %q", s)
+	}
+}
