@@ -16,6 +16,12 @@
 //   - A rejected call fails fast, without touching the network, with
 //     Unavailable and an ErrorInfo whose reason is CIRCUIT_OPEN; retry treats
 //     that reason as final, so an open breaker never turns into a retry loop.
+//   - While the breaker is rejecting (it rejected a call within its window),
+//     the calls it still lets through are its probes of the backend. A probe
+//     that fails with a server-side failure is answered the same way, with
+//     CIRCUIT_OPEN and the backend's message: another attempt would only
+//     wait out a backoff to be rejected, so during an outage every call
+//     fails fast, and the probes that succeed close the breaker again.
 //
 // In the client chain it sits inside retry and outside the attempt timeout,
 // so every attempt is judged separately and a rejected attempt costs nothing.
@@ -216,10 +222,28 @@ func (c *client) intercept(ctx context.Context, method string, req, reply any, c
 		// The caller gave up; the server's health is unknown.
 	case IsServerFailure(err):
 		e.cb.MarkFailed()
+		if last := e.lastReject.Load(); last != 0 && time.Now().UnixNano()-last < int64(e.window) {
+			return c.probeFailed(method, err)
+		}
 	default:
 		e.cb.MarkSuccess()
 	}
 	return err
+}
+
+// probeFailed is the answer to a probe that failed while the breaker is
+// rejecting: CIRCUIT_OPEN, so it is not retried, with the backend's own
+// message and code kept for the log and the trace.
+func (c *client) probeFailed(method string, err error) error {
+	cause := status.Convert(err)
+	st, detailErr := status.New(codes.Unavailable, cause.Message()).WithDetails(&errdetails.ErrorInfo{
+		Reason:   ReasonCircuitOpen,
+		Metadata: map[string]string{"target": c.target, "method": method, "probe": "failed", "cause": cause.Code().String()},
+	})
+	if detailErr != nil {
+		return err
+	}
+	return st.Err()
 }
 
 // entry returns the breaker of method, creating it on first use. Load first

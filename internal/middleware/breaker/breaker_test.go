@@ -326,3 +326,50 @@ func BenchmarkClientAllowed(b *testing.B) {
 		_ = ic(ctx, methodA, nil, nil, nil, invoke)
 	}
 }
+
+// TestProbesOfAnOpenBreakerAreNotRetried: once the breaker rejects, the
+// calls it still lets through are probes; a failed probe answers
+// CIRCUIT_OPEN (retry will not repeat it) with the backend's message, a
+// successful one passes through untouched.
+func TestProbesOfAnOpenBreakerAreNotRetried(t *testing.T) {
+	ctx := testContext(t)
+	ic, _ := newClient(t)
+	_ = openBreaker(ctx, t, ic, methodA)
+
+	down := &fakeInvoker{err: status.Error(codes.Unavailable, "connection refused")}
+	probes := 0
+	for i := 0; i < maxCalls && probes == 0; i++ {
+		err := ic(ctx, methodA, nil, nil, nil, down.invoke)
+		if down.calls == 0 {
+			continue // rejected without a probe
+		}
+		probes++
+		if !breaker.IsOpen(err) {
+			t.Fatalf("failed probe = %v, want CIRCUIT_OPEN so retry does not repeat it", err)
+		}
+		ke := kerrors.FromError(err)
+		if ke.Message != "connection refused" || ke.Metadata["probe"] != "failed" || ke.Metadata["cause"] != "Unavailable" {
+			t.Fatalf("failed probe lost its cause: message %q metadata %v", ke.Message, ke.Metadata)
+		}
+	}
+	if probes == 0 {
+		t.Fatalf("the open breaker let no probe through in %d calls", maxCalls)
+	}
+
+	up := &fakeInvoker{}
+	for i := 0; i < maxCalls && up.calls == 0; i++ {
+		if err := ic(ctx, methodA, nil, nil, nil, up.invoke); up.calls > 0 && err != nil {
+			t.Fatalf("successful probe = %v, want nil", err)
+		}
+	}
+	if up.calls == 0 {
+		t.Fatal("no probe reached the recovered backend")
+	}
+
+	// A method whose breaker never rejected keeps its real error, so the
+	// retry policy decides.
+	other := &fakeInvoker{err: status.Error(codes.Unavailable, "blip")}
+	if err := ic(ctx, methodB, nil, nil, nil, other.invoke); breaker.IsOpen(err) || status.Code(err) != codes.Unavailable {
+		t.Fatalf("first failure of a closed breaker = %v, want the plain Unavailable", err)
+	}
+}
