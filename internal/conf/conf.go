@@ -80,6 +80,9 @@ type GRPC struct {
 	// KeepaliveMinTime is the shortest ping interval clients may use;
 	// clients that ping faster are disconnected (gRPC enforcement policy).
 	KeepaliveMinTime time.Duration `yaml:"keepalive_min_time"`
+	// MaxConcurrentStreams caps the calls in flight on one connection, so an
+	// overloaded client queues on its side instead of in this process's memory.
+	MaxConcurrentStreams uint32 `yaml:"max_concurrent_streams"`
 }
 
 // HTTP is the side port for /healthz and /readyz.
@@ -313,7 +316,9 @@ func Default() *Bootstrap {
 	return &Bootstrap{
 		Service: Service{Version: "dev"},
 		Server: Server{
-			GRPC:        GRPC{Addr: "127.0.0.1:0", Timeout: 5 * time.Second, KeepaliveMinTime: 5 * time.Second},
+			GRPC: GRPC{
+				Addr: "127.0.0.1:0", Timeout: 5 * time.Second, KeepaliveMinTime: 5 * time.Second, MaxConcurrentStreams: 256,
+			},
 			HTTP:        HTTP{Addr: "127.0.0.1:0"},
 			DrainDelay:  time.Second,
 			StopTimeout: 10 * time.Second,

@@ -179,6 +179,9 @@ func (c *Bootstrap) Validate() error {
 		}
 	}
 	positive("server.grpc.keepalive_min_time", c.Server.GRPC.KeepaliveMinTime)
+	if c.Server.GRPC.MaxConcurrentStreams == 0 {
+		bad("server.grpc.max_concurrent_streams", "must be > 0")
+	}
 
 	switch c.Data.Driver {
 	case DriverMemory:

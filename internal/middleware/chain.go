@@ -62,6 +62,7 @@ func NewServerChain(c *conf.Bootstrap, logger log.Logger, inj *faults.Injector, 
 // ping idle connections (see Client.Dial), and the server must allow it.
 func ServerOptions(c *conf.Bootstrap) []grpc.ServerOption {
 	return []grpc.ServerOption{
+		grpc.MaxConcurrentStreams(c.Server.GRPC.MaxConcurrentStreams),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{
 			MinTime:             c.Server.GRPC.KeepaliveMinTime,
 			PermitWithoutStream: true,

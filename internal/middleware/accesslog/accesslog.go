@@ -7,7 +7,10 @@
 // Policy: successes and client errors (InvalidArgument, NotFound, …) are
 // logged at info; server-side failures (Unavailable, DeadlineExceeded,
 // Internal, …) at error with the error's message, which names the field or
-// the cause. The request body is never logged.
+// the cause. Calls refused by load shedding are logged at debug: shedding is
+// the server protecting itself, a line per refused call would add work
+// exactly when there is none to spare, and rampart_shed_total counts them.
+// The request body is never logged.
 package accesslog
 
 import (
@@ -21,6 +24,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/rampart-go/rampart/internal/middleware/breaker"
+	"github.com/rampart-go/rampart/internal/middleware/shedding"
 )
 
 // Server returns the access log of incoming calls.
@@ -54,7 +58,10 @@ func accessLog(logger log.Logger, kind string, from func(context.Context) (trans
 				return reply, nil
 			}
 			level := log.LevelInfo
-			if breaker.IsServerFailure(err) {
+			switch reason := kerrors.Reason(err); {
+			case reason == shedding.ReasonLoadShed:
+				level = log.LevelDebug
+			case breaker.IsServerFailure(err):
 				level = log.LevelError
 			}
 			_ = l.Log(level, "kind", kind, "operation", operation, "code", status.Code(err).String(),

@@ -72,6 +72,7 @@ func TestLogsOneLinePerCallWithoutTheRequest(t *testing.T) {
 			[]string{"code=Unavailable", "error=user service down"},
 		},
 		{"plain error is Unknown", errors.New("boom"), log.LevelError, []string{"code=Unknown", "error=boom"}},
+		{"shed call", kerrors.New(429, "LOAD_SHED", "shed"), log.LevelDebug, []string{"code=ResourceExhausted", "reason=LOAD_SHED"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
