@@ -105,6 +105,10 @@ bench: ## benchmark one unary call: bare grpc-go vs Kratos' stock chain vs Rampa
 	@echo "raw results in $(BENCH_OUT)"
 	@go run ./test/bench/report $(BENCH_OUT)
 
+.PHONY: chaos
+chaos: bin/consul ## chaos suite at full length (crash, hang, restarts, Consul loss, outage, overload); writes docs/reliability.md
+	go test -count=1 -timeout 30m ./test/chaos -run . -v -chaos.long
+
 .PHONY: clean
 clean: ## remove built binaries and make run's work dir
 	rm -rf bin .devstack

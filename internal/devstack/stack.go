@@ -22,6 +22,9 @@ type StackConfig struct {
 	// Configs replaces configs/<name>.yaml for the named services, for tests
 	// that need another policy.
 	Configs map[string]string
+	// Bins are binaries already built, by service name; when set, StartStack
+	// uses them instead of building, so a test package builds once.
+	Bins map[string]string
 }
 
 // ServiceCount is one service and its number of instances.
@@ -59,7 +62,9 @@ func StartStack(ctx context.Context, cfg StackConfig) (s *Stack, err error) {
 	for _, sc := range cfg.Services {
 		names = append(names, sc.Name)
 	}
-	if s.Bins, err = BuildServices(ctx, cfg.RepoRoot, filepath.Join(cfg.WorkDir, "bin"), names...); err != nil {
+	if cfg.Bins != nil {
+		s.Bins = cfg.Bins
+	} else if s.Bins, err = BuildServices(ctx, cfg.RepoRoot, filepath.Join(cfg.WorkDir, "bin"), names...); err != nil {
 		return nil, err
 	}
 	if addr, ok := ConsulFromEnv(ctx); ok {

@@ -1,0 +1,523 @@
+package chaos_test
+
+import (
+	"bufio"
+	"cmp"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/hashicorp/consul/api"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"gopkg.in/yaml.v3"
+
+	orderv1 "github.com/rampart-go/rampart/api/order/v1"
+	userv1 "github.com/rampart-go/rampart/api/user/v1"
+	"github.com/rampart-go/rampart/internal/devstack"
+	"github.com/rampart-go/rampart/test/chaos"
+)
+
+const (
+	getUser     = "/user.v1.UserService/GetUser"
+	createOrder = "/order.v1.OrderService/CreateOrder"
+
+	// Values of configs/order.yaml the assertions derive from.
+	methodTimeout  = 2 * time.Second        // clients.user.timeout
+	attemptTimeout = 500 * time.Millisecond // clients.user.attempt_timeout
+	firstBackoff   = 50 * time.Millisecond  // clients.user.retry.initial_backoff: the first backoff is at most this
+	budgetFloor    = 100                    // clients.user.budget.min_per_second (10) x its 10 s window
+
+	// callTimeout is the driver's deadline on every call: longer than any
+	// bound asserted, so the driver never hides a slow answer.
+	callTimeout = 5 * time.Second
+	// normalCall bounds one healthy call (two hops) with the race detector
+	// on in the driver, on a loaded 2-core machine.
+	normalCall = 150 * time.Millisecond
+	// logTailLines is how much of each log a failed scenario prints.
+	logTailLines = 40
+)
+
+func testContext(t *testing.T, d time.Duration) context.Context {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func repoRoot(t *testing.T) string {
+	t.Helper()
+	root, err := devstack.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return root
+}
+
+// stackOpts changes what startStack starts.
+type stackOpts struct {
+	users, orders int
+	configs       map[string]string
+	consulAddr    string // use this agent instead of starting one
+}
+
+// startStack starts a Consul dev agent of its own (unless o.consulAddr is
+// set) and the instances, from the binaries built in TestMain, and stops
+// all of it when the test ends, printing the logs' tails if it failed.
+func startStack(t *testing.T, ctx context.Context, o stackOpts) *devstack.Stack {
+	t.Helper()
+	// The scenarios count instances: never reuse a developer's agent.
+	t.Setenv(api.HTTPAddrEnvName, o.consulAddr)
+	workDir := t.TempDir()
+	var services []devstack.ServiceCount
+	if o.users > 0 {
+		services = append(services, devstack.ServiceCount{Name: "user", Instances: o.users})
+	}
+	if o.orders > 0 {
+		services = append(services, devstack.ServiceCount{Name: "order", Instances: o.orders})
+	}
+	s, err := devstack.StartStack(ctx, devstack.StackConfig{
+		RepoRoot: repoRoot(t),
+		Services: services,
+		WorkDir:  workDir,
+		Configs:  o.configs,
+		Bins:     bins,
+	})
+	if err != nil {
+		dumpLogs(t, workDir)
+		t.Fatalf("start stack: %v", err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			dumpLogs(t, workDir)
+		}
+		if err := s.Stop(); err != nil {
+			t.Errorf("stop stack: %v", err)
+		}
+	})
+	return s
+}
+
+// consulClient returns a client of the agent at addr whose idle
+// connections are closed when the test ends.
+func consulClient(t *testing.T, addr string) *api.Client {
+	t.Helper()
+	cfg := api.DefaultNonPooledConfig()
+	cfg.Address = addr
+	c, err := api.NewClient(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cfg.Transport.CloseIdleConnections)
+	return c
+}
+
+// dial is a plain gRPC connection to one instance: no retry, no discovery.
+func dial(t *testing.T, addr string) *grpc.ClientConn {
+	t.Helper()
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	return conn
+}
+
+// newBuyer creates a user through a plain client of one user instance.
+func newBuyer(t *testing.T, ctx context.Context, s *devstack.Stack) string {
+	t.Helper()
+	reply, err := userv1.NewUserServiceClient(dial(t, s.Instances("user")[0].GRPCAddr)).
+		CreateUser(ctx, &userv1.CreateUserRequest{Name: "Chaos Buyer", Email: "buyer@example.com"})
+	if err != nil {
+		t.Fatalf("create buyer: %v", err)
+	}
+	return reply.GetUser().GetId()
+}
+
+// orderCalls places orders with unique idempotency keys through plain
+// clients of the given order instances, in turn, and records the id of
+// every acknowledged order.
+type orderCalls struct {
+	clients []orderv1.OrderServiceClient
+	buyer   string
+	next    chan int
+	acked   chan string
+}
+
+func newOrderCalls(t *testing.T, procs []*devstack.ServiceProc, buyer string) *orderCalls {
+	t.Helper()
+	oc := &orderCalls{buyer: buyer, next: make(chan int, 1), acked: make(chan string, 1<<16)}
+	for _, p := range procs {
+		oc.clients = append(oc.clients, orderv1.NewOrderServiceClient(dial(t, p.GRPCAddr)))
+	}
+	oc.next <- 0
+	return oc
+}
+
+func (oc *orderCalls) call(ctx context.Context) error {
+	i := <-oc.next
+	oc.next <- i + 1
+	reply, err := oc.clients[i%len(oc.clients)].CreateOrder(ctx, &orderv1.CreateOrderRequest{
+		IdempotencyKey: uuid.NewString(), UserId: oc.buyer, Item: "pen", Quantity: 1,
+	})
+	if err == nil {
+		select {
+		case oc.acked <- reply.GetOrder().GetId():
+		default: // more than 65k acknowledged orders: the run is not bounded as it should be
+		}
+	}
+	return err
+}
+
+// ackedIDs drains the ids of the acknowledged orders.
+func (oc *orderCalls) ackedIDs() []string {
+	var ids []string
+	for {
+		select {
+		case id := <-oc.acked:
+			ids = append(ids, id)
+		default:
+			return ids
+		}
+	}
+}
+
+// seenTracker follows the per-method "seen" counters of /debug/faults on a
+// set of instances: attempts that reached a server. An instance that dies
+// keeps the last value read from it.
+type seenTracker struct {
+	method string
+	first  map[*devstack.ServiceProc]int64
+	last   map[*devstack.ServiceProc]int64
+}
+
+func newSeenTracker(t *testing.T, ctx context.Context, method string, procs []*devstack.ServiceProc) *seenTracker {
+	t.Helper()
+	st := &seenTracker{method: method, first: map[*devstack.ServiceProc]int64{}, last: map[*devstack.ServiceProc]int64{}}
+	for _, p := range procs {
+		st.add(t, ctx, p)
+	}
+	return st
+}
+
+// add starts following p from its current count.
+func (st *seenTracker) add(t *testing.T, ctx context.Context, p *devstack.ServiceProc) {
+	t.Helper()
+	n := seen(t, ctx, p, st.method)
+	st.first[p], st.last[p] = n, n
+}
+
+// read updates the counts of the instances still running and returns the
+// total rise since each was added.
+func (st *seenTracker) read(t *testing.T, ctx context.Context) int64 {
+	t.Helper()
+	var total int64
+	for p := range st.first {
+		select {
+		case <-p.Exited():
+		default:
+			if n, ok := trySeen(ctx, p, st.method); ok {
+				st.last[p] = n
+			}
+		}
+		total += st.last[p] - st.first[p]
+	}
+	return total
+}
+
+func seen(t *testing.T, ctx context.Context, p *devstack.ServiceProc, method string) int64 {
+	t.Helper()
+	st, err := p.Faults(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st.Seen[method]
+}
+
+func trySeen(ctx context.Context, p *devstack.ServiceProc, method string) (int64, bool) {
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	st, err := p.Faults(ctx)
+	if err != nil {
+		return 0, false
+	}
+	return st.Seen[method], true
+}
+
+// noKeepAlive is the HTTP client for /metrics: a fresh connection per
+// scrape, so the scrapes leave no connection goroutine in the instance to
+// skew its goroutine count.
+var noKeepAlive = &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 5 * time.Second}
+
+// scrape reads an instance's /metrics into series -> value.
+func scrape(ctx context.Context, httpAddr string) (map[string]float64, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+httpAddr+"/metrics", nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := noKeepAlive.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = resp.Body.Close() }()
+	out := map[string]float64{}
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		i := strings.LastIndexByte(line, ' ')
+		if v, err := strconv.ParseFloat(line[i+1:], 64); err == nil {
+			out[line[:i]] = v
+		}
+	}
+	return out, sc.Err()
+}
+
+// metric reads one summed series of an instance's /metrics.
+func metric(t *testing.T, ctx context.Context, p *devstack.ServiceProc, name, label string) float64 {
+	t.Helper()
+	m, err := scrape(ctx, p.HTTPAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sum(m, name, label)
+}
+
+// sum adds the series of metric name whose labels contain label.
+func sum(series map[string]float64, name, label string) float64 {
+	var total float64
+	for k, v := range series {
+		n, labels, _ := strings.Cut(k, "{")
+		if n == name && strings.Contains(labels, label) {
+			total += v
+		}
+	}
+	return total
+}
+
+// retries reads order's count of GetUser retries.
+func retries(t *testing.T, ctx context.Context, order *devstack.ServiceProc) float64 {
+	t.Helper()
+	return metric(t, ctx, order, "rampart_client_retries_total", `method="`+getUser+`"`)
+}
+
+// attemptsPerRequest is 1 + retries per request, as the table shows it.
+func attemptsPerRequest(retried float64, requests int) string {
+	if requests == 0 {
+		return ""
+	}
+	return fmt.Sprintf("%.3f", 1+retried/float64(requests))
+}
+
+// goroutines reads go_goroutine_count from an instance's /metrics.
+func goroutines(t *testing.T, ctx context.Context, p *devstack.ServiceProc) int {
+	t.Helper()
+	return int(metric(t, ctx, p, "go_goroutine_count", ""))
+}
+
+// peakRSS reads the peak resident set (VmHWM) of a running process, in KiB.
+func peakRSS(pid int) (int64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, err
+	}
+	for line := range strings.Lines(string(b)) {
+		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			return strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
+		}
+	}
+	return 0, fmt.Errorf("no VmHWM in /proc/%d/status", pid)
+}
+
+// serviceID finds the Consul ID of the instance serving gRPC on p's port.
+func serviceID(t *testing.T, ctx context.Context, consul *api.Client, name string, p *devstack.ServiceProc) string {
+	t.Helper()
+	entries, _, err := consul.Health().Service(name, "", false, (&api.QueryOptions{}).WithContext(ctx))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, port, _ := net.SplitHostPort(p.GRPCAddr)
+	for _, e := range entries {
+		if strconv.Itoa(e.Service.Port) == port {
+			return e.Service.ID
+		}
+	}
+	t.Fatalf("no %s instance on port %s in Consul", name, port)
+	return ""
+}
+
+// waitCritical polls Consul until the instance id is no longer passing and
+// returns when that was first seen.
+func waitCritical(ctx context.Context, consul *api.Client, name, id string, limit time.Duration) (time.Time, error) {
+	ctx, cancel := context.WithTimeout(ctx, limit)
+	defer cancel()
+	for {
+		entries, _, err := consul.Health().Service(name, "", true, (&api.QueryOptions{}).WithContext(ctx))
+		if err == nil {
+			found := false
+			for _, e := range entries {
+				found = found || e.Service.ID == id
+			}
+			if !found {
+				return time.Now(), nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return time.Time{}, fmt.Errorf("%s still passing after %s", id, limit)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// configWith writes a copy of configs/<service>.yaml with the values at
+// the given dotted paths replaced, and returns its path.
+func configWith(t *testing.T, service string, values map[string]any) string {
+	t.Helper()
+	raw, err := os.ReadFile(filepath.Join(repoRoot(t), "configs", service+".yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc map[string]any
+	if err = yaml.Unmarshal(raw, &doc); err != nil {
+		t.Fatal(err)
+	}
+	for path, value := range values {
+		keys := strings.Split(path, ".")
+		m := doc
+		for _, key := range keys[:len(keys)-1] {
+			next, ok := m[key].(map[string]any)
+			if !ok {
+				next = map[string]any{}
+				m[key] = next
+			}
+			m = next
+		}
+		m[keys[len(keys)-1]] = value
+	}
+	out, err := yaml.Marshal(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(t.TempDir(), service+".yaml")
+	if err = os.WriteFile(file, out, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return file
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) {
+	select {
+	case <-ctx.Done():
+	case <-time.After(d):
+	}
+}
+
+// dumpLogs writes the tail of every log under dir to the test log.
+func dumpLogs(t *testing.T, dir string) {
+	t.Helper()
+	paths, _ := filepath.Glob(filepath.Join(dir, "*.log"))
+	more, _ := filepath.Glob(filepath.Join(dir, "*", "*.log"))
+	for _, p := range append(paths, more...) {
+		t.Logf("--- %s (last %d lines) ---\n%s", p, logTailLines, tail(p, logTailLines))
+	}
+}
+
+func tail(path string, n int) string {
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Sprintf("(no log: %v)", err)
+	}
+	defer func() { _ = f.Close() }()
+	const maxRead = 64 << 10
+	if fi, statErr := f.Stat(); statErr == nil && fi.Size() > maxRead {
+		_, _ = f.Seek(fi.Size()-maxRead, io.SeekStart)
+	}
+	b, err := io.ReadAll(f)
+	if err != nil {
+		return fmt.Sprintf("(read log: %v)", err)
+	}
+	var lines []string
+	for line := range strings.Lines(string(b)) {
+		if !strings.Contains(line, "[DEBUG]") {
+			lines = append(lines, strings.TrimRight(line, "\n"))
+		}
+	}
+	return strings.Join(lines[max(0, len(lines)-n):], "\n")
+}
+
+// scenario collects a scenario's table and notes, logs them, and adds
+// them to the report when the test ends, passed or not.
+type scenario struct {
+	t    *testing.T
+	sec  *section
+	rows []chaos.Row
+}
+
+func newScenario(t *testing.T, order int, title string) *scenario {
+	sc := &scenario{t: t, sec: &section{order: order, title: title}}
+	t.Cleanup(func() {
+		sc.sec.passed = !t.Failed()
+		sc.sec.table = chaos.Table(sc.rows)
+		t.Logf("%s\n%s%s", title, sc.sec.table, "  "+strings.Join(sc.sec.notes, "\n  "))
+		addSection(sc.sec)
+	})
+	return sc
+}
+
+func (sc *scenario) row(r chaos.Row) { sc.rows = append(sc.rows, r) }
+
+func (sc *scenario) note(format string, args ...any) {
+	sc.sec.notes = append(sc.sec.notes, fmt.Sprintf(format, args...))
+}
+
+// histQuantile estimates quantile q of a Prometheus histogram in series
+// (the upper bound of the bucket it falls in), over the series whose labels
+// contain label; since0 holds the same series read earlier, to subtract.
+func histQuantile(now, since0 map[string]float64, name, label string, q float64) time.Duration {
+	type bucket struct {
+		le    float64
+		count float64
+	}
+	var buckets []bucket
+	for k, v := range now {
+		n, labels, _ := strings.Cut(k, "{")
+		if n != name+"_bucket" || !strings.Contains(labels, label) {
+			continue
+		}
+		_, rest, ok := strings.Cut(labels, `le="`)
+		if !ok {
+			continue
+		}
+		leStr, _, _ := strings.Cut(rest, `"`)
+		le, err := strconv.ParseFloat(leStr, 64)
+		if err != nil {
+			continue
+		}
+		buckets = append(buckets, bucket{le: le, count: v - since0[k]})
+	}
+	if len(buckets) == 0 {
+		return 0
+	}
+	slices.SortFunc(buckets, func(a, b bucket) int { return cmp.Compare(a.le, b.le) })
+	total := buckets[len(buckets)-1].count
+	for _, b := range buckets {
+		if b.count >= q*total {
+			return time.Duration(b.le * float64(time.Second))
+		}
+	}
+	return 0
+}
