@@ -37,7 +37,8 @@ CREATE INDEX IF NOT EXISTS idempotency_keys_by_expiry ON idempotency_keys (expir
 // the order the first attempt stored.
 type SQLOrderStore struct {
 	keyOpts
-	db *sql.DB
+	db     *sql.DB
+	writes writeGate
 }
 
 var _ biz.OrderRepo = (*SQLOrderStore)(nil)
@@ -49,13 +50,17 @@ func NewSQLOrderStore(ctx context.Context, path string, opts ...OrderStoreOption
 	if err != nil {
 		return nil, nil, err
 	}
-	return &SQLOrderStore{keyOpts: newKeyOpts(opts), db: db}, cleanup, nil
+	return &SQLOrderStore{keyOpts: newKeyOpts(opts), db: db, writes: newWriteGate()}, cleanup, nil
 }
 
 // CreateOnce runs in one immediate transaction, which holds the database
 // write lock from BEGIN: two instances handling retries of the same request
 // are serialised, and the second finds the first one's key.
 func (s *SQLOrderStore) CreateOnce(ctx context.Context, key string, o *biz.Order) (_ *biz.Order, created bool, err error) {
+	if err = s.writes.acquire(ctx); err != nil {
+		return nil, false, err
+	}
+	defer s.writes.release()
 	now := s.now().UnixNano()
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {

@@ -36,3 +36,24 @@ func openSQLite(ctx context.Context, path string, schema string) (*sql.DB, func(
 	}
 	return db, func() { _ = db.Close() }, nil
 }
+
+// writeGate lets one goroutine of this process write at a time. SQLite
+// allows one writer per database anyway; without the gate every other
+// writer spins in SQLite's busy handler, which sleeps in growing steps (up
+// to 100 ms each), so under load a write waits seconds for a lock that was
+// free most of the time. Waiting here is a channel receive, and it gives up
+// with the caller's context.
+type writeGate chan struct{}
+
+func newWriteGate() writeGate { return make(writeGate, 1) }
+
+func (g writeGate) acquire(ctx context.Context) error {
+	select {
+	case g <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("wait for the database write lock: %w", ctx.Err())
+	}
+}
+
+func (g writeGate) release() { <-g }

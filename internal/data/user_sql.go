@@ -21,7 +21,8 @@ CREATE TABLE IF NOT EXISTS users (
 // SQLUserStore keeps users in a SQLite file shared by every user instance
 // on the host, so a user created through one instance is found by all.
 type SQLUserStore struct {
-	db *sql.DB
+	db     *sql.DB
+	writes writeGate
 }
 
 var _ biz.UserRepo = (*SQLUserStore)(nil)
@@ -33,13 +34,17 @@ func NewSQLUserStore(ctx context.Context, path string) (*SQLUserStore, func(), e
 	if err != nil {
 		return nil, nil, err
 	}
-	return &SQLUserStore{db: db}, cleanup, nil
+	return &SQLUserStore{db: db, writes: newWriteGate()}, cleanup, nil
 }
 
 // Create assigns an ID and inserts u.
 func (s *SQLUserStore) Create(ctx context.Context, u *biz.User) (*biz.User, error) {
 	stored := *u
 	stored.ID = uuid.NewString()
+	if err := s.writes.acquire(ctx); err != nil {
+		return nil, err
+	}
+	defer s.writes.release()
 	if _, err := s.db.ExecContext(ctx, `INSERT INTO users (id, name, email) VALUES (?, ?, ?)`,
 		stored.ID, stored.Name, stored.Email); err != nil {
 		return nil, fmt.Errorf("insert user: %w", err)
