@@ -1,15 +1,11 @@
 package chaos_test
 
 import (
-	"bufio"
 	"cmp"
 	"context"
 	"fmt"
-	"io"
 	"net"
-	"net/http"
 	"os"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -20,7 +16,6 @@ import (
 	"github.com/hashicorp/consul/api"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
-	"gopkg.in/yaml.v3"
 
 	orderv1 "github.com/rampart-go/rampart/api/order/v1"
 	userv1 "github.com/rampart-go/rampart/api/user/v1"
@@ -254,36 +249,9 @@ func trySeen(ctx context.Context, p *devstack.ServiceProc, method string) (int64
 	return st.Seen[method], true
 }
 
-// noKeepAlive is the HTTP client for /metrics: a fresh connection per
-// scrape, so the scrapes leave no connection goroutine in the instance to
-// skew its goroutine count.
-var noKeepAlive = &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 5 * time.Second}
-
-// scrape reads an instance's /metrics into series -> value.
-func scrape(ctx context.Context, httpAddr string) (map[string]float64, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+httpAddr+"/metrics", nil)
-	if err != nil {
-		return nil, err
-	}
-	resp, err := noKeepAlive.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer func() { _ = resp.Body.Close() }()
-	out := map[string]float64{}
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		if line == "" || strings.HasPrefix(line, "#") {
-			continue
-		}
-		i := strings.LastIndexByte(line, ' ')
-		if v, err := strconv.ParseFloat(line[i+1:], 64); err == nil {
-			out[line[:i]] = v
-		}
-	}
-	return out, sc.Err()
+// scrape reads an instance's /metrics.
+func scrape(ctx context.Context, httpAddr string) (devstack.Metrics, error) {
+	return devstack.Scrape(ctx, httpAddr)
 }
 
 // metric reads one summed series of an instance's /metrics.
@@ -297,16 +265,7 @@ func metric(t *testing.T, ctx context.Context, p *devstack.ServiceProc, name, la
 }
 
 // sum adds the series of metric name whose labels contain label.
-func sum(series map[string]float64, name, label string) float64 {
-	var total float64
-	for k, v := range series {
-		n, labels, _ := strings.Cut(k, "{")
-		if n == name && strings.Contains(labels, label) {
-			total += v
-		}
-	}
-	return total
-}
+func sum(series devstack.Metrics, name, label string) float64 { return series.Sum(name, label) }
 
 // retries reads order's count of GetUser retries.
 func retries(t *testing.T, ctx context.Context, order *devstack.ServiceProc) float64 {
@@ -387,33 +346,12 @@ func waitCritical(ctx context.Context, consul *api.Client, name, id string, limi
 // the given dotted paths replaced, and returns its path.
 func configWith(t *testing.T, service string, values map[string]any) string {
 	t.Helper()
-	raw, err := os.ReadFile(filepath.Join(repoRoot(t), "configs", service+".yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var doc map[string]any
-	if err = yaml.Unmarshal(raw, &doc); err != nil {
-		t.Fatal(err)
-	}
+	overrides := make([]devstack.Override, 0, len(values))
 	for path, value := range values {
-		keys := strings.Split(path, ".")
-		m := doc
-		for _, key := range keys[:len(keys)-1] {
-			next, ok := m[key].(map[string]any)
-			if !ok {
-				next = map[string]any{}
-				m[key] = next
-			}
-			m = next
-		}
-		m[keys[len(keys)-1]] = value
+		overrides = append(overrides, devstack.Override{Path: strings.Split(path, "."), Value: value})
 	}
-	out, err := yaml.Marshal(doc)
+	file, err := devstack.WriteConfig(repoRoot(t), service, t.TempDir(), overrides...)
 	if err != nil {
-		t.Fatal(err)
-	}
-	file := filepath.Join(t.TempDir(), service+".yaml")
-	if err = os.WriteFile(file, out, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	return file
@@ -429,34 +367,9 @@ func sleepCtx(ctx context.Context, d time.Duration) {
 // dumpLogs writes the tail of every log under dir to the test log.
 func dumpLogs(t *testing.T, dir string) {
 	t.Helper()
-	paths, _ := filepath.Glob(filepath.Join(dir, "*.log"))
-	more, _ := filepath.Glob(filepath.Join(dir, "*", "*.log"))
-	for _, p := range append(paths, more...) {
-		t.Logf("--- %s (last %d lines) ---\n%s", p, logTailLines, tail(p, logTailLines))
+	for _, p := range devstack.Logs(dir) {
+		t.Logf("--- %s (last %d lines) ---\n%s", p, logTailLines, devstack.LogTail(p, logTailLines))
 	}
-}
-
-func tail(path string, n int) string {
-	f, err := os.Open(path)
-	if err != nil {
-		return fmt.Sprintf("(no log: %v)", err)
-	}
-	defer func() { _ = f.Close() }()
-	const maxRead = 64 << 10
-	if fi, statErr := f.Stat(); statErr == nil && fi.Size() > maxRead {
-		_, _ = f.Seek(fi.Size()-maxRead, io.SeekStart)
-	}
-	b, err := io.ReadAll(f)
-	if err != nil {
-		return fmt.Sprintf("(read log: %v)", err)
-	}
-	var lines []string
-	for line := range strings.Lines(string(b)) {
-		if !strings.Contains(line, "[DEBUG]") {
-			lines = append(lines, strings.TrimRight(line, "\n"))
-		}
-	}
-	return strings.Join(lines[max(0, len(lines)-n):], "\n")
 }
 
 // scenario collects a scenario's table and notes, logs them, and adds

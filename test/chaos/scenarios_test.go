@@ -437,6 +437,10 @@ func TestOverload(t *testing.T) {
 	}
 }
 
+// noKeepAlive opens a fresh connection per request, so checking an
+// instance leaves no idle connection goroutine in it.
+var noKeepAlive = &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 5 * time.Second}
+
 // healthz GETs an instance's /healthz and returns the status (0 if none).
 func healthz(ctx context.Context, p *devstack.ServiceProc) int {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+p.HTTPAddr+"/healthz", nil)
@@ -470,7 +474,7 @@ func TestConsulLeaderLoss(t *testing.T) {
 	t.Cleanup(func() {
 		if t.Failed() {
 			for _, name := range []string{"server-1", "server-2", "server-3", "client"} {
-				t.Logf("--- %s ---\n%s", name, tail(cluster.LogPath(name), logTailLines))
+				t.Logf("--- %s ---\n%s", name, devstack.LogTail(cluster.LogPath(name), logTailLines))
 			}
 		}
 		if stopErr := cluster.Stop(); stopErr != nil {

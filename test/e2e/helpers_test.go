@@ -2,13 +2,8 @@ package e2e
 
 import (
 	"context"
-	"fmt"
-	"io"
 	"net"
-	"os"
-	"path/filepath"
 	"strconv"
-	"strings"
 	"testing"
 	"time"
 
@@ -173,35 +168,7 @@ func passing(ctx context.Context, consul *api.Client, name string) ([]*api.Servi
 // the test log.
 func dumpLogs(t *testing.T, dir string) {
 	t.Helper()
-	paths, _ := filepath.Glob(filepath.Join(dir, "*.log"))
-	more, _ := filepath.Glob(filepath.Join(dir, "*", "*.log"))
-	for _, p := range append(paths, more...) {
-		t.Logf("--- %s (last %d lines) ---\n%s", p, logTailLines, tail(p, logTailLines))
+	for _, p := range devstack.Logs(dir) {
+		t.Logf("--- %s (last %d lines) ---\n%s", p, logTailLines, devstack.LogTail(p, logTailLines))
 	}
-}
-
-// tail returns the last n lines of the file at path.
-func tail(path string, n int) string {
-	f, err := os.Open(path)
-	if err != nil {
-		return fmt.Sprintf("(no log: %v)", err)
-	}
-	defer func() { _ = f.Close() }()
-	const maxRead = 64 << 10
-	if fi, statErr := f.Stat(); statErr == nil && fi.Size() > maxRead {
-		_, _ = f.Seek(fi.Size()-maxRead, io.SeekStart)
-	}
-	b, err := io.ReadAll(f)
-	if err != nil {
-		return fmt.Sprintf("(read log: %v)", err)
-	}
-	// The agent logs at DEBUG; its chatter would push the lines that
-	// explain a failure out of the tail.
-	var lines []string
-	for line := range strings.Lines(string(b)) {
-		if !strings.Contains(line, "[DEBUG]") {
-			lines = append(lines, strings.TrimRight(line, "\n"))
-		}
-	}
-	return strings.Join(lines[max(0, len(lines)-n):], "\n")
 }

@@ -1,12 +1,9 @@
 package e2e
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"io"
-	"net/http"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -227,7 +224,7 @@ func TestRetryIsVisibleInTheTrace(t *testing.T) {
 	orderMetrics := scrape(t, ctx, order.HTTPAddr)
 	userMetrics := scrape(t, ctx, users[0].HTTPAddr)
 	for _, m := range []struct {
-		from  map[string]float64
+		from  devstack.Metrics
 		name  string
 		label string
 	}{
@@ -238,48 +235,18 @@ func TestRetryIsVisibleInTheTrace(t *testing.T) {
 		{userMetrics, "rampart_faults_injected_total", `kind="abort"`},
 		{userMetrics, "rpc_server_call_duration_seconds_count", "user.v1.UserService/GetUser"},
 	} {
-		if v := sum(m.from, m.name, m.label); v <= 0 {
+		if v := m.from.Sum(m.name, m.label); v <= 0 {
 			t.Errorf("/metrics: %s{…%s…} = %v, want > 0 after this traffic", m.name, m.label, v)
 		}
 	}
 }
 
-// scrape reads an instance's /metrics into series -> value.
-func scrape(t *testing.T, ctx context.Context, httpAddr string) map[string]float64 {
+// scrape reads an instance's /metrics.
+func scrape(t *testing.T, ctx context.Context, httpAddr string) devstack.Metrics {
 	t.Helper()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+httpAddr+"/metrics", nil)
+	m, err := devstack.Scrape(ctx, httpAddr)
 	if err != nil {
 		t.Fatal(err)
 	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = resp.Body.Close() }()
-	out := map[string]float64{}
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		if line == "" || strings.HasPrefix(line, "#") {
-			continue
-		}
-		i := strings.LastIndexByte(line, ' ')
-		if v, err := strconv.ParseFloat(line[i+1:], 64); err == nil {
-			out[line[:i]] = v
-		}
-	}
-	return out
-}
-
-// sum adds the series of metric name whose labels contain label.
-func sum(series map[string]float64, name, label string) float64 {
-	var total float64
-	for k, v := range series {
-		metric, labels, _ := strings.Cut(k, "{")
-		if metric == name && strings.Contains(labels, label) {
-			total += v
-		}
-	}
-	return total
+	return m
 }

@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -15,7 +13,6 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
-	"gopkg.in/yaml.v3"
 
 	orderv1 "github.com/rampart-go/rampart/api/order/v1"
 	userv1 "github.com/rampart-go/rampart/api/user/v1"
@@ -97,30 +94,8 @@ func serverAttempts(t *testing.T, ctx context.Context, procs []*devstack.Service
 // replaced, and returns its path.
 func configWith(t *testing.T, service string, path []string, value any) string {
 	t.Helper()
-	raw, err := os.ReadFile(filepath.Join(repoRoot(t), "configs", service+".yaml"))
+	file, err := devstack.WriteConfig(repoRoot(t), service, t.TempDir(), devstack.Override{Path: path, Value: value})
 	if err != nil {
-		t.Fatal(err)
-	}
-	var doc map[string]any
-	if err = yaml.Unmarshal(raw, &doc); err != nil {
-		t.Fatal(err)
-	}
-	m := doc
-	for _, key := range path[:len(path)-1] {
-		next, ok := m[key].(map[string]any)
-		if !ok {
-			next = map[string]any{}
-			m[key] = next
-		}
-		m = next
-	}
-	m[path[len(path)-1]] = value
-	out, err := yaml.Marshal(doc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	file := filepath.Join(t.TempDir(), service+".yaml")
-	if err = os.WriteFile(file, out, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	return file
@@ -206,9 +181,9 @@ func TestOutageIsBoundedByBudgetAndBreaker(t *testing.T) {
 		t.Errorf("second half of the outage: %d attempts for %d orders; the breaker did not refuse locally", lateAttempts, len(late))
 	}
 	metrics := scrape(t, ctx, s.Instances("order")[0].HTTPAddr)
-	rejected := sum(metrics, "rampart_breaker_rejections_total", `method="/user.v1.UserService/GetUser"`)
+	rejected := metrics.Sum("rampart_breaker_rejections_total", `method="/user.v1.UserService/GetUser"`)
 	t.Logf("order's breaker rejected %v calls locally; retry budget refused %v retries",
-		rejected, sum(metrics, "rampart_retry_budget_exhausted_total", `target="user"`))
+		rejected, metrics.Sum("rampart_retry_budget_exhausted_total", `target="user"`))
 	if rejected == 0 {
 		t.Error("rampart_breaker_rejections_total is 0: the breaker never opened")
 	}
