@@ -92,7 +92,13 @@ type HTTP struct {
 
 // Registry configures service registration and discovery.
 type Registry struct {
-	Consul Consul `yaml:"consul"`
+	// SelfRegister says who puts this instance in Consul. True (the default):
+	// the process registers itself once it listens and deregisters when it
+	// stops. False: a scheduler owns the registration (a Nomad job's service
+	// block), so the process only discovers through Consul; registering here
+	// as well would put every instance in the catalog twice.
+	SelfRegister bool   `yaml:"self_register"`
+	Consul       Consul `yaml:"consul"`
 }
 
 // Consul says how to reach the agent and how it checks this instance.
@@ -304,8 +310,7 @@ func Parse(raw []byte, lookup func(string) (string, bool)) (*Bootstrap, error) {
 			return nil, fmt.Errorf("parse config: %w", err)
 		}
 	}
-	c.applyEnv(lookup)
-	if err := c.Validate(); err != nil {
+	if err := c.validate(c.applyEnv(lookup)); err != nil {
 		return nil, err
 	}
 	return c, nil
@@ -326,7 +331,7 @@ func Default() *Bootstrap {
 				Enabled: true, CPUThreshold: 800, Window: 10 * time.Second, Bucket: 100, Pushback: 100 * time.Millisecond,
 			},
 		},
-		Registry: Registry{Consul: Consul{
+		Registry: Registry{SelfRegister: true, Consul: Consul{
 			Address:         "127.0.0.1:8500",
 			Scheme:          "http",
 			HealthInterval:  time.Second,

@@ -169,3 +169,39 @@ func TestUnknownKeyInsideAFault(t *testing.T) {
 		t.Fatalf("Parse error = %v, want the misspelt key named", err)
 	}
 }
+
+func TestSelfRegister(t *testing.T) {
+	tests := []struct {
+		yaml, env string
+		want      bool
+		err       string
+	}{
+		{yaml: "service: {name: user}", want: true},
+		{yaml: "service: {name: user}\nregistry: {self_register: false}", want: false},
+		{yaml: "service: {name: user}", env: "false", want: false},
+		{yaml: "service: {name: user}\nregistry: {self_register: false}", env: "true", want: true},
+		{yaml: "service: {name: user}", env: "nomad", err: `registry.self_register: RAMPART_REGISTRY_SELF_REGISTER must be true or false, got "nomad"`},
+		{yaml: "service: {name: user}\nregistry: {self_register: maybe}", err: "cannot unmarshal"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.yaml+"/"+tt.env, func(t *testing.T) {
+			lookup := noEnv
+			if tt.env != "" {
+				lookup = env(map[string]string{conf.EnvSelfRegister: tt.env})
+			}
+			c, err := conf.Parse([]byte(tt.yaml), lookup)
+			if tt.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.err) {
+					t.Fatalf("Parse error = %v, want it to contain %q", err, tt.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.Registry.SelfRegister != tt.want {
+				t.Fatalf("self_register = %v, want %v", c.Registry.SelfRegister, tt.want)
+			}
+		})
+	}
+}

@@ -1,6 +1,7 @@
 package conf
 
 import (
+	"fmt"
 	"strconv"
 	"strings"
 )
@@ -12,18 +13,25 @@ const (
 	EnvGRPCAddr   = "RAMPART_GRPC_ADDR"
 	EnvHTTPAddr   = "RAMPART_HTTP_ADDR"
 	EnvSQLitePath = "RAMPART_SQLITE_PATH"
-	EnvLogFormat  = "LOG_FORMAT"
-	EnvLogLevel   = "LOG_LEVEL"
-	envConsulAddr = "CONSUL_HTTP_ADDR"
-	envConsulTok  = "CONSUL_HTTP_TOKEN"
-	envConsulSSL  = "CONSUL_HTTP_SSL"
-	envConsulVer  = "CONSUL_HTTP_SSL_VERIFY"
-	envConsulCA   = "CONSUL_CACERT"
-	envConsulCert = "CONSUL_CLIENT_CERT"
-	envConsulKey  = "CONSUL_CLIENT_KEY"
+	// EnvSelfRegister overrides registry.self_register (true or false), so
+	// one config file serves both a plain process and a scheduled job.
+	EnvSelfRegister = "RAMPART_REGISTRY_SELF_REGISTER"
+	EnvLogFormat    = "LOG_FORMAT"
+	EnvLogLevel     = "LOG_LEVEL"
+	envConsulAddr   = "CONSUL_HTTP_ADDR"
+	envConsulTok    = "CONSUL_HTTP_TOKEN"
+	envConsulSSL    = "CONSUL_HTTP_SSL"
+	envConsulVer    = "CONSUL_HTTP_SSL_VERIFY"
+	envConsulCA     = "CONSUL_CACERT"
+	envConsulCert   = "CONSUL_CLIENT_CERT"
+	envConsulKey    = "CONSUL_CLIENT_KEY"
 )
 
-func (c *Bootstrap) applyEnv(lookup func(string) (string, bool)) {
+// applyEnv overrides the file from the environment. It returns an error
+// only for a variable whose value cannot mean anything; the Consul TLS
+// switches keep consul/api's own leniency and ignore what does not parse.
+func (c *Bootstrap) applyEnv(lookup func(string) (string, bool)) []error {
+	var errs []error
 	set := func(dst *string, key string) {
 		if v, ok := lookup(key); ok && v != "" {
 			*dst = v
@@ -34,6 +42,14 @@ func (c *Bootstrap) applyEnv(lookup func(string) (string, bool)) {
 	set(&c.Data.SQLite.Path, EnvSQLitePath)
 	set(&c.Log.Format, EnvLogFormat)
 	set(&c.Log.Level, EnvLogLevel)
+	if v, ok := lookup(EnvSelfRegister); ok && v != "" {
+		on, err := strconv.ParseBool(v)
+		if err != nil {
+			errs = append(errs, &KeyError{Key: "registry.self_register", Reason: fmt.Sprintf("%s must be true or false, got %q", EnvSelfRegister, v)})
+		} else {
+			c.Registry.SelfRegister = on
+		}
+	}
 
 	cc := &c.Registry.Consul
 	if v, ok := lookup(envConsulAddr); ok && v != "" {
@@ -58,4 +74,5 @@ func (c *Bootstrap) applyEnv(lookup func(string) (string, bool)) {
 			cc.TLS.InsecureSkipVerify = !verify
 		}
 	}
+	return errs
 }

@@ -88,8 +88,12 @@ func validateFaults(f Faults, bad func(key, format string, args ...any)) {
 
 // Validate reports every bad value at once, each with its key, so one start
 // attempt shows everything to fix.
-func (c *Bootstrap) Validate() error {
-	var errs []error
+func (c *Bootstrap) Validate() error { return c.validate(nil) }
+
+// validate is Validate reporting earlier errors (bad environment values)
+// first, in the same list.
+func (c *Bootstrap) validate(earlier []error) error {
+	errs := earlier
 	bad := func(key, format string, args ...any) {
 		errs = append(errs, &KeyError{Key: key, Reason: fmt.Sprintf(format, args...)})
 	}

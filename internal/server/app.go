@@ -19,7 +19,9 @@ import (
 
 // App runs one service instance: it binds both ports, registers in Consul
 // and, when its context ends, stops in the order that loses no call:
-// NOT_SERVING -> deregister -> drain delay -> GracefulStop.
+// NOT_SERVING -> deregister -> drain delay -> GracefulStop. With
+// registry.self_register false a scheduler owns the registration, so App
+// neither registers nor deregisters; the rest of the order is the same.
 type App struct {
 	c      *conf.Bootstrap
 	inst   Instance
@@ -79,9 +81,13 @@ func (a *App) Run(ctx context.Context) error {
 		Metadata:  map[string]string{"http": advertised(httpLis.Addr())},
 		Endpoints: []string{grpcURL.String()},
 	}
-	if err := a.reg.Register(ctx, ins); err != nil {
-		a.stop(ins)
-		return fmt.Errorf("register %s: %w", ins.ID, err)
+	if a.c.Registry.SelfRegister {
+		if err := a.reg.Register(ctx, ins); err != nil {
+			a.stop(ins)
+			return fmt.Errorf("register %s: %w", ins.ID, err)
+		}
+	} else {
+		a.log.Info("registry.self_register is false: the scheduler registers this instance in Consul")
 	}
 	a.probes.SetReady(true)
 	a.log.Infof("serving grpc=%s http=%s", ins.Endpoints[0], ins.Metadata["http"])
@@ -99,18 +105,21 @@ func (a *App) Run(ctx context.Context) error {
 }
 
 // stop leaves the pool before it stops serving. Clients with health
-// checking drop the instance at NOT_SERVING, Consul watchers at deregister;
+// checking drop the instance at NOT_SERVING, Consul watchers at deregister
+// (or, under a scheduler, when its gRPC check sees NOT_SERVING);
 // the drain delay gives the slowest of them time to notice, and
 // GracefulStop then lets in-flight calls finish.
 func (a *App) stop(ins *registry.ServiceInstance) {
 	a.probes.SetReady(false)
 	a.health.Shutdown()
 
-	dctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	if err := a.reg.Deregister(dctx, ins); err != nil {
-		a.log.Errorf("deregister %s: %v (Consul removes it after registry.consul.deregister_after)", ins.ID, err)
+	if a.c.Registry.SelfRegister {
+		dctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		if err := a.reg.Deregister(dctx, ins); err != nil {
+			a.log.Errorf("deregister %s: %v (Consul removes it after registry.consul.deregister_after)", ins.ID, err)
+		}
+		cancel()
 	}
-	cancel()
 	if d := a.c.Server.DrainDelay; d > 0 {
 		a.log.Infof("draining for %s", d)
 		time.Sleep(d)

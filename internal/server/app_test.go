@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"context"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -141,4 +142,120 @@ func httpStatus(ctx context.Context, t *testing.T, url string) int {
 	}
 	_ = resp.Body.Close()
 	return resp.StatusCode
+}
+
+// counter is a Registrar that only counts calls.
+type counter struct {
+	mu                   sync.Mutex
+	register, deregister int
+}
+
+func (c *counter) Register(context.Context, *registry.ServiceInstance) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.register++
+	return nil
+}
+
+func (c *counter) Deregister(context.Context, *registry.ServiceInstance) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.deregister++
+	return nil
+}
+
+// TestSchedulerOwnsRegistration runs an instance with
+// registry.self_register false, as under a Nomad job whose service block
+// registers it: the App must never touch the registrar, yet still go
+// NOT_SERVING and unready first on stop, and keep serving for the drain.
+func TestSchedulerOwnsRegistration(t *testing.T) {
+	const drain = 400 * time.Millisecond
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+
+	c := conf.Default()
+	c.Service.Name = "user"
+	c.Registry.SelfRegister = false
+	c.Server.DrainDelay = drain
+	c.Server.GRPC.Addr = freeAddr(t)
+	c.Server.HTTP.Addr = freeAddr(t)
+	hs := health.NewServer()
+	grpcSrv := kgrpc.NewServer(kgrpc.CustomHealth())
+	healthpb.RegisterHealthServer(grpcSrv, hs)
+	probes := server.NewProbes()
+	tel, err := telemetry.New(ctx, telemetry.Config{TracesExporter: "none"}, telemetry.ResourceInfo{ServiceName: "user", ServiceVersion: "dev", InstanceID: "app-test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = tel.Shutdown(context.Background()) }()
+	reg := &counter{}
+	app := server.NewApp(c, server.NewInstance(c), log.NewStdLogger(&strings.Builder{}), grpcSrv,
+		server.NewHTTPServer(c, probes, nil, tel), reg, hs, probes)
+
+	runCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	done := make(chan error, 1)
+	go func() { done <- app.Run(runCtx) }()
+
+	readyURL := "http://" + c.Server.HTTP.Addr + "/readyz"
+	for httpStatus(ctx, t, readyURL) != http.StatusOK {
+		select {
+		case <-ctx.Done():
+			t.Fatal("never became ready")
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	conn, err := grpc.NewClient(c.Server.GRPC.Addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = conn.Close() }()
+	hc := healthpb.NewHealthClient(conn)
+	if resp, checkErr := hc.Check(ctx, &healthpb.HealthCheckRequest{}); checkErr != nil || resp.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+		t.Fatalf("while running: health=%v err=%v, want SERVING", resp.GetStatus(), checkErr)
+	}
+
+	stop()
+	stopped := time.Now()
+	// Within the drain the instance reports NOT_SERVING and unready (what
+	// the scheduler's gRPC check and the load balancers see) but still serves.
+	var sawDraining bool
+	for time.Since(stopped) < drain/2 && !sawDraining {
+		resp, checkErr := hc.Check(ctx, &healthpb.HealthCheckRequest{})
+		sawDraining = checkErr == nil && resp.GetStatus() == healthpb.HealthCheckResponse_NOT_SERVING &&
+			httpStatus(ctx, t, readyURL) == http.StatusServiceUnavailable
+		time.Sleep(10 * time.Millisecond)
+	}
+	if !sawDraining {
+		t.Fatal("after the stop request: never NOT_SERVING + /readyz 503 while still answering gRPC")
+	}
+	select {
+	case err = <-done:
+	case <-ctx.Done():
+		t.Fatal("Run did not return after its context ended")
+	}
+	if err != nil {
+		t.Fatalf("Run = %v, want nil on a requested stop", err)
+	}
+	if took := time.Since(stopped); took < drain {
+		t.Fatalf("stopped %s after the request, want at least the %s drain", took, drain)
+	}
+	reg.mu.Lock()
+	defer reg.mu.Unlock()
+	if reg.register != 0 || reg.deregister != 0 {
+		t.Fatalf("registrar called: %d Register, %d Deregister; want none when the scheduler owns registration",
+			reg.register, reg.deregister)
+	}
+}
+
+// freeAddr returns a loopback host:port that nothing listened on a moment ago.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	var lc net.ListenConfig
+	l, err := lc.Listen(t.Context(), "tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = l.Close() }()
+	return l.Addr().String()
 }
