@@ -1,6 +1,7 @@
 // Command devstack is what `make run` runs: a Consul agent, two instances of
 // each service, one demo flow across both, then it waits for Ctrl-C and
-// stops everything it started.
+// stops everything it started. With -nomad (what `make nomad-up` runs) the
+// instances are Nomad jobs on a Nomad dev agent instead.
 package main
 
 import (
@@ -29,6 +30,7 @@ func main() {
 func run() error {
 	services := flag.String("services", "user=2,order=2", "services to start as `name=count,...`")
 	workDir := flag.String("dir", ".devstack", "where binaries and logs are written")
+	onNomad := flag.Bool("nomad", false, "run the services as Nomad jobs (deploy/nomad) on a Nomad dev agent instead of as plain processes")
 	flag.Parse()
 	counts, err := parseServices(*services)
 	if err != nil {
@@ -48,6 +50,9 @@ func run() error {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if *onNomad {
+		return runNomad(ctx, root, dir)
+	}
 
 	start := time.Now()
 	fmt.Printf("starting Consul and %s (logs in %s)...\n", *services, dir)

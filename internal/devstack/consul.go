@@ -77,41 +77,47 @@ func goModModulePath(goMod string) (string, error) {
 }
 
 // EnsureConsulBinary returns <repoRoot>/bin/consul, building it from the
-// tools/consul module first if it is missing. A file lock serialises
+// tools/consul module first if it is missing.
+func EnsureConsulBinary(ctx context.Context, repoRoot string) (string, error) {
+	return ensureToolBinary(ctx, repoRoot, "consul", consulPackage)
+}
+
+// ensureToolBinary returns <repoRoot>/bin/<name>, building pkg in the
+// tools/<name> module first if it is missing. A file lock serialises
 // concurrent callers (go test runs packages in parallel) and the binary is
 // renamed into place only when complete, so nobody executes half a file.
-func EnsureConsulBinary(ctx context.Context, repoRoot string) (string, error) {
-	bin := filepath.Join(repoRoot, "bin", "consul")
+func ensureToolBinary(ctx context.Context, repoRoot, name, pkg string) (string, error) {
+	bin := filepath.Join(repoRoot, "bin", name)
 	if consulBinaryExists(bin) {
 		return bin, nil
 	}
 	if err := os.MkdirAll(filepath.Dir(bin), 0o755); err != nil {
-		return "", fmt.Errorf("build consul: %w", err)
+		return "", fmt.Errorf("build %s: %w", name, err)
 	}
-	unlock, err := lockConsulBuild(ctx, filepath.Join(repoRoot, "bin", ".consul.lock"))
+	unlock, err := lockConsulBuild(ctx, filepath.Join(repoRoot, "bin", "."+name+".lock"))
 	if err != nil {
-		return "", fmt.Errorf("build consul: %w", err)
+		return "", fmt.Errorf("build %s: %w", name, err)
 	}
 	defer unlock()
 	if consulBinaryExists(bin) { // another process built it while we waited for the lock
 		return bin, nil
 	}
 
-	slog.InfoContext(ctx, "devstack: building bin/consul from tools/consul; this takes a few minutes the first time")
+	slog.InfoContext(ctx, "devstack: building bin/"+name+" from tools/"+name+"; this takes a few minutes the first time")
 	start := time.Now()
 	tmp := fmt.Sprintf("%s.tmp-%d", bin, os.Getpid())
 	defer func() { _ = os.Remove(tmp) }() // no-op once renamed
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", tmp, consulPackage)
-	cmd.Dir = filepath.Join(repoRoot, "tools", "consul")
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", tmp, pkg)
+	cmd.Dir = filepath.Join(repoRoot, "tools", name)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Run(); err != nil {
-		return "", fmt.Errorf("build consul: %w\n%s", err, consulLogLines(out.Bytes(), 30))
+		return "", fmt.Errorf("build %s: %w\n%s", name, err, consulLogLines(out.Bytes(), 30))
 	}
 	if err := os.Rename(tmp, bin); err != nil {
-		return "", fmt.Errorf("build consul: %w", err)
+		return "", fmt.Errorf("build %s: %w", name, err)
 	}
-	slog.InfoContext(ctx, "devstack: built bin/consul", "took", time.Since(start).Round(time.Second))
+	slog.InfoContext(ctx, "devstack: built bin/"+name, "took", time.Since(start).Round(time.Second))
 	return bin, nil
 }
 

@@ -1,0 +1,71 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/hashicorp/consul/api"
+
+	"github.com/rampart-go/rampart/internal/devstack"
+)
+
+// readyFile is written into the work directory once the Nomad stack is up
+// and the demo has run; `make nomad-up` waits for it, then leaves this
+// process running in the background until `make nomad-down` signals it.
+const readyFile = "ready"
+
+// runNomad starts Consul and Nomad dev agents, submits the user and order
+// jobs, runs the demo through the instances Nomad placed, and keeps
+// everything up until ctx ends; then it stops the jobs and both agents.
+func runNomad(ctx context.Context, root, dir string) error {
+	_ = os.Remove(filepath.Join(dir, readyFile))
+	start := time.Now()
+	fmt.Printf("starting Consul and Nomad dev agents and the user and order jobs (work dir %s)...\n", dir)
+	startCtx, cancel := context.WithTimeout(ctx, 15*time.Minute)
+	stack, err := devstack.StartNomadStack(startCtx, devstack.NomadStackConfig{RepoRoot: root, WorkDir: dir})
+	cancel()
+	if err != nil {
+		return err
+	}
+	defer func() {
+		fmt.Println("stopping: the jobs (each instance leaves Consul, then drains), then Nomad, then Consul...")
+		if stopErr := stack.Stop(); stopErr != nil {
+			fmt.Fprintln(os.Stderr, "devstack: stop:", stopErr)
+			return
+		}
+		_ = os.Remove(filepath.Join(dir, readyFile))
+		fmt.Println("stopped, nothing left running")
+	}()
+	fmt.Printf("2 user + 2 order allocations passing in Consul after %s\n", time.Since(start).Round(100*time.Millisecond))
+
+	cfg := api.DefaultNonPooledConfig()
+	cfg.Address = stack.Consul.Addr()
+	client, err := api.NewClient(cfg)
+	if err != nil {
+		return err
+	}
+	clients, err := devstack.DialDemo(ctx, client, nil)
+	if err != nil {
+		return err
+	}
+	defer clients.Close()
+	fmt.Println("\ndemo flow:")
+	demoCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	_, err = devstack.RunDemo(demoCtx, clients, os.Stdout)
+	cancel()
+	if err != nil {
+		return err
+	}
+
+	fmt.Printf("\nNomad UI:  %s\nConsul UI: %s\n", stack.Nomad.UIURL(), stack.Consul.UIURL())
+	fmt.Printf("NOMAD_ADDR=%s CONSUL_HTTP_ADDR=%s\n", stack.Nomad.HTTPAddr(), stack.Consul.Addr())
+	if err := os.WriteFile(filepath.Join(dir, readyFile), []byte(stack.Nomad.HTTPAddr()+"\n"), 0o644); err != nil {
+		return err
+	}
+	fmt.Println("running; `make nomad-down` (or Ctrl-C) stops it")
+	<-ctx.Done()
+	return nil
+}

@@ -1,0 +1,571 @@
+package devstack
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/hashicorp/consul/api"
+)
+
+// nomadPackage is what tools/nomad builds; its go.mod pins the version.
+const nomadPackage = "github.com/hashicorp/nomad"
+
+// EnsureNomadBinary returns <repoRoot>/bin/nomad, building it from the
+// tools/nomad module first if it is missing (about 2.5 minutes cold).
+func EnsureNomadBinary(ctx context.Context, repoRoot string) (string, error) {
+	return ensureToolBinary(ctx, repoRoot, "nomad", nomadPackage)
+}
+
+// NomadConfig says how to start a Nomad dev agent.
+type NomadConfig struct {
+	Binary     string // bin/nomad
+	Dir        string // config, state and log; created if missing
+	ConsulAddr string // host:port of the Consul agent jobs register in
+	// StartTimeout bounds the wait for a leader and a ready client node.
+	StartTimeout time.Duration
+}
+
+// NomadAgent is a running `nomad agent -dev` (server and client in one
+// process) on 127.0.0.1, with raw_exec enabled and Consul integration
+// pointed at one agent. Stop ends the jobs it ran and then the agent.
+type NomadAgent struct {
+	cfg     NomadConfig
+	port    int
+	logPath string
+	dataDir string
+	cmd     *exec.Cmd
+	exited  chan struct{}
+	waitErr error
+	hc      *http.Client
+
+	mu   sync.Mutex
+	jobs []string
+}
+
+// nomadAgentHCL is the dev agent's configuration. The cloud fingerprinters
+// are denied: they probe metadata endpoints and fail with the module
+// versions the tool module resolves. Nomad's own services are not
+// advertised in Consul: only the jobs' services are of interest there.
+const nomadAgentHCL = `name                 = "rampart-dev"
+data_dir             = %q
+bind_addr            = "127.0.0.1"
+log_level            = "INFO"
+disable_update_check = true
+
+ports {
+  http = %d
+  rpc  = %d
+  serf = %d
+}
+
+advertise {
+  http = "127.0.0.1"
+  rpc  = "127.0.0.1"
+  serf = "127.0.0.1"
+}
+
+client {
+  network_interface = "lo"
+  options = {
+    "fingerprint.denylist" = "env_aws,env_gce,env_azure,env_digitalocean"
+  }
+}
+
+plugin "raw_exec" {
+  config {
+    enabled = true
+  }
+}
+
+consul {
+  address          = %q
+  auto_advertise   = false
+  server_auto_join = false
+  client_auto_join = false
+}
+`
+
+// StartNomad starts a Nomad dev agent on free loopback ports and waits
+// until it has a leader and its client node is ready to run allocations.
+func StartNomad(ctx context.Context, cfg NomadConfig) (*NomadAgent, error) {
+	if cfg.StartTimeout == 0 {
+		cfg.StartTimeout = time.Minute
+	}
+	if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
+		return nil, fmt.Errorf("start nomad: %w", err)
+	}
+	ports := make([]int, 3)
+	for i := range ports {
+		p, err := freePort()
+		if err != nil {
+			return nil, fmt.Errorf("start nomad: %w", err)
+		}
+		ports[i] = p
+	}
+	a := &NomadAgent{
+		cfg:     cfg,
+		port:    ports[0],
+		logPath: filepath.Join(cfg.Dir, "nomad.log"),
+		dataDir: filepath.Join(cfg.Dir, "data"),
+		exited:  make(chan struct{}),
+		hc:      &http.Client{Timeout: 5 * time.Second},
+	}
+	confPath := filepath.Join(cfg.Dir, "agent.hcl")
+	hcl := fmt.Sprintf(nomadAgentHCL, a.dataDir, ports[0], ports[1], ports[2], cfg.ConsulAddr)
+	if err := os.WriteFile(confPath, []byte(hcl), 0o644); err != nil {
+		return nil, fmt.Errorf("start nomad: %w", err)
+	}
+	logF, err := os.Create(a.logPath)
+	if err != nil {
+		return nil, fmt.Errorf("start nomad: %w", err)
+	}
+	// The agent outlives the start-up context: only Stop ends it.
+	a.cmd = exec.CommandContext(context.WithoutCancel(ctx), cfg.Binary, "agent", "-dev", "-config", confPath)
+	a.cmd.Dir = cfg.Dir
+	a.cmd.Env = append(os.Environ(), "NOMAD_ADDR=", "NOMAD_TOKEN=")
+	a.cmd.Stdout, a.cmd.Stderr = logF, logF
+	a.cmd.SysProcAttr = consulSysProcAttr()
+	if err := a.cmd.Start(); err != nil {
+		_ = logF.Close()
+		return nil, fmt.Errorf("start nomad: %w", err)
+	}
+	go func() {
+		a.waitErr = a.cmd.Wait()
+		_ = logF.Close()
+		close(a.exited)
+	}()
+	if err := a.waitReady(ctx); err != nil {
+		_ = a.Stop()
+		return nil, fmt.Errorf("start nomad: %w\n--- %s (tail) ---\n%s", err, a.logPath, fileTail(a.logPath, 30))
+	}
+	return a, nil
+}
+
+func (a *NomadAgent) waitReady(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, a.cfg.StartTimeout)
+	defer cancel()
+	var last error
+	for {
+		var nodes []struct {
+			Status                string
+			SchedulingEligibility string
+			Drivers               map[string]struct{ Healthy bool }
+		}
+		last = a.get(ctx, "/v1/nodes?resources=false", &nodes)
+		if last == nil {
+			last = errors.New("no ready client node with raw_exec yet")
+			for _, n := range nodes {
+				if n.Status == "ready" && n.SchedulingEligibility == "eligible" && n.Drivers["raw_exec"].Healthy {
+					return nil
+				}
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("not ready: %w (last: %w)", ctx.Err(), last)
+		case <-a.exited:
+			return fmt.Errorf("nomad agent exited at start: %w", a.waitErr)
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// Addr is the agent's HTTP address, host:port.
+func (a *NomadAgent) Addr() string { return "127.0.0.1:" + strconv.Itoa(a.port) }
+
+// HTTPAddr is the value for NOMAD_ADDR.
+func (a *NomadAgent) HTTPAddr() string { return "http://" + a.Addr() }
+
+// UIURL is the web UI.
+func (a *NomadAgent) UIURL() string { return a.HTTPAddr() + "/ui/" }
+
+// LogPath is the agent's log file.
+func (a *NomadAgent) LogPath() string { return a.logPath }
+
+// DataDir is the agent's state; allocation directories (and task logs)
+// are under DataDir/alloc.
+func (a *NomadAgent) DataDir() string { return a.dataDir }
+
+// CLI runs `nomad <args>` against this agent and returns its output.
+func (a *NomadAgent) CLI(ctx context.Context, args ...string) (string, error) {
+	cmd := exec.CommandContext(ctx, a.cfg.Binary, args...)
+	cmd.Env = append(os.Environ(), "NOMAD_ADDR="+a.HTTPAddr(), "NOMAD_TOKEN=")
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Run(); err != nil {
+		return out.String(), fmt.Errorf("nomad %s: %w\n%s", strings.Join(args, " "), err, out.String())
+	}
+	return out.String(), nil
+}
+
+// RunJob submits the job file with HCL2 variables (nomad job run -var) and
+// returns at once; the job is stopped by Stop. Wait for its instances with
+// WaitPassing, or for a deployment with WaitDeployment.
+func (a *NomadAgent) RunJob(ctx context.Context, job, file string, vars map[string]string) error {
+	args := []string{"job", "run", "-detach"}
+	keys := make([]string, 0, len(vars))
+	for k := range vars {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		args = append(args, "-var", k+"="+vars[k])
+	}
+	if _, err := a.CLI(ctx, append(args, file)...); err != nil {
+		return err
+	}
+	a.mu.Lock()
+	if !slices.Contains(a.jobs, job) {
+		a.jobs = append(a.jobs, job)
+	}
+	a.mu.Unlock()
+	return nil
+}
+
+// NomadAlloc is the part of a Nomad allocation the tests look at.
+type NomadAlloc struct {
+	ID               string
+	Name             string
+	JobVersion       uint64
+	ClientStatus     string // pending, running, complete, failed, lost
+	DesiredStatus    string // run, stop, evict
+	DeploymentStatus *struct {
+		Healthy *bool
+	}
+}
+
+// Running reports whether the allocation runs and is meant to.
+func (al NomadAlloc) Running() bool { return al.ClientStatus == "running" && al.DesiredStatus == "run" }
+
+// Healthy reports whether its deployment marked it healthy.
+func (al NomadAlloc) Healthy() bool {
+	return al.DeploymentStatus != nil && al.DeploymentStatus.Healthy != nil && *al.DeploymentStatus.Healthy
+}
+
+// terminal reports whether the allocation's processes are gone.
+func (al NomadAlloc) terminal() bool {
+	switch al.ClientStatus {
+	case "complete", "failed", "lost":
+		return true
+	}
+	return false
+}
+
+// Allocs lists every allocation of job, past ones included.
+func (a *NomadAgent) Allocs(ctx context.Context, job string) ([]NomadAlloc, error) {
+	var out []NomadAlloc
+	err := a.get(ctx, "/v1/job/"+url.PathEscape(job)+"/allocations?all=true", &out)
+	return out, err
+}
+
+// StopAlloc stops one allocation the way `nomad alloc stop` does: Nomad
+// deregisters its service, waits shutdown_delay, signals it and places a
+// replacement.
+func (a *NomadAgent) StopAlloc(ctx context.Context, id string) error {
+	_, err := a.CLI(ctx, "alloc", "stop", "-detach", id)
+	return err
+}
+
+// NomadDeployment is the part of a deployment the tests look at.
+type NomadDeployment struct {
+	ID                string
+	JobVersion        uint64
+	Status            string
+	StatusDescription string
+}
+
+// WaitDeployment waits until the latest deployment of job is for at least
+// version and has succeeded, and returns it; a failed or cancelled one is
+// an error.
+func (a *NomadAgent) WaitDeployment(ctx context.Context, job string, version uint64) (*NomadDeployment, error) {
+	var last NomadDeployment
+	for {
+		var d *NomadDeployment
+		if err := a.get(ctx, "/v1/job/"+url.PathEscape(job)+"/deployment", &d); err == nil && d != nil {
+			last = *d
+			if d.JobVersion >= version {
+				switch d.Status {
+				case "successful":
+					return d, nil
+				case "failed", "cancelled":
+					return d, fmt.Errorf("deployment %s of %s v%d: %s (%s)", d.ID, job, d.JobVersion, d.Status, d.StatusDescription)
+				}
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return &last, fmt.Errorf("wait for deployment of %s v%d (last: v%d %s): %w", job, version, last.JobVersion, last.Status, ctx.Err())
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+}
+
+// JobVersion is the current version of job.
+func (a *NomadAgent) JobVersion(ctx context.Context, job string) (uint64, error) {
+	var j struct{ Version uint64 }
+	err := a.get(ctx, "/v1/job/"+url.PathEscape(job), &j)
+	return j.Version, err
+}
+
+func (a *NomadAgent) get(ctx context.Context, path string, out any) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, a.HTTPAddr()+path, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := a.hc.Do(req)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = resp.Body.Close() }()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET %s: %s", path, resp.Status)
+	}
+	return json.NewDecoder(resp.Body).Decode(out)
+}
+
+// nomadStopTimeout bounds each step of Stop: the jobs' graceful stop
+// (shutdown_delay + drain + GracefulStop, well under it) and the agent's.
+const nomadStopTimeout = 45 * time.Second
+
+// Stop stops every job RunJob submitted and waits until their allocations
+// have ended (each instance stops gracefully), then stops the agent.
+// Whatever still runs under the agent's data directory after that is
+// killed, so nothing is left behind even when a step failed.
+func (a *NomadAgent) Stop() error {
+	var errs []error
+	ctx, cancel := context.WithTimeout(context.Background(), nomadStopTimeout)
+	defer cancel()
+	a.mu.Lock()
+	jobs := slices.Clone(a.jobs)
+	a.jobs = nil
+	a.mu.Unlock()
+	select {
+	case <-a.exited:
+	default:
+		for _, job := range jobs {
+			if _, err := a.CLI(ctx, "job", "stop", "-detach", job); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		for _, job := range jobs {
+			if err := a.waitAllocsEnded(ctx, job); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		_ = a.cmd.Process.Signal(syscall.SIGINT)
+		select {
+		case <-a.exited:
+		case <-time.After(nomadStopTimeout):
+			errs = append(errs, fmt.Errorf("nomad agent still running %s after SIGINT; killed", nomadStopTimeout))
+		}
+	}
+	_ = syscall.Kill(-a.cmd.Process.Pid, syscall.SIGKILL)
+	<-a.exited
+	if n := killUnder(a.dataDir); n > 0 {
+		errs = append(errs, fmt.Errorf("killed %d task processes still running under %s", n, a.dataDir))
+	}
+	return errors.Join(errs...)
+}
+
+func (a *NomadAgent) waitAllocsEnded(ctx context.Context, job string) error {
+	for {
+		allocs, err := a.Allocs(ctx, job)
+		if err == nil && !slices.ContainsFunc(allocs, func(al NomadAlloc) bool { return !al.terminal() }) {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("allocations of %s still running: %w", job, ctx.Err())
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// killUnder SIGKILLs every process whose command line or NOMAD_ALLOC_DIR
+// names a path under dir: the executors and tasks of this agent only,
+// which a crashed or killed agent leaves running by design (a restarted
+// client re-attaches to them). It returns how many it killed.
+func killUnder(dir string) int {
+	if dir == "" {
+		return 0
+	}
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return 0
+	}
+	prefix := []byte(dir + string(filepath.Separator))
+	n := 0
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid == os.Getpid() {
+			continue
+		}
+		cmdline, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		environ, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "environ"))
+		if bytes.Contains(cmdline, prefix) || bytes.Contains(environ, append([]byte("NOMAD_ALLOC_DIR="), prefix...)) {
+			if syscall.Kill(pid, syscall.SIGKILL) == nil {
+				n++
+			}
+		}
+	}
+	return n
+}
+
+// fileTail returns the last n lines of the file at path.
+func fileTail(path string, n int) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Sprintf("(no log: %v)", err)
+	}
+	return consulLogLines(b, n)
+}
+
+// NomadStackConfig describes a local Nomad deployment of the services.
+type NomadStackConfig struct {
+	RepoRoot string
+	WorkDir  string // binaries, agent state, logs and the services' data
+	// Count is the instances per job (the jobs' count variable); 0 means 2.
+	Count int
+	// Bins are binaries already built, by service name; missing ones are
+	// built into WorkDir/bin.
+	Bins map[string]string
+}
+
+// NomadStack is a Consul dev agent, a Nomad dev agent pointed at it, and
+// the user and order jobs of deploy/nomad running on it.
+type NomadStack struct {
+	Consul *ConsulAgent
+	Nomad  *NomadAgent
+	Bins   map[string]string
+	cfg    NomadStackConfig
+}
+
+// NomadJobs are the jobs a NomadStack runs, in start order: user first,
+// since order calls it.
+var NomadJobs = []string{"user", "order"}
+
+// StartNomadStack builds what is missing (bin/consul, bin/nomad, the
+// services), starts both agents on loopback, submits both jobs and waits
+// until Consul shows Count passing instances of each. On error everything
+// started is stopped.
+func StartNomadStack(ctx context.Context, cfg NomadStackConfig) (s *NomadStack, err error) {
+	if cfg.Count == 0 {
+		cfg.Count = 2
+	}
+	s = &NomadStack{cfg: cfg, Bins: map[string]string{}}
+	defer func() {
+		if err != nil {
+			_ = s.Stop()
+		}
+	}()
+	var missing []string
+	for _, name := range NomadJobs {
+		if bin, ok := cfg.Bins[name]; ok {
+			s.Bins[name] = bin
+		} else {
+			missing = append(missing, name)
+		}
+	}
+	built, err := BuildServices(ctx, cfg.RepoRoot, filepath.Join(cfg.WorkDir, "bin"), missing...)
+	if err != nil {
+		return nil, err
+	}
+	for name, bin := range built {
+		s.Bins[name] = bin
+	}
+	consulBin, err := EnsureConsulBinary(ctx, cfg.RepoRoot)
+	if err != nil {
+		return nil, err
+	}
+	nomadBin, err := EnsureNomadBinary(ctx, cfg.RepoRoot)
+	if err != nil {
+		return nil, err
+	}
+	if s.Consul, err = StartConsul(ctx, WithConsulBinary(consulBin), WithConsulDir(filepath.Join(cfg.WorkDir, "consul"))); err != nil {
+		return nil, err
+	}
+	if s.Nomad, err = StartNomad(ctx, NomadConfig{
+		Binary: nomadBin, Dir: filepath.Join(cfg.WorkDir, "nomad"), ConsulAddr: s.Consul.Addr(),
+	}); err != nil {
+		return nil, err
+	}
+	dataDir := filepath.Join(cfg.WorkDir, "data")
+	if err = os.MkdirAll(dataDir, 0o755); err != nil {
+		return nil, err
+	}
+	for _, job := range NomadJobs {
+		if err = s.RunJob(ctx, job, nil); err != nil {
+			return nil, err
+		}
+	}
+	client, err := s.consulClient()
+	if err != nil {
+		return nil, err
+	}
+	for _, job := range NomadJobs {
+		if _, err := WaitPassing(ctx, client, job, cfg.Count); err != nil {
+			return nil, fmt.Errorf("%w\n%s", err, s.TaskLogTails(job, 20))
+		}
+	}
+	return s, nil
+}
+
+// RunJob submits (or updates) deploy/nomad/<job>.nomad.hcl with the
+// stack's variables plus extra ones, e.g. {"revision": "2"} for a rolling
+// update.
+func (s *NomadStack) RunJob(ctx context.Context, job string, extra map[string]string) error {
+	vars := map[string]string{
+		"count":       strconv.Itoa(s.cfg.Count),
+		"binary":      s.Bins[job],
+		"config":      filepath.Join(s.cfg.RepoRoot, "configs", job+".yaml"),
+		"consul_addr": s.Consul.Addr(),
+		"data_dir":    filepath.Join(s.cfg.WorkDir, "data"),
+	}
+	for k, v := range extra {
+		vars[k] = v
+	}
+	return s.Nomad.RunJob(ctx, job, filepath.Join(s.cfg.RepoRoot, "deploy", "nomad", job+".nomad.hcl"), vars)
+}
+
+func (s *NomadStack) consulClient() (*api.Client, error) {
+	cfg := api.DefaultNonPooledConfig()
+	cfg.Address = s.Consul.Addr()
+	return api.NewClient(cfg)
+}
+
+// TaskLogTails returns the last n lines of the stderr of every allocation
+// of job that Nomad kept, for failure reports.
+func (s *NomadStack) TaskLogTails(job string, n int) string {
+	var b strings.Builder
+	paths, _ := filepath.Glob(filepath.Join(s.Nomad.DataDir(), "alloc", "*", "alloc", "logs", job+".std*.0"))
+	for _, p := range paths {
+		fmt.Fprintf(&b, "--- %s ---\n%s\n", p, fileTail(p, n))
+	}
+	return b.String()
+}
+
+// Stop stops the jobs, then the Nomad agent, then the Consul agent.
+func (s *NomadStack) Stop() error {
+	var errs []error
+	if s.Nomad != nil {
+		errs = append(errs, s.Nomad.Stop())
+	}
+	if s.Consul != nil {
+		errs = append(errs, s.Consul.Stop())
+	}
+	return errors.Join(errs...)
+}
