@@ -16,6 +16,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/hashicorp/consul/api"
+
 	"github.com/rampart-go/rampart/internal/devstack"
 	"github.com/rampart-go/rampart/internal/telemetry"
 )
@@ -77,8 +79,20 @@ func run() error {
 		}
 	}
 
-	// The launcher traces the demo like any client: its spans go wherever
-	// the OTEL_* variables send the services' spans, and their IDs are printed.
+	if err = demo(ctx, stack.Client); err != nil {
+		return err
+	}
+
+	fmt.Printf("\nConsul UI: http://%s/ui/\n", stack.ConsulAddr)
+	fmt.Println("running; press Ctrl-C to stop")
+	<-ctx.Done()
+	return nil
+}
+
+// demo runs the demo flow through Consul discovery and prints each step
+// with its trace ID. The launcher traces it like any client: its spans go
+// wherever the OTEL_* variables send the services' spans.
+func demo(ctx context.Context, consul *api.Client) error {
 	tel, err := telemetry.New(ctx, telemetry.Config{}, telemetry.ResourceInfo{ServiceName: "devstack", ServiceVersion: "dev", InstanceID: "devstack"})
 	if err != nil {
 		return err
@@ -88,23 +102,16 @@ func run() error {
 		defer cancelFlush()
 		_ = tel.Shutdown(flushCtx)
 	}()
-	clients, err := devstack.DialDemo(ctx, stack.Client, tel)
+	clients, err := devstack.DialDemo(ctx, consul, tel)
 	if err != nil {
 		return err
 	}
 	defer clients.Close()
 	fmt.Println("\ndemo flow:")
 	demoCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
 	_, err = devstack.RunDemo(demoCtx, clients, os.Stdout)
-	cancel()
-	if err != nil {
-		return err
-	}
-
-	fmt.Printf("\nConsul UI: http://%s/ui/\n", stack.ConsulAddr)
-	fmt.Println("running; press Ctrl-C to stop")
-	<-ctx.Done()
-	return nil
+	return err
 }
 
 func parseServices(s string) ([]devstack.ServiceCount, error) {

@@ -47,16 +47,7 @@ func runNomad(ctx context.Context, root, dir string) error {
 	if err != nil {
 		return err
 	}
-	clients, err := devstack.DialDemo(ctx, client, nil)
-	if err != nil {
-		return err
-	}
-	defer clients.Close()
-	fmt.Println("\ndemo flow:")
-	demoCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	_, err = devstack.RunDemo(demoCtx, clients, os.Stdout)
-	cancel()
-	if err != nil {
+	if err = demo(ctx, client); err != nil {
 		return err
 	}
 

@@ -54,6 +54,24 @@ func (r *recorder) Deregister(_ context.Context, ins *registry.ServiceInstance) 
 	return nil
 }
 
+// newApp builds an App as the services do, around a bare gRPC server with
+// only the health service and a real telemetry without exporter.
+func newApp(ctx context.Context, t *testing.T, c *conf.Bootstrap, reg registry.Registrar) *server.App {
+	t.Helper()
+	hs := health.NewServer()
+	grpcSrv := kgrpc.NewServer(kgrpc.CustomHealth())
+	healthpb.RegisterHealthServer(grpcSrv, hs)
+	probes := server.NewProbes()
+	tel, err := telemetry.New(ctx, telemetry.Config{TracesExporter: "none"},
+		telemetry.ResourceInfo{ServiceName: c.Service.Name, ServiceVersion: "dev", InstanceID: "app-test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = tel.Shutdown(context.Background()) })
+	return server.NewApp(c, server.NewInstance(c), log.NewStdLogger(&strings.Builder{}), grpcSrv,
+		server.NewHTTPServer(c, probes, nil, tel), reg, hs, probes)
+}
+
 // TestShutdownOrder checks the order that loses no call: by the time the
 // instance deregisters it already reports NOT_SERVING and not ready but
 // still serves gRPC, and it keeps serving for the drain delay after that.
@@ -65,18 +83,8 @@ func TestShutdownOrder(t *testing.T) {
 	c := conf.Default()
 	c.Service.Name = "user"
 	c.Server.DrainDelay = drain
-	hs := health.NewServer()
-	grpcSrv := kgrpc.NewServer(kgrpc.CustomHealth())
-	healthpb.RegisterHealthServer(grpcSrv, hs)
-	probes := server.NewProbes()
-	tel, err := telemetry.New(ctx, telemetry.Config{TracesExporter: "none"}, telemetry.ResourceInfo{ServiceName: "user", ServiceVersion: "dev", InstanceID: "app-test"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = tel.Shutdown(context.Background()) }()
 	rec := &recorder{registered: make(chan *registry.ServiceInstance, 1)}
-	app := server.NewApp(c, server.NewInstance(c), log.NewStdLogger(&strings.Builder{}), grpcSrv,
-		server.NewHTTPServer(c, probes, nil, tel), rec, hs, probes)
+	app := newApp(ctx, t, c, rec)
 
 	runCtx, stop := context.WithCancel(ctx)
 	defer stop()
@@ -179,18 +187,8 @@ func TestSchedulerOwnsRegistration(t *testing.T) {
 	c.Server.DrainDelay = drain
 	c.Server.GRPC.Addr = freeAddr(t)
 	c.Server.HTTP.Addr = freeAddr(t)
-	hs := health.NewServer()
-	grpcSrv := kgrpc.NewServer(kgrpc.CustomHealth())
-	healthpb.RegisterHealthServer(grpcSrv, hs)
-	probes := server.NewProbes()
-	tel, err := telemetry.New(ctx, telemetry.Config{TracesExporter: "none"}, telemetry.ResourceInfo{ServiceName: "user", ServiceVersion: "dev", InstanceID: "app-test"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = tel.Shutdown(context.Background()) }()
 	reg := &counter{}
-	app := server.NewApp(c, server.NewInstance(c), log.NewStdLogger(&strings.Builder{}), grpcSrv,
-		server.NewHTTPServer(c, probes, nil, tel), reg, hs, probes)
+	app := newApp(ctx, t, c, reg)
 
 	runCtx, stop := context.WithCancel(ctx)
 	defer stop()
