@@ -47,18 +47,9 @@ func StartConsulCluster(ctx context.Context, servers int, opts ...ConsulOption) 
 	if servers < 1 {
 		return nil, errors.New("consul cluster: need at least one server")
 	}
-	o := consulOptions{startTimeout: 60 * time.Second, stopTimeout: 5 * time.Second}
-	for _, opt := range opts {
-		opt(&o)
-	}
-	if o.binary == "" {
-		root, rootErr := RepoRoot()
-		if rootErr != nil {
-			return nil, fmt.Errorf("consul cluster: %w", rootErr)
-		}
-		if o.binary, err = EnsureConsulBinary(ctx, root); err != nil {
-			return nil, fmt.Errorf("consul cluster: %w", err)
-		}
+	o, err := newConsulOptions(ctx, 60*time.Second, opts)
+	if err != nil {
+		return nil, fmt.Errorf("consul cluster: %w", err)
 	}
 	c = &ConsulCluster{opts: o}
 	if o.dir == "" {

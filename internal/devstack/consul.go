@@ -203,6 +203,24 @@ func WithConsulStopTimeout(d time.Duration) ConsulOption {
 	return func(o *consulOptions) { o.stopTimeout = d }
 }
 
+// newConsulOptions applies opts over the defaults and, without
+// WithConsulBinary, finds or builds <repo>/bin/consul.
+func newConsulOptions(ctx context.Context, startTimeout time.Duration, opts []ConsulOption) (consulOptions, error) {
+	o := consulOptions{startTimeout: startTimeout, stopTimeout: 5 * time.Second}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if o.binary != "" {
+		return o, nil
+	}
+	root, err := RepoRoot()
+	if err != nil {
+		return o, err
+	}
+	o.binary, err = EnsureConsulBinary(ctx, root)
+	return o, err
+}
+
 // consulPorts are the agent's listeners. DNS, gRPC and gRPC-TLS are disabled
 // (-1): nothing here uses them, and every port less is one collision less.
 type consulPorts struct {
@@ -237,30 +255,20 @@ type consulProc struct {
 // caller can register services at once. The agent runs in its own process
 // group (and, on Linux, dies with its parent); call Stop to end it.
 func StartConsul(ctx context.Context, opts ...ConsulOption) (*ConsulAgent, error) {
-	o := consulOptions{startTimeout: 30 * time.Second, stopTimeout: 5 * time.Second}
-	for _, opt := range opts {
-		opt(&o)
-	}
-	if o.binary == "" {
-		root, err := RepoRoot()
-		if err != nil {
-			return nil, fmt.Errorf("start consul: %w", err)
-		}
-		if o.binary, err = EnsureConsulBinary(ctx, root); err != nil {
-			return nil, fmt.Errorf("start consul: %w", err)
-		}
+	o, err := newConsulOptions(ctx, 30*time.Second, opts)
+	if err != nil {
+		return nil, fmt.Errorf("start consul: %w", err)
 	}
 	if o.nodeName == "" {
 		o.nodeName = "devstack-" + consulNodeSuffix()
 	}
 	a := &ConsulAgent{opts: o}
 	if o.dir == "" {
-		dir, err := os.MkdirTemp("", "devstack-consul-")
-		if err != nil {
+		if a.opts.dir, err = os.MkdirTemp("", "devstack-consul-"); err != nil {
 			return nil, fmt.Errorf("start consul: %w", err)
 		}
-		a.opts.dir, a.ownsDir = dir, true
-	} else if err := os.MkdirAll(o.dir, 0o755); err != nil {
+		a.ownsDir = true
+	} else if err = os.MkdirAll(o.dir, 0o755); err != nil {
 		return nil, fmt.Errorf("start consul: %w", err)
 	}
 	a.logPath = filepath.Join(a.opts.dir, "consul.log")
@@ -268,7 +276,7 @@ func StartConsul(ctx context.Context, opts ...ConsulOption) (*ConsulAgent, error
 	// Free ports are found by binding and releasing them, so another process
 	// can take one before the agent binds it. The agent then exits at once;
 	// try again with new ports unless the caller fixed the HTTP port.
-	var err error
+
 	for attempt := 0; attempt < 3; attempt++ {
 		if a.ports, err = pickConsulPorts(o.httpPort); err != nil {
 			break

@@ -4,6 +4,8 @@ import (
 	"context"
 	"testing"
 	"time"
+
+	"github.com/hashicorp/consul/api"
 )
 
 // consulForTestTimeout covers building bin/consul on a fresh machine (a few
@@ -43,4 +45,81 @@ func ConsulForTest(tb testing.TB, opts ...ConsulOption) *ConsulAgent {
 		}
 	})
 	return agent
+}
+
+// StackForTest starts a stack in a directory of the test and stops it in
+// tb.Cleanup; if the start fails or the test does, the tail of every log
+// is written to the test log. cfg.WorkDir is ignored.
+func StackForTest(tb testing.TB, ctx context.Context, cfg StackConfig) *Stack {
+	tb.Helper()
+	cfg.WorkDir = tb.TempDir()
+	dump := func() {
+		for _, p := range Logs(cfg.WorkDir) {
+			tb.Logf("--- %s (last %d lines) ---\n%s", p, logTailLines, LogTail(p, logTailLines))
+		}
+	}
+	s, err := StartStack(ctx, cfg)
+	if err != nil {
+		// StartStack has stopped what it started; its logs are still here.
+		dump()
+		tb.Fatalf("start stack: %v", err)
+	}
+	tb.Cleanup(func() {
+		if tb.Failed() {
+			dump()
+		}
+		if err := s.Stop(); err != nil {
+			tb.Errorf("stop stack: %v", err)
+		}
+	})
+	return s
+}
+
+// logTailLines is how much of each log a failed test prints.
+const logTailLines = 40
+
+// The demo services' names, as in Consul and under cmd/.
+const (
+	UserService  = "user"
+	OrderService = "order"
+)
+
+// ServiceCounts lists users user and orders order instances, leaving out
+// a service asked for zero times.
+func ServiceCounts(users, orders int) []ServiceCount {
+	var out []ServiceCount
+	if users > 0 {
+		out = append(out, ServiceCount{Name: UserService, Instances: users})
+	}
+	if orders > 0 {
+		out = append(out, ServiceCount{Name: OrderService, Instances: orders})
+	}
+	return out
+}
+
+// ConsulClientForTest is a client of the agent at addr whose idle
+// connections are closed when the test ends, so no transport goroutine
+// outlives it.
+func ConsulClientForTest(tb testing.TB, addr string) *api.Client {
+	tb.Helper()
+	cfg := api.DefaultNonPooledConfig()
+	cfg.Address = addr
+	c, err := api.NewClient(cfg)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(cfg.Transport.CloseIdleConnections)
+	return c
+}
+
+// DemoForTest dials the demo clients (untraced) and closes them when the
+// test ends.
+func DemoForTest(tb testing.TB, ctx context.Context, consul *api.Client) *DemoClients {
+	tb.Helper()
+	c, err := DialDemo(ctx, consul, nil)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(c.Close)
+	return c
 }

@@ -44,19 +44,19 @@ type DemoClients struct {
 func DialDemo(_ context.Context, client *api.Client, tel *telemetry.Telemetry) (*DemoClients, error) {
 	c := conf.Default()
 	c.Clients = map[string]conf.Client{}
-	for _, name := range []string{"user", "order"} {
+	for _, name := range []string{UserService, OrderService} {
 		cl := conf.DefaultClient()
 		cl.Target = "discovery:///" + name
 		c.Clients[name] = cl
 	}
 	reg := consul.New(client)
 	chains := middleware.NewClients(c, log.NewStdLogger(io.Discard), tel)
-	userConn, closeUser, err := data.DialService("user", c, reg, chains)
+	userConn, closeUser, err := data.DialService(UserService, c, reg, chains)
 	if err != nil {
 		_ = reg.Close()
 		return nil, err
 	}
-	orderConn, closeOrder, err := data.DialService("order", c, reg, chains)
+	orderConn, closeOrder, err := data.DialService(OrderService, c, reg, chains)
 	if err != nil {
 		closeUser()
 		_ = reg.Close()

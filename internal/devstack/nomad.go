@@ -456,7 +456,7 @@ type NomadStack struct {
 
 // NomadJobs are the jobs a NomadStack runs, in start order: user first,
 // since order calls it.
-var NomadJobs = []string{"user", "order"}
+var NomadJobs = []string{UserService, OrderService}
 
 // StartNomadStack builds what is missing (bin/consul, bin/nomad, the
 // services), starts both agents on loopback, submits both jobs and waits

@@ -73,48 +73,18 @@ func startStack(t *testing.T, ctx context.Context, o stackOpts) *devstack.Stack 
 	t.Helper()
 	// The scenarios count instances: never reuse a developer's agent.
 	t.Setenv(api.HTTPAddrEnvName, o.consulAddr)
-	workDir := t.TempDir()
-	var services []devstack.ServiceCount
-	if o.users > 0 {
-		services = append(services, devstack.ServiceCount{Name: "user", Instances: o.users})
-	}
-	if o.orders > 0 {
-		services = append(services, devstack.ServiceCount{Name: "order", Instances: o.orders})
-	}
-	s, err := devstack.StartStack(ctx, devstack.StackConfig{
+	return devstack.StackForTest(t, ctx, devstack.StackConfig{
 		RepoRoot: repoRoot(t),
-		Services: services,
-		WorkDir:  workDir,
+		Services: devstack.ServiceCounts(o.users, o.orders),
 		Configs:  o.configs,
 		Bins:     bins,
 	})
-	if err != nil {
-		dumpLogs(t, workDir)
-		t.Fatalf("start stack: %v", err)
-	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			dumpLogs(t, workDir)
-		}
-		if err := s.Stop(); err != nil {
-			t.Errorf("stop stack: %v", err)
-		}
-	})
-	return s
 }
 
-// consulClient returns a client of the agent at addr whose idle
-// connections are closed when the test ends.
+// consulClient returns a client of the agent at addr, cleaned up with the test.
 func consulClient(t *testing.T, addr string) *api.Client {
 	t.Helper()
-	cfg := api.DefaultNonPooledConfig()
-	cfg.Address = addr
-	c, err := api.NewClient(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(cfg.Transport.CloseIdleConnections)
-	return c
+	return devstack.ConsulClientForTest(t, addr)
 }
 
 // dial is a plain gRPC connection to one instance: no retry, no discovery.
@@ -361,14 +331,6 @@ func sleepCtx(ctx context.Context, d time.Duration) {
 	select {
 	case <-ctx.Done():
 	case <-time.After(d):
-	}
-}
-
-// dumpLogs writes the tail of every log under dir to the test log.
-func dumpLogs(t *testing.T, dir string) {
-	t.Helper()
-	for _, p := range devstack.Logs(dir) {
-		t.Logf("--- %s (last %d lines) ---\n%s", p, logTailLines, devstack.LogTail(p, logTailLines))
 	}
 }
 

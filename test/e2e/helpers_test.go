@@ -65,61 +65,25 @@ type stackExtras struct {
 func startStackWith(t *testing.T, ctx context.Context, users, orders int, extras stackExtras) *devstack.Stack {
 	t.Helper()
 	isolateConsul(t)
-	workDir := t.TempDir()
-	var services []devstack.ServiceCount
-	if users > 0 {
-		services = append(services, devstack.ServiceCount{Name: "user", Instances: users})
-	}
-	if orders > 0 {
-		services = append(services, devstack.ServiceCount{Name: "order", Instances: orders})
-	}
-	s, err := devstack.StartStack(ctx, devstack.StackConfig{
+	return devstack.StackForTest(t, ctx, devstack.StackConfig{
 		RepoRoot: repoRoot(t),
-		Services: services,
-		WorkDir:  workDir,
+		Services: devstack.ServiceCounts(users, orders),
 		Configs:  extras.configs,
 		Env:      extras.env,
 	})
-	if err != nil {
-		// StartStack has stopped what it started; its logs are still here.
-		dumpLogs(t, workDir)
-		t.Fatalf("start stack: %v", err)
-	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			dumpLogs(t, workDir)
-		}
-		if err := s.Stop(); err != nil {
-			t.Errorf("stop stack: %v", err)
-		}
-	})
-	return s
 }
 
-// consulClient returns a client of the agent at addr whose connections are
-// closed when the test ends, so no transport goroutine outlives it.
+// consulClient returns a client of the agent at addr, cleaned up with the test.
 func consulClient(t *testing.T, addr string) *api.Client {
 	t.Helper()
-	cfg := api.DefaultNonPooledConfig()
-	cfg.Address = addr
-	c, err := api.NewClient(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(cfg.Transport.CloseIdleConnections)
-	return c
+	return devstack.ConsulClientForTest(t, addr)
 }
 
 // dialDemo returns clients that reach both services through Consul
 // discovery, closed when the test ends.
 func dialDemo(t *testing.T, ctx context.Context, consul *api.Client) *devstack.DemoClients {
 	t.Helper()
-	c, err := devstack.DialDemo(ctx, consul, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Close)
-	return c
+	return devstack.DemoForTest(t, ctx, consul)
 }
 
 // buildUser builds cmd/user into a directory of the test and returns the binary.

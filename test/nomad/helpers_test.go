@@ -110,25 +110,13 @@ func tailFile(path string, n int) string {
 // connections are closed when the test ends.
 func consulClient(t *testing.T, s *devstack.NomadStack) *api.Client {
 	t.Helper()
-	cfg := api.DefaultNonPooledConfig()
-	cfg.Address = s.Consul.Addr()
-	c, err := api.NewClient(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(cfg.Transport.CloseIdleConnections)
-	return c
+	return devstack.ConsulClientForTest(t, s.Consul.Addr())
 }
 
 // dialDemo returns clients that reach both services through Consul.
 func dialDemo(t *testing.T, ctx context.Context, consul *api.Client) *devstack.DemoClients {
 	t.Helper()
-	c, err := devstack.DialDemo(ctx, consul, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Close)
-	return c
+	return devstack.DemoForTest(t, ctx, consul)
 }
 
 // call is one recorded call of a load run.
