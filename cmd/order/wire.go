@@ -16,7 +16,7 @@ import (
 // wireApp assembles the order service, one provider set per layer.
 func wireApp(*conf.Bootstrap) (*server.App, func(), error) {
 	panic(wire.Build(
-		server.OrderProviderSet,
+		server.ProviderSet,
 		middleware.ProviderSet,
 		service.OrderProviderSet,
 		biz.OrderProviderSet,

@@ -16,7 +16,7 @@ import (
 // wireApp assembles the user service, one provider set per layer.
 func wireApp(*conf.Bootstrap) (*server.App, func(), error) {
 	panic(wire.Build(
-		server.UserProviderSet,
+		server.ProviderSet,
 		middleware.ProviderSet,
 		service.UserProviderSet,
 		biz.UserProviderSet,

@@ -2,12 +2,9 @@ package server
 
 import (
 	kgrpc "github.com/go-kratos/kratos/v2/transport/grpc"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
-	orderv1 "github.com/rampart-go/rampart/api/order/v1"
-	userv1 "github.com/rampart-go/rampart/api/user/v1"
 	"github.com/rampart-go/rampart/internal/conf"
 	"github.com/rampart-go/rampart/internal/middleware"
 	"github.com/rampart-go/rampart/internal/service"
@@ -21,16 +18,16 @@ func NewHealth() *health.Server {
 	return health.NewServer()
 }
 
-// newGRPCServer builds the server every service shares: the server chain,
-// the per-call timeout cap, reflection (on by default in Kratos, so grpcurl
-// works) and our own health server in place of Kratos' built-in one, whose
-// status we could not drive.
+// NewGRPCServer builds the server every service shares around the API it
+// serves: the server chain, the per-call timeout cap, reflection (on by
+// default in Kratos, so grpcurl works) and our own health server in place of
+// Kratos' built-in one, whose status we could not drive.
 //
 // The chain is scoped to the API service so that Consul's health check,
 // once a second per instance, neither fills the log nor meets the API's
 // load shedding and fault injection.
-func newGRPCServer(c *conf.Bootstrap, chain middleware.ServerChain, hs *health.Server, tel *telemetry.Telemetry,
-	desc *grpc.ServiceDesc, impl any,
+func NewGRPCServer(c *conf.Bootstrap, chain middleware.ServerChain, hs *health.Server, tel *telemetry.Telemetry,
+	api service.API,
 ) *kgrpc.Server {
 	srv := kgrpc.NewServer(
 		kgrpc.Timeout(c.Server.GRPC.Timeout),
@@ -39,22 +36,8 @@ func newGRPCServer(c *conf.Bootstrap, chain middleware.ServerChain, hs *health.S
 		// every log line of the call carries its trace id.
 		kgrpc.Options(append(middleware.ServerOptions(c), tel.ServerStatsHandler())...),
 	)
-	srv.Use("/"+desc.ServiceName+"/*", chain...)
-	srv.RegisterService(desc, impl)
+	srv.Use("/"+api.Desc.ServiceName+"/*", chain...)
+	srv.RegisterService(api.Desc, api.Impl)
 	healthpb.RegisterHealthServer(srv, hs)
 	return srv
-}
-
-// NewUserGRPCServer serves user.v1.UserService.
-func NewUserGRPCServer(c *conf.Bootstrap, chain middleware.ServerChain, hs *health.Server, tel *telemetry.Telemetry,
-	s *service.UserService,
-) *kgrpc.Server {
-	return newGRPCServer(c, chain, hs, tel, &userv1.UserService_ServiceDesc, s)
-}
-
-// NewOrderGRPCServer serves order.v1.OrderService.
-func NewOrderGRPCServer(c *conf.Bootstrap, chain middleware.ServerChain, hs *health.Server, tel *telemetry.Telemetry,
-	s *service.OrderService,
-) *kgrpc.Server {
-	return newGRPCServer(c, chain, hs, tel, &orderv1.OrderService_ServiceDesc, s)
 }

@@ -11,15 +11,10 @@ import (
 	"github.com/rampart-go/rampart/internal/consul"
 )
 
-// commonSet is what every service's shell needs.
-var commonSet = wire.NewSet(
-	NewInstance, NewLogger, NewTelemetry, NewConsulClient, NewRegistry, NewHealth, NewProbes, NewHTTPServer, NewApp,
+// ProviderSet builds the shell every service shares; the service layer
+// supplies the service.API it serves.
+var ProviderSet = wire.NewSet(
+	NewInstance, NewLogger, NewTelemetry, NewConsulClient, NewRegistry, NewHealth, NewProbes, NewHTTPServer, NewGRPCServer, NewApp,
 	wire.Bind(new(registry.Registrar), new(*consul.Registry)),
 	wire.Bind(new(registry.Discovery), new(*consul.Registry)),
 )
-
-// UserProviderSet builds the user service's shell.
-var UserProviderSet = wire.NewSet(commonSet, NewUserGRPCServer)
-
-// OrderProviderSet builds the order service's shell.
-var OrderProviderSet = wire.NewSet(commonSet, NewOrderGRPCServer)

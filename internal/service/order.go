@@ -34,6 +34,11 @@ func NewOrderService(uc *biz.OrderUsecase, logger log.Logger) *OrderService {
 	return &OrderService{uc: uc, log: log.NewHelper(logger)}
 }
 
+// NewOrderAPI serves the handlers as order.v1.OrderService.
+func NewOrderAPI(s *OrderService) API {
+	return API{Desc: &orderv1.OrderService_ServiceDesc, Impl: s}
+}
+
 // CreateOrder places an order once per idempotency key.
 func (s *OrderService) CreateOrder(ctx context.Context, req *orderv1.CreateOrderRequest) (*orderv1.CreateOrderReply, error) {
 	o, err := s.uc.CreateOrder(ctx, req.GetIdempotencyKey(), &biz.Order{

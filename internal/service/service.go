@@ -10,6 +10,7 @@ import (
 	"github.com/go-kratos/kratos/v2/log"
 	"github.com/google/wire"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -17,10 +18,18 @@ import (
 )
 
 // UserProviderSet builds the user service's gRPC handlers.
-var UserProviderSet = wire.NewSet(NewUserService)
+var UserProviderSet = wire.NewSet(NewUserService, NewUserAPI)
 
 // OrderProviderSet builds the order service's gRPC handlers.
-var OrderProviderSet = wire.NewSet(NewOrderService)
+var OrderProviderSet = wire.NewSet(NewOrderService, NewOrderAPI)
+
+// API is what a service serves: its gRPC service descriptor and the handlers
+// behind it. Each service's provider set supplies one, so the server shell
+// is the same code for every service.
+type API struct {
+	Desc *grpc.ServiceDesc
+	Impl any
+}
 
 // Reasons shared by both services for failures that are not domain errors.
 const (

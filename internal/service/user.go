@@ -30,6 +30,11 @@ func NewUserService(uc *biz.UserUsecase, logger log.Logger) *UserService {
 	return &UserService{uc: uc, log: log.NewHelper(logger)}
 }
 
+// NewUserAPI serves the handlers as user.v1.UserService.
+func NewUserAPI(s *UserService) API {
+	return API{Desc: &userv1.UserService_ServiceDesc, Impl: s}
+}
+
 // CreateUser stores a new user.
 func (s *UserService) CreateUser(ctx context.Context, req *userv1.CreateUserRequest) (*userv1.CreateUserReply, error) {
 	u, err := s.uc.CreateUser(ctx, req.GetName(), req.GetEmail())
