@@ -1,6 +1,7 @@
 // Command devstack is what `make run` runs: a Consul agent, two instances of
-// each service, one demo flow across both, then it waits for Ctrl-C and
-// stops everything it started. With -nomad (what `make nomad-up` runs) the
+// each service (every cmd/<name> with a wire injector, unless -services
+// says otherwise), one demo flow across user and order, then it waits for
+// Ctrl-C and stops everything it started. With -nomad (what `make nomad-up` runs) the
 // instances are Nomad jobs on a Nomad dev agent instead.
 package main
 
@@ -30,15 +31,25 @@ func main() {
 }
 
 func run() error {
-	services := flag.String("services", "user=2,order=2", "services to start as `name=count,...`")
+	services := flag.String("services", "", "services to start as `name=count,...`; empty means two instances of every service")
 	workDir := flag.String("dir", ".devstack", "where binaries and logs are written")
 	onNomad := flag.Bool("nomad", false, "run the services as Nomad jobs (deploy/nomad) on a Nomad dev agent instead of as plain processes")
 	flag.Parse()
-	counts, err := parseServices(*services)
+	root, err := devstack.RepoRoot()
 	if err != nil {
 		return err
 	}
-	root, err := devstack.RepoRoot()
+	if *services == "" {
+		names, listErr := devstack.Services(root)
+		if listErr != nil {
+			return listErr
+		}
+		for i, n := range names {
+			names[i] = n + "=2"
+		}
+		*services = strings.Join(names, ",")
+	}
+	counts, err := parseServices(*services)
 	if err != nil {
 		return err
 	}

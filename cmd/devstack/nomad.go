@@ -17,13 +17,13 @@ import (
 // process running in the background until `make nomad-down` signals it.
 const readyFile = "ready"
 
-// runNomad starts Consul and Nomad dev agents, submits the user and order
-// jobs, runs the demo through the instances Nomad placed, and keeps
+// runNomad starts Consul and Nomad dev agents, submits every job under
+// deploy/nomad, runs the demo through the instances Nomad placed, and keeps
 // everything up until ctx ends; then it stops the jobs and both agents.
 func runNomad(ctx context.Context, root, dir string) error {
 	_ = os.Remove(filepath.Join(dir, readyFile))
 	start := time.Now()
-	fmt.Printf("starting Consul and Nomad dev agents and the user and order jobs (work dir %s)...\n", dir)
+	fmt.Printf("starting Consul and Nomad dev agents and the jobs of deploy/nomad (work dir %s)...\n", dir)
 	startCtx, cancel := context.WithTimeout(ctx, 15*time.Minute)
 	stack, err := devstack.StartNomadStack(startCtx, devstack.NomadStackConfig{RepoRoot: root, WorkDir: dir})
 	cancel()
@@ -39,7 +39,7 @@ func runNomad(ctx context.Context, root, dir string) error {
 		_ = os.Remove(filepath.Join(dir, readyFile))
 		fmt.Println("stopped, nothing left running")
 	}()
-	fmt.Printf("2 user + 2 order allocations passing in Consul after %s\n", time.Since(start).Round(100*time.Millisecond))
+	fmt.Printf("2 allocations of each job passing in Consul after %s\n", time.Since(start).Round(100*time.Millisecond))
 
 	cfg := api.DefaultNonPooledConfig()
 	cfg.Address = stack.Consul.Addr()

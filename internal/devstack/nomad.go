@@ -440,13 +440,16 @@ type NomadStackConfig struct {
 	WorkDir  string // binaries, agent state, logs and the services' data
 	// Count is the instances per job (the jobs' count variable); 0 means 2.
 	Count int
+	// Jobs are the services to run, in start order; nil means every job
+	// spec under deploy/nomad.
+	Jobs []string
 	// Bins are binaries already built, by service name; missing ones are
 	// built into WorkDir/bin.
 	Bins map[string]string
 }
 
 // NomadStack is a Consul dev agent, a Nomad dev agent pointed at it, and
-// the user and order jobs of deploy/nomad running on it.
+// the jobs of deploy/nomad running on it.
 type NomadStack struct {
 	Consul *ConsulAgent
 	Nomad  *NomadAgent
@@ -454,17 +457,21 @@ type NomadStack struct {
 	cfg    NomadStackConfig
 }
 
-// NomadJobs are the jobs a NomadStack runs, in start order: user first,
-// since order calls it.
+// NomadJobs are the demo services' jobs, user first since order calls it.
 var NomadJobs = []string{UserService, OrderService}
 
 // StartNomadStack builds what is missing (bin/consul, bin/nomad, the
-// services), starts both agents on loopback, submits both jobs and waits
+// services), starts both agents on loopback, submits the jobs and waits
 // until Consul shows Count passing instances of each. On error everything
 // started is stopped.
 func StartNomadStack(ctx context.Context, cfg NomadStackConfig) (s *NomadStack, err error) {
 	if cfg.Count == 0 {
 		cfg.Count = 2
+	}
+	if cfg.Jobs == nil {
+		if cfg.Jobs, err = JobSpecs(cfg.RepoRoot); err != nil {
+			return nil, err
+		}
 	}
 	s = &NomadStack{cfg: cfg, Bins: map[string]string{}}
 	defer func() {
@@ -473,7 +480,7 @@ func StartNomadStack(ctx context.Context, cfg NomadStackConfig) (s *NomadStack, 
 		}
 	}()
 	var missing []string
-	for _, name := range NomadJobs {
+	for _, name := range cfg.Jobs {
 		if bin, ok := cfg.Bins[name]; ok {
 			s.Bins[name] = bin
 		} else {
@@ -507,7 +514,7 @@ func StartNomadStack(ctx context.Context, cfg NomadStackConfig) (s *NomadStack, 
 	if err = os.MkdirAll(dataDir, 0o755); err != nil {
 		return nil, err
 	}
-	for _, job := range NomadJobs {
+	for _, job := range cfg.Jobs {
 		if err = s.RunJob(ctx, job, nil); err != nil {
 			return nil, err
 		}
@@ -516,7 +523,7 @@ func StartNomadStack(ctx context.Context, cfg NomadStackConfig) (s *NomadStack, 
 	if err != nil {
 		return nil, err
 	}
-	for _, job := range NomadJobs {
+	for _, job := range cfg.Jobs {
 		if _, err := WaitPassing(ctx, client, job, cfg.Count); err != nil {
 			return nil, fmt.Errorf("%w\n%s", err, s.TaskLogTails(job, 20))
 		}

@@ -78,7 +78,7 @@ func startStack(t *testing.T, ctx context.Context) *devstack.NomadStack {
 	t.Setenv(api.HTTPAddrEnvName, "") // never a developer's agent: the tests count instances
 	workDir := t.TempDir()
 	start := time.Now()
-	s, err := devstack.StartNomadStack(ctx, devstack.NomadStackConfig{RepoRoot: root, WorkDir: workDir, Bins: bins(t)})
+	s, err := devstack.StartNomadStack(ctx, devstack.NomadStackConfig{RepoRoot: root, WorkDir: workDir, Jobs: devstack.NomadJobs, Bins: bins(t)})
 	if err != nil {
 		t.Fatalf("start nomad stack: %v\n--- nomad log ---\n%s", err, tailFile(filepath.Join(workDir, "nomad", "nomad.log"), 40))
 	}
