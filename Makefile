@@ -9,7 +9,10 @@ MODULE      := $(shell go list -m)
 VERSION     ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS     := -X main.version=$(VERSION)
 PROTO_FILES := $(shell find api -name '*.proto')
-SERVICES    := $(notdir $(wildcard cmd/*))
+# A service is a cmd/<name> with a wire injector; `make new-service` adds one
+# and every target below picks it up.
+SERVICES    := $(patsubst cmd/%/wire.go,%,$(wildcard cmd/*/wire.go))
+WIRE_PKGS   := $(addprefix ./cmd/,$(SERVICES))
 APT_GET     := $(if $(filter 0,$(shell id -u)),apt-get,sudo apt-get)
 
 .PHONY: help
@@ -34,7 +37,7 @@ api: protoc ## regenerate *.pb.go from api/**/*.proto
 
 .PHONY: generate
 generate: ## regenerate wire_gen.go for every service
-	go tool wire gen ./cmd/user ./cmd/order
+	go tool wire gen $(WIRE_PKGS)
 
 .PHONY: check-generated
 check-generated: protoc ## fail if regenerating *.pb.go, wire_gen.go or go.sum would change them
@@ -47,14 +50,22 @@ check-generated: protoc ## fail if regenerating *.pb.go, wire_gen.go or go.sum w
 	for f in $$(cd "$$tmp" && find . -name '*.go'); do \
 		cmp -s "$$tmp/$$f" "$$f" || { echo "$$f is stale: run make api"; exit 1; }; \
 	done && \
-	go tool wire diff ./cmd/user ./cmd/order >/dev/null || { echo "wire_gen.go is stale: run make generate"; exit 1; }
+	go tool wire diff $(WIRE_PKGS) >/dev/null || { echo "wire_gen.go is stale: run make generate"; exit 1; }
 	@go mod tidy -diff >/dev/null || { echo "go.mod/go.sum are not tidy: run go mod tidy"; exit 1; }
 	@echo "generated code and go.mod are current"
 
+.PHONY: rename
+rename: protoc ## rewrite the module path everywhere: make rename MODULE=github.com/acme/shop
+	@go run ./cmd/scaffold rename -module "$(MODULE)"
+
+.PHONY: new-service
+new-service: protoc ## add a service (API, cmd, biz/data/service, config, Nomad job): make new-service NAME=payment
+	@go run ./cmd/scaffold new-service -name "$(NAME)"
+
 .PHONY: build
-build: ## build every service into bin/
+build: ## build every service (and devstack) into bin/
 	@mkdir -p bin
-	for s in $(SERVICES); do go build -ldflags "$(LDFLAGS)" -o bin/$$s ./cmd/$$s || exit 1; done
+	for s in $(SERVICES) devstack; do go build -ldflags "$(LDFLAGS)" -o bin/$$s ./cmd/$$s || exit 1; done
 
 bin/consul: tools/consul/go.mod tools/consul/go.sum
 	@echo "building the Consul agent from tools/consul (a few minutes the first time, cached after)"
@@ -127,10 +138,13 @@ fmt: bin/golangci-lint ## format with gofumpt and goimports
 .PHONY: test
 # The chaos suite asserts latencies (p99 < 5 ms with the breaker open), so it
 # runs alone, after the other suites, instead of sharing two CPUs with them.
+# The scaffold suite compiles whole copies of the tree, so it runs alone too,
+# keeping its builds off the CPUs the end-to-end tests time calls on.
 # The Nomad suite needs bin/nomad (minutes to build cold) and runs in
 # test-nomad, which .ci/run runs after this target.
 test: bin/consul vet lint check-generated ## everything CI runs: vet, lint, generated-code check, all tests with -race
-	go test -race -count=1 -timeout 20m $$(go list ./... | grep -v -e /test/chaos -e /test/nomad)
+	go test -race -count=1 -timeout 20m $$(go list ./... | grep -v -e /test/chaos -e /test/nomad -e /test/scaffold)
+	go test -race -count=1 -timeout 15m ./test/scaffold
 	go test -race -count=1 -timeout 10m ./test/chaos
 
 # Rounds alternate the cases (a, b, c, a, b, c, ...) instead of running each

@@ -1,0 +1,184 @@
+package scaffold
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	kerrors "github.com/go-kratos/kratos/v2/errors"
+	"github.com/go-kratos/kratos/v2/log"
+	"github.com/google/uuid"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/types/descriptorpb"
+	"google.golang.org/protobuf/types/dynamicpb"
+
+	userv1 "github.com/rampart-go/rampart/api/user/v1"
+	"github.com/rampart-go/rampart/internal/conf"
+	"github.com/rampart-go/rampart/internal/consul"
+	"github.com/rampart-go/rampart/internal/data"
+	"github.com/rampart-go/rampart/internal/devstack"
+	"github.com/rampart-go/rampart/internal/middleware"
+)
+
+const (
+	newName    = "payment"
+	newService = "payment.v1.PaymentService"
+	newMethod  = "/payment.v1.PaymentService/CreatePayment"
+)
+
+// TestNewServiceRunsWithConsul scaffolds a service in a copy, then runs it
+// as a user would: built from the copy, registered in a real Consul agent,
+// called by address through reflection (no generated code on this side),
+// and called through discovery:///payment with the client chain, the way
+// another service would call it. Its example method calls user, so one user
+// instance runs too.
+func TestNewServiceRunsWithConsul(t *testing.T) {
+	ctx := testContext(t, 12*time.Minute)
+	dir := copyRepo(t, ctx)
+
+	before := treeHash(t, dir)
+	for _, bad := range []string{"user", "Pay-Ment", "func"} {
+		out, err := tryRun(ctx, dir, "make", "--no-print-directory", "new-service", "NAME="+bad)
+		if err == nil || !strings.Contains(out, "service name") {
+			t.Errorf("make new-service NAME=%s: err=%v, want a refusal naming the service name:\n%s", bad, err, out)
+		}
+	}
+	unchanged(t, "a refused new-service", before, treeHash(t, dir))
+
+	run(t, ctx, dir, "make", "--no-print-directory", "new-service", "NAME="+newName)
+	run(t, ctx, dir, "go", "vet", "./...")
+	run(t, ctx, dir, "go", "test", "-count=1", "./internal/biz/", "./internal/data/", "./internal/service/", "./api/...")
+	// What CI checks on every commit holds for the new service too.
+	run(t, ctx, dir, "make", "--no-print-directory", "check-generated")
+	if out := run(t, ctx, dir, "make", "-n", "build"); !strings.Contains(out, " "+newName+" ") {
+		t.Errorf("make build does not build %s:\n%s", newName, out)
+	}
+
+	isolateConsul(t)
+	s := devstack.StackForTest(t, ctx, devstack.StackConfig{
+		RepoRoot: dir,
+		Services: []devstack.ServiceCount{{Name: devstack.UserService, Instances: 1}, {Name: newName, Instances: 2}},
+	})
+	entries, _, err := s.Client.Health().Service(newName, "", true, nil)
+	if err != nil || len(entries) != 2 {
+		t.Fatalf("passing %s instances in Consul: %d, %v; want 2", newName, len(entries), err)
+	}
+
+	users := userClient(t, s)
+	owner, err := users.CreateUser(ctx, &userv1.CreateUserRequest{Name: "Ada", Email: "ada@example.com"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ownerID := owner.GetUser().GetId()
+
+	// By address, through reflection, as grpcurl would.
+	instances := s.Instances(newName)
+	r, err := devstack.Reflect(ctx, instances[0].GRPCAddr, newService)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(r.Services, newService) {
+		t.Fatalf("reflection lists %v, want %s", r.Services, newService)
+	}
+	d, err := r.Files.FindDescriptorByName(protoreflect.FullName(newService + ".CreatePayment"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	method := d.(protoreflect.MethodDescriptor)
+	if opts, _ := method.Options().(*descriptorpb.MethodOptions); opts.GetIdempotencyLevel() != descriptorpb.MethodOptions_IDEMPOTENT {
+		t.Errorf("CreatePayment idempotency_level = %v, want IDEMPOTENT", opts.GetIdempotencyLevel())
+	}
+	direct, err := grpc.NewClient(instances[0].GRPCAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = direct.Close() }()
+	id := uuid.NewString()
+	for i, wantCreated := range []bool{true, false} {
+		reply, callErr := createPayment(ctx, direct, method, id, ownerID, "first")
+		if callErr != nil {
+			t.Fatalf("call %d by address: %v", i+1, callErr)
+		}
+		if got := reply.Get(method.Output().Fields().ByName("created")).Bool(); got != wantCreated {
+			t.Errorf("call %d: created = %v, want %v (same ID and body)", i+1, got, wantCreated)
+		}
+	}
+	_, err = createPayment(ctx, direct, method, id, ownerID, "other")
+	expectReason(t, "same ID, other body", err, codes.AlreadyExists, "ID_CONFLICT")
+	_, err = createPayment(ctx, direct, method, uuid.NewString(), uuid.NewString(), "x")
+	expectReason(t, "unknown owner (asked of user)", err, codes.NotFound, "OWNER_NOT_FOUND")
+	_, err = createPayment(ctx, direct, method, "not-a-uuid", ownerID, "x")
+	if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "id") {
+		t.Errorf("bad id: %v, want InvalidArgument naming the field", err)
+	}
+
+	// Through Consul, with the client chain, as another service would.
+	conn := dialDiscovery(t, s, newName)
+	const calls = 40
+	for i := range calls {
+		if _, callErr := createPayment(ctx, conn, method, uuid.NewString(), ownerID, fmt.Sprintf("call %d", i)); callErr != nil {
+			t.Fatalf("call %d through discovery:///%s: %v", i, newName, callErr)
+		}
+	}
+	for _, p := range instances {
+		m, scrapeErr := devstack.Scrape(ctx, p.HTTPAddr)
+		if scrapeErr != nil {
+			t.Fatal(scrapeErr)
+		}
+		served := m.Sum("rpc_server_call_duration_seconds_count", newService+"/CreatePayment")
+		t.Logf("instance %s served %.0f CreatePayment calls", p.GRPCAddr, served)
+		if served == 0 {
+			t.Errorf("instance %s served no call: discovery did not spread the calls over both instances", p.GRPCAddr)
+		}
+	}
+}
+
+func createPayment(ctx context.Context, conn grpc.ClientConnInterface, method protoreflect.MethodDescriptor, id, userID, description string) (*dynamicpb.Message, error) {
+	req := dynamicpb.NewMessage(method.Input())
+	fields := method.Input().Fields()
+	req.Set(fields.ByName("id"), protoreflect.ValueOfString(id))
+	req.Set(fields.ByName("user_id"), protoreflect.ValueOfString(userID))
+	req.Set(fields.ByName("description"), protoreflect.ValueOfString(description))
+	reply := dynamicpb.NewMessage(method.Output())
+	callCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	return reply, conn.Invoke(callCtx, newMethod, req, reply)
+}
+
+func expectReason(t *testing.T, what string, err error, code codes.Code, reason string) {
+	t.Helper()
+	if status.Code(err) != code || kerrors.Reason(err) != reason {
+		t.Errorf("%s: %v (reason %q), want %v with reason %s", what, err, kerrors.Reason(err), code, reason)
+	}
+}
+
+// dialDiscovery dials discovery:///name through the stack's Consul with the
+// client chain every Rampart service uses on its peers.
+func dialDiscovery(t *testing.T, s *devstack.Stack, name string) *grpc.ClientConn {
+	t.Helper()
+	c := conf.Default()
+	cl := conf.DefaultClient()
+	cl.Target = "discovery:///" + name
+	c.Clients = map[string]conf.Client{name: cl}
+	reg := consul.New(devstack.ConsulClientForTest(t, s.ConsulAddr))
+	t.Cleanup(func() { _ = reg.Close() })
+	conn, closeConn, err := data.DialService(name, c, reg, middleware.NewClients(c, log.NewStdLogger(io.Discard), nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(closeConn)
+	return conn
+}
+
+func userClient(t *testing.T, s *devstack.Stack) userv1.UserServiceClient {
+	t.Helper()
+	return userv1.NewUserServiceClient(dialDiscovery(t, s, devstack.UserService))
+}
