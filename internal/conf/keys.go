@@ -34,28 +34,44 @@ func walkKeys(n *yaml.Node, t reflect.Type, prefix string, errs *[]error) {
 		case reflect.Map:
 			walkKeys(val, t.Elem(), path, errs)
 		case reflect.Struct:
-			field, ok := fieldByTag(t, key)
+			ft, ok := fieldType(t, key)
 			if !ok {
 				*errs = append(*errs, &KeyError{Key: path, Reason: "unknown key (misspelt, or not in this version?)"})
 				continue
 			}
-			walkKeys(val, field.Type, path, errs)
+			walkKeys(val, ft, path, errs)
 		}
 	}
 }
 
-func fieldByTag(t reflect.Type, key string) (reflect.StructField, bool) {
+func fieldType(t reflect.Type, key string) (reflect.Type, bool) {
+	for _, f := range yamlFields(t) {
+		if f.key == key {
+			return f.typ, true
+		}
+	}
+	return nil, false
+}
+
+type yamlField struct {
+	key string
+	typ reflect.Type
+}
+
+// yamlFields lists the keys of struct t as yaml.v3 decodes them: an inline
+// struct contributes its own keys, not one of its own. It is the one reading
+// of the tags, shared by the unknown-key check and the documentation test,
+// so the two cannot disagree about what a key is.
+func yamlFields(t reflect.Type) []yamlField {
+	var fields []yamlField
 	for i := range t.NumField() {
 		f := t.Field(i)
 		name, flags, _ := strings.Cut(f.Tag.Get("yaml"), ",")
-		if name == key {
-			return f, true
-		}
 		if flags == "inline" && f.Type.Kind() == reflect.Struct {
-			if inner, ok := fieldByTag(f.Type, key); ok {
-				return inner, true
-			}
+			fields = append(fields, yamlFields(f.Type)...)
+			continue
 		}
+		fields = append(fields, yamlField{key: name, typ: f.Type})
 	}
-	return reflect.StructField{}, false
+	return fields
 }
