@@ -84,9 +84,13 @@ func run() error {
 		fmt.Println("stopped, nothing left running")
 	}()
 	fmt.Printf("all instances passing in Consul after %s\n", time.Since(start).Round(100*time.Millisecond))
+	width := 0
+	for _, sc := range counts {
+		width = max(width, len(sc.Name))
+	}
 	for _, sc := range counts {
 		for _, p := range stack.Instances(sc.Name) {
-			fmt.Printf("  %-6s grpc=%s http=%s pid=%d\n", sc.Name, p.GRPCAddr, p.HTTPAddr, p.PID())
+			fmt.Printf("  %-*s grpc=%s http=%s pid=%d\n", width, sc.Name, p.GRPCAddr, p.HTTPAddr, p.PID())
 		}
 	}
 
