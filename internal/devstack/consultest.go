@@ -2,10 +2,18 @@ package devstack
 
 import (
 	"context"
+	"io"
 	"testing"
 	"time"
 
+	"github.com/go-kratos/kratos/v2/log"
 	"github.com/hashicorp/consul/api"
+	"google.golang.org/grpc"
+
+	"github.com/rampart-go/rampart/internal/conf"
+	"github.com/rampart-go/rampart/internal/consul"
+	"github.com/rampart-go/rampart/internal/data"
+	"github.com/rampart-go/rampart/internal/middleware"
 )
 
 // consulForTestTimeout covers building bin/consul on a fresh machine (a few
@@ -122,4 +130,28 @@ func DemoForTest(tb testing.TB, ctx context.Context, consul *api.Client) *DemoCl
 	}
 	tb.Cleanup(c.Close)
 	return c
+}
+
+// DialForTest dials clients.<name> of c (normally discovery:///<name>)
+// through the agent at consulAddr, with the client chain every service uses
+// on its peers, untraced; the connection and its registry close when the
+// test ends.
+func DialForTest(tb testing.TB, consulAddr string, c *conf.Bootstrap, name string) *grpc.ClientConn {
+	tb.Helper()
+	reg := consul.New(ConsulClientForTest(tb, consulAddr))
+	tb.Cleanup(func() { _ = reg.Close() })
+	conn, closeConn, err := data.DialService(name, c, reg, middleware.NewClients(c, log.NewStdLogger(io.Discard), nil))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(closeConn)
+	return conn
+}
+
+// ContextForTest returns a context that ends after d or when the test ends.
+func ContextForTest(tb testing.TB, d time.Duration) context.Context {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	tb.Cleanup(cancel)
+	return ctx
 }

@@ -3,11 +3,9 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"io"
 	"testing"
 	"time"
 
-	"github.com/go-kratos/kratos/v2/log"
 	"github.com/google/uuid"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -17,10 +15,7 @@ import (
 	orderv1 "github.com/rampart-go/rampart/api/order/v1"
 	userv1 "github.com/rampart-go/rampart/api/user/v1"
 	"github.com/rampart-go/rampart/internal/conf"
-	"github.com/rampart-go/rampart/internal/consul"
-	"github.com/rampart-go/rampart/internal/data"
 	"github.com/rampart-go/rampart/internal/devstack"
-	"github.com/rampart-go/rampart/internal/middleware"
 	"github.com/rampart-go/rampart/internal/middleware/faults"
 )
 
@@ -320,14 +315,7 @@ func rampartConn(t *testing.T, s *devstack.Stack, name, clientYAML string) *grpc
 	if err != nil {
 		t.Fatal(err)
 	}
-	reg := consul.New(consulClient(t, s.ConsulAddr))
-	t.Cleanup(func() { _ = reg.Close() })
-	conn, cleanup, err := data.DialService(name, c, reg, middleware.NewClients(c, log.NewStdLogger(io.Discard), nil))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(cleanup)
-	return conn
+	return devstack.DialForTest(t, s.ConsulAddr, c, name)
 }
 
 // TestHungInstanceCostsOneAttempt: one of two user instances hangs on

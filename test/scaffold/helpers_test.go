@@ -18,13 +18,6 @@ import (
 
 func TestMain(m *testing.M) { leakcheck.Main(m) }
 
-func testContext(t *testing.T, d time.Duration) context.Context {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), d)
-	t.Cleanup(cancel)
-	return ctx
-}
-
 // copyRepo copies the files of this checkout that git tracks or would
 // track (what a clone plus the work in progress holds) into a temp dir, and
 // links the Consul agent in, so the copy neither builds it again nor sees

@@ -3,14 +3,12 @@ package scaffold
 import (
 	"context"
 	"fmt"
-	"io"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	kerrors "github.com/go-kratos/kratos/v2/errors"
-	"github.com/go-kratos/kratos/v2/log"
 	"github.com/google/uuid"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -22,10 +20,7 @@ import (
 
 	userv1 "github.com/rampart-go/rampart/api/user/v1"
 	"github.com/rampart-go/rampart/internal/conf"
-	"github.com/rampart-go/rampart/internal/consul"
-	"github.com/rampart-go/rampart/internal/data"
 	"github.com/rampart-go/rampart/internal/devstack"
-	"github.com/rampart-go/rampart/internal/middleware"
 )
 
 const (
@@ -41,7 +36,7 @@ const (
 // another service would call it. Its example method calls user, so one user
 // instance runs too.
 func TestNewServiceRunsWithConsul(t *testing.T) {
-	ctx := testContext(t, 12*time.Minute)
+	ctx := devstack.ContextForTest(t, 12*time.Minute)
 	dir := copyRepo(t, ctx)
 
 	before := treeHash(t, dir)
@@ -168,14 +163,7 @@ func dialDiscovery(t *testing.T, s *devstack.Stack, name string) *grpc.ClientCon
 	cl := conf.DefaultClient()
 	cl.Target = "discovery:///" + name
 	c.Clients = map[string]conf.Client{name: cl}
-	reg := consul.New(devstack.ConsulClientForTest(t, s.ConsulAddr))
-	t.Cleanup(func() { _ = reg.Close() })
-	conn, closeConn, err := data.DialService(name, c, reg, middleware.NewClients(c, log.NewStdLogger(io.Discard), nil))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(closeConn)
-	return conn
+	return devstack.DialForTest(t, s.ConsulAddr, c, name)
 }
 
 func userClient(t *testing.T, s *devstack.Stack) userv1.UserServiceClient {

@@ -14,7 +14,7 @@ import (
 // checks what a user would: it builds, vets and passes its unit tests, no
 // file names the old path any more, and a second run changes nothing.
 func TestRenameLeavesAWorkingTree(t *testing.T) {
-	ctx := testContext(t, 12*time.Minute)
+	ctx := devstack.ContextForTest(t, 12*time.Minute)
 	dir := copyRepo(t, ctx)
 	const newPath = "example.com/acme/shop"
 
