@@ -56,6 +56,9 @@ func TestNewServiceRunsWithConsul(t *testing.T) {
 	if out := run(t, ctx, dir, "make", "-n", "build"); !strings.Contains(out, " "+newName+" ") {
 		t.Errorf("make build does not build %s:\n%s", newName, out)
 	}
+	if names, err := devstack.Services(dir); err != nil || !slices.Contains(names, newName) {
+		t.Errorf("make run's services: %v, %v; want %s among them", names, err, newName)
+	}
 
 	isolateConsul(t)
 	s := devstack.StackForTest(t, ctx, devstack.StackConfig{
