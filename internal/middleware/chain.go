@@ -4,7 +4,7 @@
 //
 // Client chain, outermost first: logical span -> timeout (whole call) -> retry (with its
 // budget) -> breaker -> timeout (one attempt) -> the balancer's pick.
-// Server chain, outermost first: recovery -> access log -> load shedding ->
+// Server chain, outermost first: access log -> recovery -> load shedding ->
 // retry marker (chain stop) -> validation -> fault injection -> handler,
 // with the server's timeout cap applied by the Kratos server before all.
 package middleware
@@ -15,7 +15,6 @@ import (
 
 	"github.com/go-kratos/kratos/v2/log"
 	kmiddleware "github.com/go-kratos/kratos/v2/middleware"
-	"github.com/go-kratos/kratos/v2/middleware/recovery"
 	"github.com/go-kratos/kratos/v2/selector"
 	"github.com/google/wire"
 	"google.golang.org/grpc"
@@ -25,6 +24,7 @@ import (
 	"github.com/rampart-go/rampart/internal/middleware/accesslog"
 	"github.com/rampart-go/rampart/internal/middleware/breaker"
 	"github.com/rampart-go/rampart/internal/middleware/faults"
+	"github.com/rampart-go/rampart/internal/middleware/recovery"
 	"github.com/rampart-go/rampart/internal/middleware/retry"
 	"github.com/rampart-go/rampart/internal/middleware/shedding"
 	"github.com/rampart-go/rampart/internal/middleware/timeout"
@@ -38,15 +38,17 @@ var ProviderSet = wire.NewSet(NewFaults, NewServerChain, NewClients)
 // ServerChain is the middleware every API handler runs behind, outermost first.
 type ServerChain []kmiddleware.Middleware
 
-// NewServerChain returns the server chain. Recovery is outermost so a panic
-// anywhere below becomes Internal instead of a crash; shedding comes before
-// any work is spent on a call it will refuse; validation before fault
-// injection, so a bad request is refused the same way under faults.
+// NewServerChain returns the server chain. The access log is outermost so
+// every call gets its line, one that panicked included: recovery, right
+// inside it, turns a panic anywhere below into Internal instead of a crash.
+// Shedding comes before any work is spent on a call it will refuse;
+// validation before fault injection, so a bad request is refused the same
+// way under faults.
 //
 // It takes the telemetry so that wire builds the OpenTelemetry providers
 // first: shedding and faults create their counters on the global provider.
 func NewServerChain(c *conf.Bootstrap, logger log.Logger, inj *faults.Injector, _ *telemetry.Telemetry) ServerChain {
-	chain := ServerChain{recovery.Recovery(), accesslog.Server(logger)}
+	chain := ServerChain{accesslog.Server(logger), recovery.Server(logger)}
 	if sh := c.Server.Shedding; sh.Enabled {
 		chain = append(chain, shedding.Server(
 			shedding.WithCPUThreshold(sh.CPUThreshold),
@@ -63,11 +65,22 @@ func NewServerChain(c *conf.Bootstrap, logger log.Logger, inj *faults.Injector, 
 func ServerOptions(c *conf.Bootstrap) []grpc.ServerOption {
 	return []grpc.ServerOption{
 		grpc.MaxConcurrentStreams(c.Server.GRPC.MaxConcurrentStreams),
-		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{
-			MinTime:             c.Server.GRPC.KeepaliveMinTime,
-			PermitWithoutStream: true,
-		}),
+		grpc.KeepaliveEnforcementPolicy(serverKeepalive(c.Server.GRPC)),
 	}
+}
+
+// serverKeepalive lets clients ping, idle connections included, as often as
+// server.grpc.keepalive_min_time: a server that refused pings without a
+// stream would answer every idle client's ping with GOAWAY too_many_pings.
+func serverKeepalive(g conf.GRPC) keepalive.EnforcementPolicy {
+	return keepalive.EnforcementPolicy{MinTime: g.KeepaliveMinTime, PermitWithoutStream: true}
+}
+
+// clientKeepalive pings idle connections too: the point is to find a peer
+// that vanished without closing the connection before the next call pays
+// for it, and a connection with a call in flight would notice soon anyway.
+func clientKeepalive(k conf.Keepalive) keepalive.ClientParameters {
+	return keepalive.ClientParameters{Time: k.Time, Timeout: k.Timeout, PermitWithoutStream: true}
 }
 
 // NewFaults returns the fault injector with server.faults.methods; it is
@@ -133,10 +146,7 @@ func (cs *Clients) For(name string) (Client, error) {
 			breaker.Client(name, breakerConfig),
 			timeout.Client(attempt),
 		},
-		Dial: []grpc.DialOption{grpc.WithKeepaliveParams(keepalive.ClientParameters{
-			Time:    cl.Keepalive.Time,
-			Timeout: cl.Keepalive.Timeout,
-		})},
+		Dial:        []grpc.DialOption{grpc.WithKeepaliveParams(clientKeepalive(cl.Keepalive))},
 		NodeFilters: []selector.NodeFilter{retry.AvoidTried()},
 	}
 	if cs.tel != nil {

@@ -10,9 +10,10 @@
 // grpc-retry-pushback-ms, which tells the client's retry to back off at least
 // that long (or, if negative, not to retry) rather than hammer the instance.
 //
-// It sits after logging and metrics in the server chain, so shed requests are
-// still seen, and before the timeout cap, validation and the handler, so they
-// cost as little as possible.
+// It sits after the access log and metrics in the server chain, so shed
+// requests are still seen, and before validation and the handler, so they
+// cost as little as possible. The server's timeout cap is already on the
+// call: Kratos applies it before any middleware.
 //
 // Importing this package starts aegis' CPU sampler: two goroutines, started
 // from package init and never stopped, that read the process CPU every
