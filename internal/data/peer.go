@@ -55,9 +55,9 @@ func DialService(name string, c *conf.Bootstrap, d registry.Discovery, clients *
 }
 
 // peerError turns an error from another service into what biz expects:
-// a known reason becomes its domain error, a transport failure becomes
-// biz.ErrDependencyUnavailable, and the caller's own cancellation stays a
-// context error. The gRPC error stays in the chain for logs.
+// a known reason becomes its domain error, a transport failure becomes a
+// biz.DependencyError, and the caller's own cancellation stays a context
+// error. The gRPC error stays in the chain for logs.
 func peerError(peer string, err error, reasons map[string]error) error {
 	if domain, ok := reasons[kerrors.Reason(err)]; ok {
 		return fmt.Errorf("%s: %w", peer, domain)
@@ -68,7 +68,7 @@ func peerError(peer string, err error, reasons map[string]error) error {
 	case codes.DeadlineExceeded:
 		return fmt.Errorf("%s: %w", peer, context.DeadlineExceeded)
 	case codes.Unavailable, codes.ResourceExhausted:
-		return fmt.Errorf("%s: %w: %w", peer, biz.ErrDependencyUnavailable, err)
+		return &biz.DependencyError{Dependency: peer, Err: err}
 	}
 	return fmt.Errorf("%s: %w", peer, err)
 }

@@ -33,6 +33,12 @@ func TestPeerError(t *testing.T) {
 			}
 		})
 	}
+	// The caller may learn which dependency is down; the service layer
+	// reads its name here, apart from the transport error.
+	dep, ok := errors.AsType[*biz.DependencyError](peerError("user service", status.Error(codes.Unavailable, "dial tcp 10.0.0.7:9000"), userReasons))
+	if !ok || dep.Dependency != "user service" || status.Code(dep.Err) != codes.Unavailable {
+		t.Fatalf("peerError(Unavailable) = %#v, want a DependencyError naming user service around the status", dep)
+	}
 	// An unknown failure keeps its status so it is not mistaken for a
 	// domain error or an outage.
 	internal := status.Error(codes.Internal, "boom")

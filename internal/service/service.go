@@ -77,7 +77,13 @@ func toStatus(ctx context.Context, logger *log.Helper, err error, table []domain
 	}
 	switch {
 	case errors.Is(err, biz.ErrDependencyUnavailable):
-		return statusError(codes.Unavailable, reasonDependencyUnavailable, err.Error(), nil)
+		// The transport error names internal addresses: the log gets it, the
+		// caller only the dependency's name. Warn rather than error: this
+		// instance works, its dependency does not. It is one line per failed
+		// call, like the access log's, so an outage multiplies the log by a
+		// constant rather than flooding it.
+		logger.WithContext(ctx).Warnf("dependency unavailable: %v", err)
+		return statusError(codes.Unavailable, reasonDependencyUnavailable, unavailableMessage(err), nil)
 	case errors.Is(err, context.DeadlineExceeded):
 		return statusError(codes.DeadlineExceeded, reasonDeadlineExceeded, err.Error(), nil)
 	case errors.Is(err, context.Canceled):
@@ -85,4 +91,13 @@ func toStatus(ctx context.Context, logger *log.Helper, err error, table []domain
 	}
 	logger.WithContext(ctx).Errorf("unmapped error: %v", err)
 	return statusError(codes.Internal, reasonInternal, "internal error", nil)
+}
+
+// unavailableMessage names the dependency that is down, when the data layer
+// said which, and nothing of the transport error.
+func unavailableMessage(err error) string {
+	if dep, ok := errors.AsType[*biz.DependencyError](err); ok {
+		return dep.Dependency + " is unavailable"
+	}
+	return biz.ErrDependencyUnavailable.Error()
 }

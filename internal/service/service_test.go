@@ -9,12 +9,14 @@ import (
 
 	kerrors "github.com/go-kratos/kratos/v2/errors"
 	"github.com/go-kratos/kratos/v2/log"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
 	orderv1 "github.com/rampart-go/rampart/api/order/v1"
 	userv1 "github.com/rampart-go/rampart/api/user/v1"
 	"github.com/rampart-go/rampart/internal/biz"
+	"github.com/rampart-go/rampart/internal/telemetry"
 )
 
 func TestToStatus(t *testing.T) {
@@ -45,7 +47,7 @@ func TestToStatus(t *testing.T) {
 			}
 		})
 	}
-	if logged.Len() != 0 {
+	if strings.Contains(logged.String(), "unmapped") {
 		t.Fatalf("mapped errors were logged as unmapped: %s", logged.String())
 	}
 
@@ -56,5 +58,35 @@ func TestToStatus(t *testing.T) {
 	}
 	if !strings.Contains(logged.String(), "0xdeadbeef") {
 		t.Fatalf("internal detail not logged: %q", logged.String())
+	}
+}
+
+// TestUnavailableNamesOnlyTheDependency checks that a caller of a service
+// whose peer is down learns which peer, not its address, and that the log
+// keeps the transport error with the call's trace ID.
+func TestUnavailableNamesOnlyTheDependency(t *testing.T) {
+	var logged strings.Builder
+	logger := log.NewHelper(telemetry.Logger(log.NewStdLogger(&logged)))
+	sc := trace.NewSpanContext(trace.SpanContextConfig{TraceID: trace.TraceID{0x17, 0xfb}, SpanID: trace.SpanID{0xdd}})
+	ctx := trace.ContextWithSpanContext(context.Background(), sc)
+	transport := status.Error(codes.Unavailable,
+		`last connection error: connection error: desc = "transport: Error while dialing: dial tcp 127.0.0.1:33145: connect: connection refused"`)
+	err := fmt.Errorf("create order: check buyer u1: %w", &biz.DependencyError{Dependency: "user service", Err: transport})
+
+	got := toStatus(ctx, logger, err, orderErrors)
+	if status.Code(got) != codes.Unavailable || kerrors.Reason(got) != reasonDependencyUnavailable {
+		t.Fatalf("toStatus = %v, want Unavailable %s", got, reasonDependencyUnavailable)
+	}
+	if msg := status.Convert(got).Message(); msg != "user service is unavailable" {
+		t.Errorf("reply message %q, want only the dependency's name", msg)
+	}
+	line := logged.String()
+	for _, want := range []string{"WARN", sc.TraceID().String(), "create order: check buyer u1", "dial tcp 127.0.0.1:33145"} {
+		if !strings.Contains(line, want) {
+			t.Errorf("log %q lacks %q", line, want)
+		}
+	}
+	if n := strings.Count(line, "\n"); n != 1 {
+		t.Errorf("logged %d lines, want 1:\n%s", n, line)
 	}
 }
