@@ -1,7 +1,9 @@
 package server
 
 import (
+	"io"
 	"os"
+	"sync/atomic"
 
 	"github.com/go-kratos/kratos/v2/log"
 	"github.com/google/uuid"
@@ -29,13 +31,18 @@ func NewInstance(c *conf.Bootstrap) Instance {
 }
 
 // NewLogger returns the process logger: every line carries the service
-// name and instance ID, and is JSON when log.format is json.
+// name and instance ID, and is JSON when log.format is json. Kratos' own
+// lines ("[gRPC] server listening on", "[resolver] …") go through it too.
 func NewLogger(c *conf.Bootstrap, inst Instance) log.Logger {
+	return newLogger(os.Stderr, c, inst)
+}
+
+func newLogger(w io.Writer, c *conf.Bootstrap, inst Instance) log.Logger {
 	var base log.Logger
 	if c.Log.Format == "json" {
-		base = newJSONLogger(os.Stderr)
+		base = newJSONLogger(w)
 	} else {
-		base = log.NewStdLogger(os.Stderr)
+		base = log.NewStdLogger(w)
 	}
 	// trace_id and span_id are empty outside a request and the ids of the
 	// current span inside one, so a log line can be found from its trace.
@@ -46,5 +53,33 @@ func NewLogger(c *conf.Bootstrap, inst Instance) log.Logger {
 		"trace_id", telemetry.TraceID(),
 		"span_id", telemetry.SpanID(),
 	)
-	return log.NewFilter(logger, log.FilterLevel(log.ParseLevel(c.Log.Level)))
+	filtered := log.NewFilter(logger, log.FilterLevel(log.ParseLevel(c.Log.Level)))
+	kratosLogger.set(filtered)
+	return filtered
+}
+
+// kratosLogger is Kratos' global logger: it forwards to the logger NewLogger
+// built last (one per process, except in tests). Kratos reads its global
+// without a lock, so replacing it while anything logs is a data race; it is
+// set once, at init, before any goroutine can log, and only its target
+// changes afterwards. Until NewLogger runs it forwards to Kratos' default.
+var kratosLogger = newForwarder(log.GetLogger())
+
+func init() { log.SetLogger(kratosLogger) }
+
+// forwarder is a logger whose target may change while others log through it.
+type forwarder struct {
+	target atomic.Pointer[log.Logger]
+}
+
+func newForwarder(target log.Logger) *forwarder {
+	f := &forwarder{}
+	f.set(target)
+	return f
+}
+
+func (f *forwarder) set(target log.Logger) { f.target.Store(&target) }
+
+func (f *forwarder) Log(level log.Level, keyvals ...any) error {
+	return (*f.target.Load()).Log(level, keyvals...)
 }
