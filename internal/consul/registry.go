@@ -159,6 +159,9 @@ func New(client *api.Client, opts ...Option) *Registry {
 type keeper struct {
 	cancel context.CancelFunc
 	done   chan struct{}
+	// registered is set once a registration succeeded; the loop writes it,
+	// others read it only after stop.
+	registered bool
 }
 
 func (k *keeper) stop() {
@@ -205,32 +208,42 @@ func (r *Registry) Register(ctx context.Context, ins *registry.ServiceInstance) 
 		r.log.Warnf("consul: register %s: %v; retrying in background", label(ins), err)
 	}
 	kctx, cancel := context.WithCancel(context.Background())
-	k := &keeper{cancel: cancel, done: make(chan struct{})}
+	k := &keeper{cancel: cancel, done: make(chan struct{}), registered: err == nil}
 	r.regs[ins.ID] = k
 	go func() {
 		defer close(k.done)
-		r.keep(kctx, reg, label(ins), err == nil)
+		r.keep(kctx, k, reg, label(ins))
 	}()
 	return nil
 }
 
 // Deregister stops keeping ins registered and removes it from the agent.
-// An instance the agent no longer knows counts as deregistered.
+// An instance the agent no longer knows counts as deregistered, and so does
+// one whose registration never succeeded while the agent stays unreachable:
+// there is nothing to remove, which is no error.
 func (r *Registry) Deregister(ctx context.Context, ins *registry.ServiceInstance) error {
 	if ins == nil || ins.ID == "" {
 		return errors.New("consul: deregister: instance without ID")
 	}
+	neverRegistered := false
 	r.mu.Lock()
 	if k := r.regs[ins.ID]; k != nil {
 		k.stop()
 		delete(r.regs, ins.ID)
+		neverRegistered = !k.registered
 	}
 	r.mu.Unlock()
 
+	// Asked even when no registration succeeded: one that timed out may
+	// still have reached the agent.
 	ctx, cancel := r.withRequestTimeout(ctx)
 	defer cancel()
 	err := r.client.Agent().ServiceDeregisterOpts(ins.ID, (&api.QueryOptions{}).WithContext(ctx))
 	if err != nil && !isNotFound(err) {
+		if neverRegistered {
+			r.log.Infof("consul: %s was never registered, nothing to deregister (Consul still unreachable: %v)", label(ins), err)
+			return nil
+		}
 		return fmt.Errorf("consul: deregister %s: %w", label(ins), err)
 	}
 	r.log.Infof("consul: deregistered %s", label(ins))
@@ -270,7 +283,8 @@ func (r *Registry) put(ctx context.Context, reg *api.AgentServiceRegistration) e
 // per health interval that the agent still has it and registers it again if
 // not. It logs once when Consul becomes unreachable and once when it is back,
 // not on every retry.
-func (r *Registry) keep(ctx context.Context, reg *api.AgentServiceRegistration, name string, registered bool) {
+func (r *Registry) keep(ctx context.Context, k *keeper, reg *api.AgentServiceRegistration, name string) {
+	registered := k.registered
 	period := max(r.opts.checkInterval, time.Second)
 	bo := newBackoff(r.opts.backoffInitial, r.opts.backoffMax)
 	var downSince time.Time // zero while Consul answers
@@ -299,6 +313,7 @@ func (r *Registry) keep(ctx context.Context, reg *api.AgentServiceRegistration, 
 				r.log.Infof("consul: registered %s after %s of retries", name, time.Since(downSince).Round(time.Millisecond))
 			}
 			registered, downSince = true, time.Time{}
+			k.registered = true
 			bo.reset()
 		}
 

@@ -637,7 +637,15 @@ func TestConsulDownAtStart(t *testing.T) {
 		t.Fatal("instance not passing 10s after the agent became ready")
 	}
 	nextUntil(t, w, 10*time.Second, "user-1 via the watcher", hasIDs("user-1"))
-	_ = agent
+
+	// Registered in the background: if Consul now goes away, the instance
+	// it still lists makes a failed deregistration an error.
+	if err := agent.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Deregister(ctx, newInstance("user", "user-1", srv.addr)); err == nil {
+		t.Error("Deregister with Consul gone after a background registration = nil, want an error")
+	}
 }
 
 func TestAgentRestart(t *testing.T) {
@@ -728,4 +736,44 @@ func freePort(t *testing.T) int {
 	}
 	defer func() { _ = l.Close() }()
 	return l.Addr().(*net.TCPAddr).Port
+}
+
+// TestDeregisterNeverRegistered stops an instance whose registration never
+// succeeded, Consul being down throughout: there is nothing to remove, so
+// no error, and the log says so at info.
+func TestDeregisterNeverRegistered(t *testing.T) {
+	ctx := testContext(t, time.Minute)
+	r, _, logs := newRegistry(t, "127.0.0.1:"+strconv.Itoa(freePort(t)))
+	ins := newInstance("user", "user-1", "127.0.0.1:1")
+	if err := r.Register(ctx, ins); err != nil {
+		t.Fatalf("Register with Consul down = %v, want nil", err)
+	}
+	if err := r.Deregister(ctx, ins); err != nil {
+		t.Fatalf("Deregister of an instance never registered = %v, want nil", err)
+	}
+	if n := logs.count("INFO msg=consul: user-1 was never registered, nothing to deregister"); n != 1 {
+		t.Errorf("logged %d info lines saying it was never registered, want 1", n)
+	}
+}
+
+// TestDeregisterFailsOnceRegistered is the other side: an instance that was
+// registered and cannot be removed because Consul went away is an error.
+func TestDeregisterFailsOnceRegistered(t *testing.T) {
+	agent := devstack.ConsulForTest(t)
+	ctx := testContext(t, time.Minute)
+	r, _, logs := newRegistry(t, agent.Addr())
+	srv := startGRPC(t)
+	ins := newInstance("user", "user-1", srv.addr)
+	if err := r.Register(ctx, ins); err != nil {
+		t.Fatal(err)
+	}
+	if err := agent.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Deregister(ctx, ins); err == nil {
+		t.Fatal("Deregister with Consul gone = nil, want an error")
+	}
+	if n := logs.count("never registered"); n != 0 {
+		t.Errorf("a registered instance was logged as never registered")
+	}
 }
