@@ -85,7 +85,8 @@ type GRPC struct {
 	MaxConcurrentStreams uint32 `yaml:"max_concurrent_streams"`
 }
 
-// HTTP is the side port for /healthz and /readyz.
+// HTTP is the side port: /healthz, /readyz, /metrics, and /debug/faults
+// when server.faults.endpoint is on.
 type HTTP struct {
 	Addr string `yaml:"addr"`
 }
@@ -102,8 +103,10 @@ type Registry struct {
 }
 
 // Consul says how to reach the agent and how it checks this instance.
-// Address, token, datacenter and TLS files are overridden by the standard
-// CONSUL_HTTP_* variables when those are set.
+// Address, scheme, token and TLS settings are overridden by the standard
+// Consul variables when those are set (CONSUL_HTTP_ADDR, CONSUL_HTTP_SSL,
+// CONSUL_HTTP_TOKEN, CONSUL_CACERT, …; see env.go); no variable overrides
+// the datacenter.
 type Consul struct {
 	Address    string    `yaml:"address"`
 	Scheme     string    `yaml:"scheme"`
@@ -235,6 +238,30 @@ func (c *Client) UnmarshalYAML(n *yaml.Node) error {
 	return nil
 }
 
+// emptyNullClients makes a client entry without a body ("order:" or
+// "order: ~") an empty one ("order: {}"). yaml.v3 does not call
+// UnmarshalYAML for null, so the entry would skip DefaultClient and fail a
+// dozen "must be > 0" checks on keys the file never set. As {} it starts
+// from the defaults like any entry and fails once, on the required target:
+// one error that says what the entry lacks.
+func emptyNullClients(doc *yaml.Node) {
+	root := doc.Content[0]
+	if root.Kind != yaml.MappingNode {
+		return
+	}
+	for i := 0; i+1 < len(root.Content); i += 2 {
+		clients := root.Content[i+1]
+		if root.Content[i].Value != "clients" || clients.Kind != yaml.MappingNode {
+			continue
+		}
+		for j := 1; j < len(clients.Content); j += 2 {
+			if entry := clients.Content[j]; entry.ShortTag() == "!!null" {
+				entry.Kind, entry.Tag, entry.Value = yaml.MappingNode, "!!map", ""
+			}
+		}
+	}
+}
+
 func decodeOver(n *yaml.Node, dst any) error {
 	if n.Kind == 0 {
 		return nil
@@ -306,6 +333,7 @@ func Parse(raw []byte, lookup func(string) (string, bool)) (*Bootstrap, error) {
 		if errs := unknownKeys(&doc); len(errs) > 0 {
 			return nil, fmt.Errorf("invalid config: %w", errors.Join(errs...))
 		}
+		emptyNullClients(&doc)
 		if err := doc.Decode(c); err != nil {
 			return nil, fmt.Errorf("parse config: %w", err)
 		}

@@ -54,6 +54,13 @@ func TestBadValuesNameTheKey(t *testing.T) {
 		{"service: {name: user}\nclients: {order: {target: discovery:///order, methods: {/order.v1.OrderService/ListOrders: {retry: {multiplier: 0.5}}}}}", "clients.order.methods./order.v1.OrderService/ListOrders.retry.multiplier: must be >= 1"},
 		{"service: {name: user}\nclients: {order: {target: discovery:///order, methods: {ListOrders: {}}}}", "clients.order.methods.ListOrders: must be a full method name"},
 		{"service: {name: user}\nclients: {order: {target: discovery:///order, budget: {ratio: 2}}}", "clients.order.budget.ratio: must be between 0 and 1"},
+		{"service: {name: user}\nclients: {order: {target: discovery:///order, budget: {ratio: .nan}}}", "clients.order.budget.ratio: must be a finite number, got NaN"},
+		{"service: {name: user}\nclients: {order: {target: discovery:///order, retry: {multiplier: .nan}}}", "clients.order.retry.multiplier: must be a finite number, got NaN"},
+		{"service: {name: user}\nclients: {order: {target: discovery:///order, retry: {multiplier: .inf}}}", "clients.order.retry.multiplier: must be a finite number, got +Inf"},
+		{"service: {name: user}\nclients: {order: {target: discovery:///order, breaker: {success: .nan}}}", "clients.order.breaker.success: must be a finite number, got NaN"},
+		{"service: {name: user}\nclients: {order: {target: discovery:///order, methods: {/order.v1.OrderService/ListOrders: {breaker: {success: .nan}}}}}", "clients.order.methods./order.v1.OrderService/ListOrders.breaker.success: must be a finite number"},
+		{"service: {name: user}\nserver: {faults: {methods: {'*': {abort: {percent: .nan, code: UNAVAILABLE}}}}}", "server.faults.methods.*.abort.percent: NaN is not in 0..100"},
+		{"service: {name: user}\ntelemetry: {sampler: traceidratio, sampler_arg: NaN}", `telemetry.sampler_arg: invalid sampler ratio "NaN"`},
 		{"service: {name: user}\nserver: {faults: {methods: {'*': {abort: {percent: 10, code: TEAPOT}}}}}", `server.faults.methods.*.abort.code: "TEAPOT" is not a gRPC code name`},
 		{"service: {name: user}\nserver: {faults: {methods: {'*': {delay: {percent: 120, duration: 1s}}}}}", "server.faults.methods.*.delay.percent: 120 is not in 0..100"},
 		{"service: {name: user}\nserver: {shedding: {cpu_threshold: 0}}", "server.shedding.cpu_threshold: must be in (0, 1000]"},
@@ -70,6 +77,23 @@ func TestBadValuesNameTheKey(t *testing.T) {
 			_, err := conf.Parse([]byte(tt.yaml), noEnv)
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Fatalf("Parse error = %v, want it to contain %q", err, tt.want)
+			}
+		})
+	}
+}
+
+// TestClientWithoutBody checks that an entry with nothing under it takes
+// the defaults like any entry, and so fails on its missing target only.
+func TestClientWithoutBody(t *testing.T) {
+	for _, entry := range []string{"order:", "order: ~", "order: null"} {
+		t.Run(entry, func(t *testing.T) {
+			_, err := conf.Parse([]byte("service: {name: user}\nclients:\n  "+entry+"\n"), noEnv)
+			var ke *conf.KeyError
+			if !errors.As(err, &ke) || ke.Key != "clients.order.target" {
+				t.Fatalf("Parse error = %v, want clients.order.target", err)
+			}
+			if n := strings.Count(err.Error(), "clients.order."); n != 1 {
+				t.Fatalf("Parse error = %v, want the target error only", err)
 			}
 		})
 	}

@@ -3,6 +3,7 @@ package conf
 import (
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"net/url"
 	"regexp"
@@ -30,6 +31,18 @@ var (
 // policy stops protecting the caller and starts hurting the dependency.
 const maxAttempts = 5
 
+// finite reports v, under key, if it is NaN or infinite, which YAML can
+// spell (.nan, .inf) and which the range checks after it would let
+// through: every comparison with NaN is false, and +Inf passes a lower
+// bound. It returns whether v is finite, so a range check runs only then.
+func finite(key string, v float64, bad func(key, format string, args ...any)) bool {
+	if math.IsNaN(v) || math.IsInf(v, 0) {
+		bad(key, "must be a finite number, got %v", v)
+		return false
+	}
+	return true
+}
+
 func validatePolicy(key string, p Policy, bad func(key, format string, args ...any)) {
 	if p.Timeout <= 0 {
 		bad(key+".timeout", "must be > 0")
@@ -49,11 +62,11 @@ func validatePolicy(key string, p Policy, bad func(key, format string, args ...a
 	if r.MaxBackoff < r.InitialBackoff {
 		bad(key+".retry.max_backoff", "must be >= initial_backoff (%s)", r.InitialBackoff)
 	}
-	if r.Multiplier < 1 {
+	if finite(key+".retry.multiplier", r.Multiplier, bad) && r.Multiplier < 1 {
 		bad(key+".retry.multiplier", "must be >= 1, got %v", r.Multiplier)
 	}
 	b := p.Breaker
-	if b.Success <= 0 || b.Success > 1 {
+	if finite(key+".breaker.success", b.Success, bad) && (b.Success <= 0 || b.Success > 1) {
 		bad(key+".breaker.success", "must be in (0, 1], got %v", b.Success)
 	}
 	if b.Request <= 0 {
@@ -150,7 +163,7 @@ func (c *Bootstrap) validate(earlier []error) error {
 		}
 		positive(key+".keepalive.time", cl.Keepalive.Time)
 		positive(key+".keepalive.timeout", cl.Keepalive.Timeout)
-		if cl.Budget.Ratio < 0 || cl.Budget.Ratio > 1 {
+		if finite(key+".budget.ratio", cl.Budget.Ratio, bad) && (cl.Budget.Ratio < 0 || cl.Budget.Ratio > 1) {
 			bad(key+".budget.ratio", "must be between 0 and 1, got %v", cl.Budget.Ratio)
 		}
 		if cl.Budget.MinPerSecond < 0 {

@@ -214,7 +214,7 @@ func parseRatio(arg string) (float64, error) {
 		return 1, nil
 	}
 	r, err := strconv.ParseFloat(arg, 64)
-	if err != nil || r < 0 || r > 1 {
+	if err != nil || !(r >= 0 && r <= 1) { // also rejects NaN, which ParseFloat reads
 		return 0, fmt.Errorf("invalid sampler ratio %q (want a number in [0,1])", arg)
 	}
 	return r, nil

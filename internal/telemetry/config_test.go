@@ -160,6 +160,8 @@ func TestResolveNamesTheCulprit(t *testing.T) {
 			want: "OTEL_TRACES_SAMPLER_ARG",
 		},
 		{name: "ratio key not a number", cfg: telemetry.Config{Sampler: "traceidratio", SamplerArg: "half"}, want: "telemetry.sampler_arg"},
+		// strconv.ParseFloat reads NaN, which no range check catches.
+		{name: "ratio key NaN", cfg: telemetry.Config{Sampler: "traceidratio", SamplerArg: "NaN"}, want: "telemetry.sampler_arg"},
 		{name: "exporter variable", cfg: telemetry.Config{TracesExporter: "otlp"}, env: map[string]string{"OTEL_TRACES_EXPORTER": "zipkin"}, want: "OTEL_TRACES_EXPORTER"},
 		{name: "exporter list", env: map[string]string{"OTEL_TRACES_EXPORTER": "otlp,console"}, want: "OTEL_TRACES_EXPORTER"},
 		{name: "exporter key", cfg: telemetry.Config{TracesExporter: "jaeger"}, want: "telemetry.traces_exporter"},

@@ -1,0 +1,100 @@
+package conf
+
+import (
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+
+	"gopkg.in/yaml.v3"
+)
+
+// TestShippedConfigsNoteWhatDiffers holds configs/*.yaml to their header,
+// "every key is shown with its default unless noted": a value that differs
+// from the code default says "default" in its comment. Keys without a
+// default (service.name, clients.<client>.target) need no note.
+func TestShippedConfigsNoteWhatDiffers(t *testing.T) {
+	files, err := filepath.Glob("../../configs/*.yaml")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no configs found: %v", err)
+	}
+	for _, f := range files {
+		raw, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := Parse(raw, func(string) (string, bool) { return "", false })
+		if err != nil {
+			t.Fatalf("%s: %v", f, err)
+		}
+		def := Default()
+		def.Clients = map[string]Client{}
+		noDefault := map[string]bool{"service.name": true}
+		for name := range c.Clients {
+			def.Clients[name] = DefaultClient()
+			noDefault["clients."+name+".target"] = true
+		}
+		var doc yaml.Node
+		if err := yaml.Unmarshal(raw, &doc); err != nil {
+			t.Fatal(err)
+		}
+		unnoted(doc.Content[0], nil, reflect.ValueOf(*c), reflect.ValueOf(*def), "", func(key string) {
+			if !noDefault[key] {
+				t.Errorf("%s: %s differs from the code default without a note", f, key)
+			}
+		})
+	}
+}
+
+// unnoted walks node alongside the parsed config and the default one, and
+// calls report for every value that differs from its default while neither
+// its key's nor its value's comment says "default".
+func unnoted(n, keyNode *yaml.Node, got, def reflect.Value, key string, report func(string)) {
+	switch {
+	case n.Kind == yaml.ScalarNode:
+		noted := strings.Contains(n.LineComment, "default") || keyNode != nil && strings.Contains(keyNode.LineComment, "default")
+		if !noted && !reflect.DeepEqual(got.Interface(), def.Interface()) {
+			report(key)
+		}
+	case n.Kind == yaml.MappingNode && got.Kind() == reflect.Struct:
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k := n.Content[i]
+			g, ok := fieldByKey(got, k.Value)
+			if !ok {
+				continue
+			}
+			d, _ := fieldByKey(def, k.Value)
+			unnoted(n.Content[i+1], k, g, d, strings.TrimPrefix(key+"."+k.Value, "."), report)
+		}
+	case n.Kind == yaml.MappingNode && got.Kind() == reflect.Map:
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k := n.Content[i]
+			mk := reflect.ValueOf(k.Value)
+			// An entry with no default of its own (a fault, a method
+			// override) is an example, not a change.
+			if d := def.MapIndex(mk); d.IsValid() {
+				unnoted(n.Content[i+1], k, got.MapIndex(mk), d, key+"."+k.Value, report)
+			}
+		}
+	}
+}
+
+// fieldByKey is the field of struct v that YAML key names, looking into
+// inline structs as yaml.v3 does.
+func fieldByKey(v reflect.Value, key string) (reflect.Value, bool) {
+	t := v.Type()
+	for i := range t.NumField() {
+		name, flags, _ := strings.Cut(t.Field(i).Tag.Get("yaml"), ",")
+		if flags == "inline" {
+			if f, ok := fieldByKey(v.Field(i), key); ok {
+				return f, true
+			}
+			continue
+		}
+		if name == key {
+			return v.Field(i), true
+		}
+	}
+	return reflect.Value{}, false
+}
