@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/rampart-go/rampart/internal/conf"
 )
 
 // treeState is every file and directory under root with its content, so a
@@ -279,5 +281,22 @@ func TestReplacePath(t *testing.T) {
 		if got := string(replacePath([]byte(tt.in), "example.com/a", "x.io/b")); got != tt.want {
 			t.Errorf("replacePath(%q) = %q, want %q", tt.in, got, tt.want)
 		}
+	}
+}
+
+// The rendered config passes the same strict load a service does at start
+// (unknown keys are errors), so the template cannot fall behind the schema.
+func TestServiceConfigTemplateLoads(t *testing.T) {
+	files, err := RenderService(ServiceData{Module: "example.com/app", Name: "payment", Pascal: "Payment"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := conf.Parse(files[filepath.Join("configs", "payment.yaml")], func(string) (string, bool) { return "", false })
+	if err != nil {
+		t.Fatalf("configs/payment.yaml: %v", err)
+	}
+	if c.Service.Name != "payment" || c.Clients["user"].Target != "discovery:///user" || c.Data.Driver != conf.DriverMemory {
+		t.Errorf("service %q, clients.user.target %q, data.driver %q; want payment, discovery:///user, memory",
+			c.Service.Name, c.Clients["user"].Target, c.Data.Driver)
 	}
 }
