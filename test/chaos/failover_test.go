@@ -125,7 +125,7 @@ func failover(t *testing.T, sc *scenario, faultLen time.Duration,
 	fault func(p *devstack.ServiceProc) error, heal func(p *devstack.ServiceProc) error,
 ) (critical time.Duration) {
 	m := current()
-	ctx := testContext(t, 3*time.Minute)
+	ctx := devstack.ContextForTest(t, 3*time.Minute)
 	s := startStack(t, ctx, stackOpts{users: 2, orders: 1})
 	buyer := newBuyer(t, ctx, s)
 	order := s.Instances("order")[0]

@@ -43,13 +43,6 @@ const (
 	logTailLines = 40
 )
 
-func testContext(t *testing.T, d time.Duration) context.Context {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), d)
-	t.Cleanup(cancel)
-	return ctx
-}
-
 func repoRoot(t *testing.T) string {
 	t.Helper()
 	root, err := devstack.RepoRoot()

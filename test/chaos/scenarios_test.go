@@ -47,7 +47,7 @@ func (ol *orderLoad) wait(ctx context.Context) (chaos.Calls, string) {
 func TestRollingRestart(t *testing.T) {
 	sc := newScenario(t, 3, "3. Rolling restart: SIGTERM each user instance in turn, its replacement started first")
 	m := current()
-	ctx := testContext(t, 3*time.Minute)
+	ctx := devstack.ContextForTest(t, 3*time.Minute)
 	s := startStack(t, ctx, stackOpts{users: 2, orders: 1})
 	buyer := newBuyer(t, ctx, s)
 	consulAPI := consulClient(t, s.ConsulAddr)
@@ -119,7 +119,7 @@ func TestConsulAgentRestart(t *testing.T) {
 	const maxReregister = 5 * time.Second
 	sc := newScenario(t, 4, "4. Consul agent restart: the dev agent is killed, then started again empty")
 	m := current()
-	ctx := testContext(t, 3*time.Minute)
+	ctx := devstack.ContextForTest(t, 3*time.Minute)
 	s := startStack(t, ctx, stackOpts{users: 2, orders: 1})
 	buyer := newBuyer(t, ctx, s)
 	consulAPI := consulClient(t, s.ConsulAddr)
@@ -175,7 +175,7 @@ func TestDependencyOutage(t *testing.T) {
 	)
 	sc := newScenario(t, 6, "6. Dependency outage: every user instance stopped, new ones started later")
 	m := current()
-	ctx := testContext(t, 3*time.Minute)
+	ctx := devstack.ContextForTest(t, 3*time.Minute)
 	s := startStack(t, ctx, stackOpts{users: 2, orders: 1})
 	buyer := newBuyer(t, ctx, s)
 	order := s.Instances("order")[0]
@@ -257,7 +257,7 @@ func TestSlowDependency(t *testing.T) {
 	)
 	sc := newScenario(t, 7, "7. Slow dependency: every user instance delays GetUser by 2 s")
 	m := current()
-	ctx := testContext(t, 3*time.Minute)
+	ctx := devstack.ContextForTest(t, 3*time.Minute)
 	s := startStack(t, ctx, stackOpts{users: 2, orders: 1})
 	buyer := newBuyer(t, ctx, s)
 	procs := append(s.Instances("user"), s.Instances("order")...)
@@ -343,7 +343,7 @@ func TestOverload(t *testing.T) {
 	)
 	sc := newScenario(t, 8, "8. Overload: 4 x the measured capacity offered to order")
 	m := current()
-	ctx := testContext(t, 3*time.Minute)
+	ctx := devstack.ContextForTest(t, 3*time.Minute)
 	cfg := map[string]any{"server.shedding.cpu_threshold": cpuThreshold}
 	s := startStack(t, ctx, stackOpts{users: 2, orders: 1, configs: map[string]string{
 		"order": configWith(t, "order", cfg), "user": configWith(t, "user", cfg),
@@ -466,7 +466,7 @@ func TestConsulLeaderLoss(t *testing.T) {
 	)
 	sc := newScenario(t, 5, "5. Consul leader loss: the leader of a 3-server cluster is SIGKILLed")
 	m := current()
-	ctx := testContext(t, 3*time.Minute)
+	ctx := devstack.ContextForTest(t, 3*time.Minute)
 	cluster, err := devstack.StartConsulCluster(ctx, 3, devstack.WithConsulDir(t.TempDir()))
 	if err != nil {
 		t.Fatal(err)

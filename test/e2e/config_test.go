@@ -11,12 +11,14 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/rampart-go/rampart/internal/devstack"
 )
 
 // TestBadConfigExitsNamingTheKey starts the user binary with a broken copy of
 // configs/user.yaml: it must exit non-zero at once and say which key is wrong.
 func TestBadConfigExitsNamingTheKey(t *testing.T) {
-	ctx := testContext(t, 60*time.Second)
+	ctx := devstack.ContextForTest(t, 60*time.Second)
 	root := repoRoot(t)
 	bin := buildUser(t, ctx)
 	orig, err := os.ReadFile(filepath.Join(root, "configs", "user.yaml"))

@@ -24,7 +24,7 @@ func TestConsulDownAtStart(t *testing.T) {
 		maxRegister   = 5 * time.Second
 		downLogNeedle = "retrying in background"
 	)
-	ctx := testContext(t, 60*time.Second)
+	ctx := devstack.ContextForTest(t, 60*time.Second)
 	isolateConsul(t)
 	bin := buildUser(t, ctx)
 	port := freePort(t)

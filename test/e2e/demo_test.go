@@ -24,7 +24,7 @@ import (
 // on two instances of each, checks what Consul shows about them, and checks
 // that errors keep their code and reason across the network.
 func TestDemoFlow(t *testing.T) {
-	ctx := testContext(t, 60*time.Second)
+	ctx := devstack.ContextForTest(t, 60*time.Second)
 	s := startStack(t, ctx, 2, 2)
 	consul := consulClient(t, s.ConsulAddr)
 

@@ -22,14 +22,6 @@ const logTailLines = 40
 
 func TestMain(m *testing.M) { leakcheck.Main(m) }
 
-// testContext returns a context that ends after d or when the test ends.
-func testContext(t *testing.T, d time.Duration) context.Context {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), d)
-	t.Cleanup(cancel)
-	return ctx
-}
-
 func repoRoot(t *testing.T) string {
 	t.Helper()
 	root, err := devstack.RepoRoot()

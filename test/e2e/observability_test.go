@@ -123,7 +123,7 @@ func waitHop(ctx context.Context, rcv *otlptest.Receiver, from, name, to string,
 // process reports its own service.name, and a log line of the handler
 // carries the trace's id.
 func TestOneTraceAcrossBothServices(t *testing.T) {
-	ctx := testContext(t, 90*time.Second)
+	ctx := devstack.ContextForTest(t, 90*time.Second)
 	rcv := otlptest.Start(t)
 	s := startStackWith(t, ctx, 2, 2, stackExtras{env: traceEnv(rcv)})
 	clients := dialDemo(t, ctx, consulClient(t, s.ConsulAddr))
@@ -170,7 +170,7 @@ func TestOneTraceAcrossBothServices(t *testing.T) {
 // attempt spans, the failed one with status Error and its code, and a
 // retry event on the logical span. /metrics then counts the retries.
 func TestRetryIsVisibleInTheTrace(t *testing.T) {
-	ctx := testContext(t, 90*time.Second)
+	ctx := devstack.ContextForTest(t, 90*time.Second)
 	rcv := otlptest.Start(t)
 	s := startStackWith(t, ctx, 2, 1, stackExtras{env: traceEnv(rcv)})
 	buyer := newBuyer(t, ctx, s)

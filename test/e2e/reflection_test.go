@@ -14,7 +14,7 @@ import (
 // TestReflection does what `grpcurl list` and `grpcurl describe` do against
 // one instance of each service, directly by address.
 func TestReflection(t *testing.T) {
-	ctx := testContext(t, 60*time.Second)
+	ctx := devstack.ContextForTest(t, 60*time.Second)
 	s := startStack(t, ctx, 1, 1)
 
 	tests := []struct {

@@ -101,7 +101,7 @@ func configWith(t *testing.T, service string, path []string, value any) string {
 // client retries on the other instance.
 func TestRetryMasksAFlakyInstance(t *testing.T) {
 	const orders = 1000
-	ctx := testContext(t, 90*time.Second)
+	ctx := devstack.ContextForTest(t, 90*time.Second)
 	s := startStack(t, ctx, 2, 1)
 	buyer := newBuyer(t, ctx, s)
 	users := s.Instances("user")
@@ -140,7 +140,7 @@ func TestOutageIsBoundedByBudgetAndBreaker(t *testing.T) {
 		outage  = 10 * time.Second
 		recover = 5 * time.Second
 	)
-	ctx := testContext(t, 90*time.Second)
+	ctx := devstack.ContextForTest(t, 90*time.Second)
 	s := startStack(t, ctx, 2, 1)
 	buyer := newBuyer(t, ctx, s)
 	users := s.Instances("user")
@@ -208,7 +208,7 @@ func TestOutageIsBoundedByBudgetAndBreaker(t *testing.T) {
 // 300 ms, and the user handler's context is cancelled, not left to run.
 func TestDeadlinePropagates(t *testing.T) {
 	const methodTimeout = 300 * time.Millisecond
-	ctx := testContext(t, 60*time.Second)
+	ctx := devstack.ContextForTest(t, 60*time.Second)
 	orderConf := configWith(t, "order", []string{"clients", "user", "methods", getUser},
 		map[string]any{"timeout": methodTimeout.String(), "attempt_timeout": methodTimeout.String()})
 	s := startStackWith(t, ctx, 2, 1, stackExtras{configs: map[string]string{"order": orderConf}})
@@ -255,7 +255,7 @@ func TestDeadlinePropagates(t *testing.T) {
 // instance that answers, and every key still has exactly one order.
 func TestCreateOrderIsAppliedOnce(t *testing.T) {
 	const keys = 30
-	ctx := testContext(t, 60*time.Second)
+	ctx := devstack.ContextForTest(t, 60*time.Second)
 	s := startStack(t, ctx, 1, 2)
 	buyer := newBuyer(t, ctx, s)
 	orders := s.Instances("order")
@@ -327,7 +327,7 @@ func TestHungInstanceCostsOneAttempt(t *testing.T) {
 		firstBackoff   = 50 * time.Millisecond  // clients.user.retry.initial_backoff
 		normalCall     = 150 * time.Millisecond // a generous bound on one healthy attempt under -race
 	)
-	ctx := testContext(t, 60*time.Second)
+	ctx := devstack.ContextForTest(t, 60*time.Second)
 	s := startStack(t, ctx, 2, 1)
 	buyer := newBuyer(t, ctx, s)
 	users := s.Instances("user")
@@ -356,7 +356,7 @@ func TestHungInstanceCostsOneAttempt(t *testing.T) {
 // server exactly once per call.
 func TestClientErrorsAreNotRetried(t *testing.T) {
 	const n = 10
-	ctx := testContext(t, 60*time.Second)
+	ctx := devstack.ContextForTest(t, 60*time.Second)
 	s := startStack(t, ctx, 2, 1)
 	users := s.Instances("user")
 	client := orderAt(t, s.Instances("order")[0])

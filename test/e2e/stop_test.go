@@ -12,6 +12,7 @@ import (
 	"github.com/hashicorp/consul/api"
 
 	userv1 "github.com/rampart-go/rampart/api/user/v1"
+	"github.com/rampart-go/rampart/internal/devstack"
 )
 
 // TestGracefulStopLeavesConsul stops one of two user instances with SIGTERM
@@ -25,7 +26,7 @@ func TestGracefulStopLeavesConsul(t *testing.T) {
 		warmUp        = time.Second // stream before the signal
 		coolDown      = time.Second // stream after the exit
 	)
-	ctx := testContext(t, 60*time.Second)
+	ctx := devstack.ContextForTest(t, 60*time.Second)
 	s := startStack(t, ctx, 2, 1)
 	consul := consulClient(t, s.ConsulAddr)
 	clients := dialDemo(t, ctx, consul)

@@ -58,14 +58,6 @@ func bins(t *testing.T) map[string]string {
 	return built.bins
 }
 
-// testContext returns a context that ends after d or when the test ends.
-func testContext(t *testing.T, d time.Duration) context.Context {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), d)
-	t.Cleanup(cancel)
-	return ctx
-}
-
 // startStack runs both jobs on fresh Consul and Nomad dev agents of the
 // test's own and stops everything in t.Cleanup, printing the agents' and
 // tasks' logs first if the test failed.

@@ -26,7 +26,7 @@ const loadRate = 40
 // processes, registered exactly two passing instances of each with a gRPC
 // check, and that the demo flow crosses both services through them.
 func TestJobsServeTheDemo(t *testing.T) {
-	ctx := testContext(t, 10*time.Minute)
+	ctx := devstack.ContextForTest(t, 10*time.Minute)
 	s := startStack(t, ctx)
 	consul := consulClient(t, s)
 
@@ -71,7 +71,7 @@ func TestJobsServeTheDemo(t *testing.T) {
 // does (nomad alloc stop) under steady load: Nomad deregisters it, waits
 // shutdown_delay, signals it and places a replacement; no call fails.
 func TestAllocStopUnderLoad(t *testing.T) {
-	ctx := testContext(t, 10*time.Minute)
+	ctx := devstack.ContextForTest(t, 10*time.Minute)
 	s := startStack(t, ctx)
 	consul := consulClient(t, s)
 	demo := dialDemo(t, ctx, consul)
@@ -110,7 +110,7 @@ func TestAllocStopUnderLoad(t *testing.T) {
 // checks), under steady load: the deployment succeeds, every new
 // allocation is healthy, and no call fails.
 func TestRollingUpdateUnderLoad(t *testing.T) {
-	ctx := testContext(t, 10*time.Minute)
+	ctx := devstack.ContextForTest(t, 10*time.Minute)
 	s := startStack(t, ctx)
 	consul := consulClient(t, s)
 	demo := dialDemo(t, ctx, consul)
