@@ -58,9 +58,12 @@ func StartConsulCluster(ctx context.Context, servers int, opts ...ConsulOption) 
 		}
 		c.ownsDir = true
 	}
+	// `return nil, err` clears the named result before this runs, so the
+	// cleanup holds its own reference to what was started.
+	started := c
 	defer func() {
 		if err != nil {
-			_ = c.Stop()
+			_ = started.Stop()
 		}
 	}()
 

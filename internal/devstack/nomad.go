@@ -474,9 +474,12 @@ func StartNomadStack(ctx context.Context, cfg NomadStackConfig) (s *NomadStack, 
 		}
 	}
 	s = &NomadStack{cfg: cfg, Bins: map[string]string{}}
+	// `return nil, err` clears the named result before this runs, so the
+	// cleanup holds its own reference to what was started.
+	started := s
 	defer func() {
 		if err != nil {
-			_ = s.Stop()
+			_ = started.Stop()
 		}
 	}()
 	var missing []string

@@ -53,9 +53,12 @@ func StartStack(ctx context.Context, cfg StackConfig) (s *Stack, err error) {
 		cfg.StopAfter = 15 * time.Second
 	}
 	s = &Stack{cfg: cfg, procs: make(map[string][]*ServiceProc)}
+	// `return nil, err` clears the named result before this runs, so the
+	// cleanup holds its own reference to what was started.
+	started := s
 	defer func() {
 		if err != nil {
-			_ = s.Stop()
+			_ = started.Stop()
 		}
 	}()
 	names := make([]string, 0, len(cfg.Services))
