@@ -12,7 +12,8 @@ import (
 
 // TestRenameLeavesAWorkingTree renames a copy to another module path and
 // checks what a user would: it builds, vets and passes its unit tests, no
-// file names the old path any more, and a second run changes nothing.
+// file names the old path any more, a second run changes nothing, and a
+// service scaffolded afterwards lives under the new path.
 func TestRenameLeavesAWorkingTree(t *testing.T) {
 	ctx := devstack.ContextForTest(t, 12*time.Minute)
 	dir := copyRepo(t, ctx)
@@ -63,4 +64,13 @@ func TestRenameLeavesAWorkingTree(t *testing.T) {
 		t.Errorf("second rename said %q, want that there is nothing to do", out)
 	}
 	unchanged(t, "a second rename", renamed, treeHash(t, dir))
+
+	// The path a user takes: rename first, then add a service, which must
+	// land under the new path.
+	run(t, ctx, dir, "make", "--no-print-directory", "new-service", "NAME=payment")
+	proto, err := os.ReadFile(filepath.Join(dir, "api", "payment", "v1", "payment.proto"))
+	if err != nil || !strings.Contains(string(proto), `go_package = "`+newPath+`/api/payment/v1;v1"`) {
+		t.Errorf("payment.proto after the rename: %v\n%s", err, proto)
+	}
+	run(t, ctx, dir, "go", "vet", "./cmd/payment/", "./internal/...")
 }
