@@ -2,8 +2,6 @@ package conf_test
 
 import (
 	"errors"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -15,28 +13,6 @@ func noEnv(string) (string, bool) { return "", false }
 
 func env(kv map[string]string) func(string) (string, bool) {
 	return func(k string) (string, bool) { v, ok := kv[k]; return v, ok }
-}
-
-// The shipped configs must load as they are: they are what make run uses.
-func TestShippedConfigsAreValid(t *testing.T) {
-	files, err := filepath.Glob("../../configs/*.yaml")
-	if err != nil || len(files) == 0 {
-		t.Fatalf("no configs found: %v", err)
-	}
-	for _, f := range files {
-		raw, err := os.ReadFile(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		c, err := conf.Parse(raw, noEnv)
-		if err != nil {
-			t.Fatalf("%s: %v", f, err)
-		}
-		cc := c.Registry.Consul
-		if cc.HealthInterval != time.Second || cc.HealthTimeout != time.Second || cc.DeregisterAfter != 30*time.Second {
-			t.Errorf("%s: health check timings %v/%v/%v, want 1s/1s/30s", f, cc.HealthInterval, cc.HealthTimeout, cc.DeregisterAfter)
-		}
-	}
 }
 
 func TestBadValuesNameTheKey(t *testing.T) {

@@ -6,19 +6,27 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"gopkg.in/yaml.v3"
 )
 
-// TestShippedConfigsNoteWhatDiffers holds configs/*.yaml to their header,
-// "every key is shown with its default unless noted": a value that differs
-// from the code default says "default" in its comment. Keys without a
-// default (service.name, clients.<client>.target) need no note.
-func TestShippedConfigsNoteWhatDiffers(t *testing.T) {
+// shippedConfig is one of configs/*.yaml, raw and loaded.
+type shippedConfig struct {
+	path string
+	raw  []byte
+	c    *Bootstrap
+}
+
+// shippedConfigs loads every configs/*.yaml as a service would, without
+// environment overrides, failing the test on any that does not load.
+func shippedConfigs(t *testing.T) []shippedConfig {
+	t.Helper()
 	files, err := filepath.Glob("../../configs/*.yaml")
 	if err != nil || len(files) == 0 {
 		t.Fatalf("no configs found: %v", err)
 	}
+	out := make([]shippedConfig, 0, len(files))
 	for _, f := range files {
 		raw, err := os.ReadFile(f)
 		if err != nil {
@@ -28,6 +36,29 @@ func TestShippedConfigsNoteWhatDiffers(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: %v", f, err)
 		}
+		out = append(out, shippedConfig{path: f, raw: raw, c: c})
+	}
+	return out
+}
+
+// The shipped configs must load as they are (they are what make run uses),
+// with the health check timings the registry tests measured.
+func TestShippedConfigsAreValid(t *testing.T) {
+	for _, sc := range shippedConfigs(t) {
+		cc := sc.c.Registry.Consul
+		if cc.HealthInterval != time.Second || cc.HealthTimeout != time.Second || cc.DeregisterAfter != 30*time.Second {
+			t.Errorf("%s: health check timings %v/%v/%v, want 1s/1s/30s", sc.path, cc.HealthInterval, cc.HealthTimeout, cc.DeregisterAfter)
+		}
+	}
+}
+
+// TestShippedConfigsNoteWhatDiffers holds configs/*.yaml to their header,
+// "every key is shown with its default unless noted": a value that differs
+// from the code default says "default" in its comment. Keys without a
+// default (service.name, clients.<client>.target) need no note.
+func TestShippedConfigsNoteWhatDiffers(t *testing.T) {
+	for _, sc := range shippedConfigs(t) {
+		f, raw, c := sc.path, sc.raw, sc.c
 		def := Default()
 		def.Clients = map[string]Client{}
 		noDefault := map[string]bool{"service.name": true}

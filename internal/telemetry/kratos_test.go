@@ -1,11 +1,9 @@
 package telemetry_test
 
 import (
-	"bytes"
 	"context"
 	"net"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -17,24 +15,6 @@ import (
 	userv1 "github.com/rampart-go/rampart/api/user/v1"
 	"github.com/rampart-go/rampart/internal/telemetry"
 )
-
-// lockedWriter serialises writes from the server's goroutines.
-type lockedWriter struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (w *lockedWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.buf.Write(p)
-}
-
-func (w *lockedWriter) lines() []string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return strings.Split(strings.TrimSpace(w.buf.String()), "\n")
-}
 
 // loggingFrontend logs inside its handler, then calls the backend.
 type loggingFrontend struct {
@@ -55,7 +35,7 @@ func (f *loggingFrontend) GetUserProfile(ctx context.Context, req *userv1.GetUse
 func TestKratosServerKeepsTheServerSpan(t *testing.T) {
 	clearOTelEnv(t)
 	tel, rec := newTelemetry(t, telemetry.Config{})
-	var out lockedWriter
+	var out syncBuffer
 	logger := telemetry.Logger(log.NewStdLogger(&out))
 
 	backAddr := serve(t, tel, &backend{})
@@ -100,7 +80,7 @@ func TestKratosServerKeepsTheServerSpan(t *testing.T) {
 
 	ids := "trace_id=" + server.SpanContext().TraceID().String() + " span_id=" + server.SpanContext().SpanID().String()
 	var handler, middleware bool
-	for _, line := range out.lines() {
+	for _, line := range strings.Split(strings.TrimSpace(out.String()), "\n") {
 		switch {
 		case strings.Contains(line, "in the handler"):
 			handler = strings.Contains(line, ids)
@@ -110,6 +90,6 @@ func TestKratosServerKeepsTheServerSpan(t *testing.T) {
 	}
 	if !handler || !middleware {
 		t.Errorf("want %q on the handler's line (%t) and the logging middleware's (%t):\n%s",
-			ids, handler, middleware, strings.Join(out.lines(), "\n"))
+			ids, handler, middleware, strings.Join(strings.Split(strings.TrimSpace(out.String()), "\n"), "\n"))
 	}
 }
