@@ -381,6 +381,26 @@ func (a *NomadAgent) Stop() error {
 	return errors.Join(errs...)
 }
 
+func (a *NomadAgent) waitAllocsRunning(ctx context.Context, job string, n int) error {
+	for {
+		allocs, err := a.Allocs(ctx, job)
+		running := 0
+		for _, al := range allocs {
+			if al.Running() {
+				running++
+			}
+		}
+		if err == nil && running >= n {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%d of %d allocations of %s running in Nomad: %w", running, n, job, ctx.Err())
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
 func (a *NomadAgent) waitAllocsEnded(ctx context.Context, job string) error {
 	for {
 		allocs, err := a.Allocs(ctx, job)
@@ -529,6 +549,12 @@ func StartNomadStack(ctx context.Context, cfg NomadStackConfig) (s *NomadStack, 
 	for _, job := range cfg.Jobs {
 		if _, err := WaitPassing(ctx, client, job, cfg.Count); err != nil {
 			return nil, fmt.Errorf("%w\n%s", err, s.TaskLogTails(job, 20))
+		}
+		// Consul can see a task pass before the Nomad client has reported it
+		// running to the server (it batches status updates), and a caller
+		// that acts on allocations next needs Nomad's view to agree.
+		if err := s.Nomad.waitAllocsRunning(ctx, job, cfg.Count); err != nil {
+			return nil, err
 		}
 	}
 	return s, nil
