@@ -85,7 +85,7 @@ bin/golangci-lint: tools/golangci-lint/go.mod tools/golangci-lint/go.sum
 	cd tools/golangci-lint && go build -o ../../bin/golangci-lint github.com/golangci/golangci-lint/v2/cmd/golangci-lint
 
 .PHONY: run
-run: bin/consul ## start Consul, 2 user + 2 order instances, run the demo; Ctrl-C stops all
+run: bin/consul ## start Consul and 2 instances of every service, run the demo; Ctrl-C stops all
 	@go build -o bin/devstack ./cmd/devstack
 	@bin/devstack
 
@@ -96,7 +96,7 @@ run: bin/consul ## start Consul, 2 user + 2 order instances, run the demo; Ctrl-
 NOMAD_STACK := .devstack/nomad
 
 .PHONY: nomad-up
-nomad-up: bin/nomad bin/consul ## start Consul + Nomad dev agents, run deploy/nomad jobs (2 user + 2 order), run the demo
+nomad-up: bin/nomad bin/consul ## start Consul + Nomad dev agents, run every deploy/nomad job (2 allocations each), run the demo
 	@go build -o bin/devstack ./cmd/devstack
 	@mkdir -p $(NOMAD_STACK)
 	@if [ -f $(NOMAD_STACK)/devstack.pid ] && kill -0 "$$(cat $(NOMAD_STACK)/devstack.pid)" 2>/dev/null; then \
