@@ -35,7 +35,11 @@ var serviceName = regexp.MustCompile(`^[a-z][a-z0-9]{0,29}$`)
 type ServiceData struct {
 	Module string // the module path, from go.mod
 	Name   string // payment
-	Pascal string // Payment
+}
+
+// Pascal is the name as Go and proto type names start it: Payment.
+func (d ServiceData) Pascal() string {
+	return strings.ToUpper(d.Name[:1]) + d.Name[1:]
 }
 
 // CheckServiceName says why name cannot be a new service under root, or
@@ -70,7 +74,7 @@ func NewService(ctx context.Context, root, name string, opts ...Option) ([]strin
 	if err != nil {
 		return nil, err
 	}
-	files, err := RenderService(ServiceData{Module: module, Name: name, Pascal: pascal(name)})
+	files, err := RenderService(ServiceData{Module: module, Name: name})
 	if err != nil {
 		return nil, err
 	}
@@ -131,8 +135,4 @@ func RenderService(d ServiceData) (map[string][]byte, error) {
 		return nil
 	})
 	return out, err
-}
-
-func pascal(name string) string {
-	return strings.ToUpper(name[:1]) + name[1:]
 }

@@ -126,7 +126,7 @@ func planRename(root, oldPath, newPath string) (map[string][]byte, error) {
 
 // isGenerated names the files a generator owns; regenerate rewrites them.
 func isGenerated(name string) bool {
-	return strings.HasSuffix(name, ".pb.go") || name == "wire_gen.go" || name == "go.sum"
+	return strings.HasSuffix(name, ".pb.go") || name == "wire_gen.go"
 }
 
 // replacePath replaces oldPath where it stands as a whole module path:

@@ -249,7 +249,7 @@ func TestNewServiceWritesEveryLayer(t *testing.T) {
 // them, so the template cannot fall behind what `make test-nomad` proves.
 func TestNomadTemplateRendersTheDemoJobSpecs(t *testing.T) {
 	for _, name := range []string{"user", "order"} {
-		files, err := RenderService(ServiceData{Module: "github.com/rampart-go/rampart", Name: name, Pascal: pascal(name)})
+		files, err := RenderService(ServiceData{Module: "github.com/rampart-go/rampart", Name: name})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -287,7 +287,7 @@ func TestReplacePath(t *testing.T) {
 // The rendered config passes the same strict load a service does at start
 // (unknown keys are errors), so the template cannot fall behind the schema.
 func TestServiceConfigTemplateLoads(t *testing.T) {
-	files, err := RenderService(ServiceData{Module: "example.com/app", Name: "payment", Pascal: "Payment"})
+	files, err := RenderService(ServiceData{Module: "example.com/app", Name: "payment"})
 	if err != nil {
 		t.Fatal(err)
 	}
