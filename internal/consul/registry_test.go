@@ -595,7 +595,7 @@ func TestWatchStop(t *testing.T) {
 
 func TestConsulDownAtStart(t *testing.T) {
 	ctx := testContext(t, 2*time.Minute)
-	port := freePort(t)
+	port := devstack.PortForTest(t)
 	addr := "127.0.0.1:" + strconv.Itoa(port)
 	r, _, logs := newRegistry(t, addr)
 	srv := startGRPC(t)
@@ -728,22 +728,12 @@ func TestAgentRestart(t *testing.T) {
 	}
 }
 
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := (&net.ListenConfig{}).Listen(context.Background(), "tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = l.Close() }()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
 // TestDeregisterNeverRegistered stops an instance whose registration never
 // succeeded, Consul being down throughout: there is nothing to remove, so
 // no error, and the log says so at info.
 func TestDeregisterNeverRegistered(t *testing.T) {
 	ctx := testContext(t, time.Minute)
-	r, _, logs := newRegistry(t, "127.0.0.1:"+strconv.Itoa(freePort(t)))
+	r, _, logs := newRegistry(t, "127.0.0.1:"+strconv.Itoa(devstack.PortForTest(t)))
 	ins := newInstance("user", "user-1", "127.0.0.1:1")
 	if err := r.Register(ctx, ins); err != nil {
 		t.Fatalf("Register with Consul down = %v, want nil", err)

@@ -26,6 +26,7 @@ type ConsulCluster struct {
 	ownsDir bool
 	servers []*clusterAgent
 	client  *clusterAgent
+	lease   *portLease // every agent's ports, held until Stop
 }
 
 // clusterAgent is one agent of the cluster.
@@ -58,51 +59,53 @@ func StartConsulCluster(ctx context.Context, servers int, opts ...ConsulOption) 
 		}
 		c.ownsDir = true
 	}
-	// `return nil, err` clears the named result before this runs, so the
-	// cleanup holds its own reference to what was started.
-	started := c
-	defer func() {
-		if err != nil {
-			_ = started.Stop()
+	// A port taken by a process outside devstack makes an agent exit at
+	// start; the whole cluster then starts again on fresh ports.
+	for attempt := 1; ; attempt++ {
+		if err = c.launch(ctx, servers); err == nil {
+			return c, nil
 		}
-	}()
+		c.stopAgents()
+		for _, a := range append(c.servers, c.client) {
+			if a != nil {
+				_ = os.RemoveAll(filepath.Join(c.opts.dir, a.name)) // no Raft state from a failed start
+			}
+		}
+		if !isBindCollision(err) || attempt == bindAttempts || ctx.Err() != nil {
+			break
+		}
+	}
+	if c.ownsDir {
+		_ = os.RemoveAll(c.opts.dir)
+	}
+	return nil, err
+}
 
-	used := map[int]bool{}
+// launch leases every agent's ports, starts the agents and waits until
+// the cluster is ready. On error the caller stops what was started.
+func (c *ConsulCluster) launch(ctx context.Context, servers int) error {
+	lease, err := leasePorts(4 * (servers + 1))
+	if err != nil {
+		return fmt.Errorf("consul cluster: %w", err)
+	}
+	c.lease = lease
 	agents := make([]*clusterAgent, 0, servers+1)
 	for i := range servers + 1 {
 		a := &clusterAgent{name: fmt.Sprintf("server-%d", i+1), server: i < servers}
 		if !a.server {
 			a.name = "client"
 		}
-		// Each pick releases its ports before the next, so the kernel may
-		// hand one out twice; pick again until all are distinct.
-		for try := 0; ; try++ {
-			if a.ports, err = pickConsulPorts(0); err != nil {
-				return nil, fmt.Errorf("consul cluster: %w", err)
-			}
-			ps := []int{a.ports.http, a.ports.serfLAN, a.ports.serfWAN, a.ports.server}
-			if !used[ps[0]] && !used[ps[1]] && !used[ps[2]] && !used[ps[3]] {
-				for _, p := range ps {
-					used[p] = true
-				}
-				break
-			}
-			if try == 10 {
-				return nil, errors.New("consul cluster: no distinct free ports")
-			}
-		}
+		ps := lease.ports[4*i:]
+		a.ports = consulPorts{http: ps[0], server: ps[1], serfLAN: ps[2], serfWAN: ps[3]}
 		agents = append(agents, a)
 	}
 	c.servers, c.client = agents[:servers], agents[servers]
 	for _, a := range agents {
-		if err = c.start(ctx, a, agents); err != nil {
-			return nil, err
+		if err := c.start(ctx, a, agents); err != nil {
+			return err
 		}
 	}
-	if err = c.waitReady(ctx, len(agents)); err != nil {
-		return nil, err
-	}
-	return c, nil
+	return c.waitReady(ctx, len(agents))
 }
 
 // start launches one agent that joins every other agent's Serf LAN port.
@@ -179,7 +182,7 @@ func (c *ConsulCluster) waitReady(ctx context.Context, members int) error {
 			if p := a.current(); p != nil {
 				select {
 				case <-p.exited:
-					return fmt.Errorf("consul cluster: %s exited at start: %w (log %s)", a.name, p.err, c.LogPath(a.name))
+					return fmt.Errorf("consul cluster: %s %w at start: %w (log %s): %s", a.name, errExitedAtStart, p.err, c.LogPath(a.name), errorLine(fileTail(c.LogPath(a.name), 30)))
 				default:
 				}
 			}
@@ -290,6 +293,17 @@ func (a *clusterAgent) terminate(timeout time.Duration) {
 // Stop ends every agent (SIGTERM, then SIGKILL after the stop timeout) and
 // removes the directory it made. It is safe to call more than once.
 func (c *ConsulCluster) Stop() error {
+	c.stopAgents()
+	if c.ownsDir {
+		if err := os.RemoveAll(c.opts.dir); err != nil {
+			return fmt.Errorf("stop consul cluster: %w", err)
+		}
+	}
+	return nil
+}
+
+// stopAgents ends every agent and releases their ports.
+func (c *ConsulCluster) stopAgents() {
 	var wg sync.WaitGroup
 	for _, a := range append([]*clusterAgent{c.client}, c.servers...) {
 		if a == nil {
@@ -302,10 +316,5 @@ func (c *ConsulCluster) Stop() error {
 		}()
 	}
 	wg.Wait()
-	if c.ownsDir {
-		if err := os.RemoveAll(c.opts.dir); err != nil {
-			return fmt.Errorf("stop consul cluster: %w", err)
-		}
-	}
-	return nil
+	c.lease.release()
 }

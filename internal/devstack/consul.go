@@ -234,6 +234,7 @@ type ConsulAgent struct {
 	ownsDir bool
 	logPath string
 	ports   consulPorts
+	lease   *portLease // holds ports until Stop
 
 	mu      sync.Mutex
 	proc    *consulProc // nil while no process runs (after Kill/Stop)
@@ -273,21 +274,23 @@ func StartConsul(ctx context.Context, opts ...ConsulOption) (*ConsulAgent, error
 	}
 	a.logPath = filepath.Join(a.opts.dir, "consul.log")
 
-	// Free ports are found by binding and releasing them, so another process
-	// can take one before the agent binds it. The agent then exits at once;
-	// try again with new ports unless the caller fixed the HTTP port.
-
-	for attempt := 0; attempt < 3; attempt++ {
-		if a.ports, err = pickConsulPorts(o.httpPort); err != nil {
+	// The ports are reserved (ports.go), so only a process outside devstack
+	// can hold one; the agent then exits at once, and it is started again on
+	// fresh ports (keeping a fixed HTTP port: the caller told others of it).
+	for attempt := 1; ; attempt++ {
+		var lease *portLease
+		if a.ports, lease, err = leaseConsulPorts(o.httpPort); err != nil {
 			break
 		}
 		a.mu.Lock()
+		a.lease = lease
 		err = a.startLocked(ctx)
 		a.mu.Unlock()
 		if err == nil {
 			return a, nil
 		}
-		if !errors.Is(err, errConsulExited) || o.httpPort != 0 || ctx.Err() != nil {
+		lease.release()
+		if !isBindCollision(err) || attempt == bindAttempts || ctx.Err() != nil {
 			break
 		}
 	}
@@ -297,7 +300,16 @@ func StartConsul(ctx context.Context, opts ...ConsulOption) (*ConsulAgent, error
 	return nil, fmt.Errorf("start consul: %w", err)
 }
 
-var errConsulExited = errors.New("consul agent exited")
+// isBindCollision reports whether a child exited at start because one of
+// its ports was taken: the child's own log line is part of err.
+func isBindCollision(err error) bool {
+	return errors.Is(err, errExitedAtStart) && strings.Contains(err.Error(), errAddrInUse)
+}
+
+// errExitedAtStart marks a child (agent or instance) that exited before it
+// was ready; with its log's reason in the message, isBindCollision tells
+// whether fresh ports would help.
+var errExitedAtStart = errors.New("exited")
 
 // startLocked launches the process and waits for readiness; a.mu is held.
 func (a *ConsulAgent) startLocked(ctx context.Context) error {
@@ -347,11 +359,8 @@ func (a *ConsulAgent) startLocked(ctx context.Context) error {
 	if err := a.waitReady(ctx, proc); err != nil {
 		a.killLocked()
 		logTail := a.LogTail(30)
-		// The agent's own reason (e.g. "bind: address already in use") is
-		// its last ERROR line; put it where a reader looks first.
-		if i := strings.LastIndex(logTail, "[ERROR]"); i >= 0 {
-			line, _, _ := strings.Cut(logTail[i:], "\n")
-			err = fmt.Errorf("%w: %s", err, line)
+		if reason := errorLine(logTail); reason != "" {
+			err = fmt.Errorf("%w: %s", err, reason)
 		}
 		return fmt.Errorf("%w\n--- %s (tail) ---\n%s", err, a.logPath, logTail)
 	}
@@ -457,7 +466,7 @@ func (a *ConsulAgent) waitReady(ctx context.Context, proc *consulProc) error {
 		last = fmt.Errorf("%s: %w", steps[i].name, err)
 		select {
 		case <-proc.exited:
-			return fmt.Errorf("%w during start-up: %w", errConsulExited, proc.err)
+			return fmt.Errorf("consul agent %w during start-up: %w", errExitedAtStart, proc.err)
 		case <-ctx.Done():
 			return fmt.Errorf("consul agent not ready after %s: %w (last: %w)", a.opts.startTimeout, ctx.Err(), last)
 		case <-tick.C:
@@ -560,6 +569,7 @@ func (a *ConsulAgent) Stop() error {
 	}
 	a.stopped = true
 	err := a.terminateLocked()
+	a.lease.release()
 	if a.ownsDir {
 		if rmErr := os.RemoveAll(a.opts.dir); rmErr != nil && err == nil {
 			err = fmt.Errorf("stop consul: %w", rmErr)
@@ -661,63 +671,43 @@ func ConsulFromEnv(ctx context.Context) (addr string, ok bool) {
 	return addr, true
 }
 
-// pickConsulPorts finds free loopback ports. Serf uses the same number on
-// TCP and UDP, so those must be free on both. All listeners stay open until
-// every port is chosen, so no two ports are the same.
-func pickConsulPorts(httpPort int) (consulPorts, error) {
-	var lc net.ListenConfig
-	var closers []io.Closer
-	defer func() {
-		for _, c := range closers {
-			_ = c.Close()
-		}
-	}()
-	tcp := func() (int, error) {
-		l, err := lc.Listen(context.Background(), "tcp", "127.0.0.1:0")
-		if err != nil {
-			return 0, err
-		}
-		closers = append(closers, l)
-		return l.Addr().(*net.TCPAddr).Port, nil
-	}
-	tcpUDP := func() (int, error) {
-		for range 20 {
-			port, err := tcp()
-			if err != nil {
-				return 0, err
-			}
-			u, err := lc.ListenPacket(context.Background(), "udp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
-			if err != nil {
-				continue
-			}
-			closers = append(closers, u)
-			return port, nil
-		}
-		return 0, errors.New("no port free on both TCP and UDP")
-	}
-	var p consulPorts
-	var err error
+// leaseConsulPorts reserves the agent's ports: httpPort if it is not 0
+// (the caller owns it), the others from ports.go. Serf uses each of its
+// numbers on TCP and UDP; every leased port is free on both.
+func leaseConsulPorts(httpPort int) (consulPorts, *portLease, error) {
+	n := 4
 	if httpPort != 0 {
-		p.http = httpPort
-	} else if p.http, err = tcp(); err != nil {
-		return p, fmt.Errorf("pick ports: %w", err)
+		n = 3
 	}
-	if p.server, err = tcp(); err != nil {
-		return p, fmt.Errorf("pick ports: %w", err)
+	l, err := leasePorts(n, httpPort)
+	if err != nil {
+		return consulPorts{}, nil, fmt.Errorf("pick ports: %w", err)
 	}
-	if p.serfLAN, err = tcpUDP(); err != nil {
-		return p, fmt.Errorf("pick ports: %w", err)
+	p := consulPorts{http: httpPort, server: l.ports[0], serfLAN: l.ports[1], serfWAN: l.ports[2]}
+	if httpPort == 0 {
+		p.http = l.ports[3]
 	}
-	if p.serfWAN, err = tcpUDP(); err != nil {
-		return p, fmt.Errorf("pick ports: %w", err)
-	}
-	return p, nil
+	return p, l, nil
 }
 
 func consulNodeSuffix() string {
 	b := make([]byte, 4)
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
+}
+
+// errorLine returns a child's own reason for failing from the tail of its
+// log (e.g. "bind: address already in use"): the last line that Consul
+// marks [ERROR] or Nomad starts with "Error", or "" if there is none.
+// Callers put it where a reader looks first.
+func errorLine(logTail string) string {
+	lines := strings.Split(logTail, "\n")
+	for i := len(lines) - 1; i >= 0; i-- {
+		if l := strings.TrimSpace(lines[i]); strings.Contains(l, "[ERROR]") || strings.HasPrefix(strings.TrimLeft(l, "=> "), "Error") {
+			return l
+		}
+	}
+	return ""
 }
 
 // consulLogLines returns the last n lines of b.

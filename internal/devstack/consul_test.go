@@ -3,7 +3,6 @@ package devstack_test
 import (
 	"context"
 	"errors"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -258,7 +257,7 @@ func TestKillThenRestart(t *testing.T) {
 }
 
 func TestStartConsulOnGivenPort(t *testing.T) {
-	port := freePort(t)
+	port := devstack.PortForTest(t)
 	agent := devstack.ConsulForTest(t, devstack.WithConsulHTTPPort(port))
 	if want := "127.0.0.1:" + strconv.Itoa(port); agent.Addr() != want {
 		t.Fatalf("Addr = %s, want %s", agent.Addr(), want)
@@ -288,7 +287,7 @@ func TestConsulFromEnv(t *testing.T) {
 		t.Errorf("running agent: got %q %v, want %s", addr, ok, agent.Addr())
 	}
 
-	t.Setenv(api.HTTPAddrEnvName, "127.0.0.1:"+strconv.Itoa(freePort(t)))
+	t.Setenv(api.HTTPAddrEnvName, "127.0.0.1:"+strconv.Itoa(devstack.PortForTest(t)))
 	start := time.Now()
 	if addr, ok := devstack.ConsulFromEnv(ctx); ok {
 		t.Errorf("no agent: got %s", addr)
@@ -296,14 +295,4 @@ func TestConsulFromEnv(t *testing.T) {
 	if d := time.Since(start); d > 1500*time.Millisecond {
 		t.Errorf("probe of a dead address took %s", d)
 	}
-}
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := (&net.ListenConfig{}).Listen(context.Background(), "tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = l.Close() }()
-	return l.Addr().(*net.TCPAddr).Port
 }

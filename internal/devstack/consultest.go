@@ -55,6 +55,19 @@ func ConsulForTest(tb testing.TB, opts ...ConsulOption) *ConsulAgent {
 	return agent
 }
 
+// PortForTest reserves a loopback port for the whole test (see
+// ReservePort), for an address that must be known before the process that
+// binds it starts, or one that must stay unanswered.
+func PortForTest(tb testing.TB) int {
+	tb.Helper()
+	port, release, err := ReservePort()
+	if err != nil {
+		tb.Fatalf("port for test: %v", err)
+	}
+	tb.Cleanup(release)
+	return port
+}
+
 // StackForTest starts a stack in a directory of the test and stops it in
 // tb.Cleanup; if the start fails or the test does, the tail of every log
 // is written to the test log. cfg.WorkDir is ignored.

@@ -45,6 +45,7 @@ type NomadConfig struct {
 type NomadAgent struct {
 	cfg     NomadConfig
 	port    int
+	lease   *portLease // the agent's ports, held until Stop
 	logPath string
 	dataDir string
 	cmd     *exec.Cmd
@@ -60,6 +61,8 @@ type NomadAgent struct {
 // are denied: they probe metadata endpoints and fail with the module
 // versions the tool module resolves. Nomad's own services are not
 // advertised in Consul: only the jobs' services are of interest there.
+// The tasks' dynamic ports come from a range stated here because devstack
+// draws its own ports from outside it (ports.go).
 const nomadAgentHCL = `name                 = "rampart-dev"
 data_dir             = %q
 bind_addr            = "127.0.0.1"
@@ -80,6 +83,8 @@ advertise {
 
 client {
   network_interface = "lo"
+  min_dynamic_port  = %d
+  max_dynamic_port  = %d
   options = {
     "fingerprint.denylist" = "env_aws,env_gce,env_azure,env_digitalocean"
   }
@@ -108,29 +113,41 @@ func StartNomad(ctx context.Context, cfg NomadConfig) (*NomadAgent, error) {
 	if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
 		return nil, fmt.Errorf("start nomad: %w", err)
 	}
-	ports := make([]int, 3)
-	for i := range ports {
-		p, err := freePort()
-		if err != nil {
-			return nil, fmt.Errorf("start nomad: %w", err)
+	// A port taken by a process outside devstack makes the agent exit at
+	// start; it is started again on fresh ports.
+	for attempt := 1; ; attempt++ {
+		a, err := startNomadOnce(ctx, cfg)
+		if err == nil || !isBindCollision(err) || attempt == bindAttempts || ctx.Err() != nil {
+			return a, err
 		}
-		ports[i] = p
+		_ = os.RemoveAll(filepath.Join(cfg.Dir, "data")) // no state from the failed start
 	}
+}
+
+func startNomadOnce(ctx context.Context, cfg NomadConfig) (*NomadAgent, error) {
+	lease, err := leasePorts(3)
+	if err != nil {
+		return nil, fmt.Errorf("start nomad: %w", err)
+	}
+	ports := lease.ports
 	a := &NomadAgent{
 		cfg:     cfg,
 		port:    ports[0],
+		lease:   lease,
 		logPath: filepath.Join(cfg.Dir, "nomad.log"),
 		dataDir: filepath.Join(cfg.Dir, "data"),
 		exited:  make(chan struct{}),
 		hc:      &http.Client{Timeout: 5 * time.Second},
 	}
 	confPath := filepath.Join(cfg.Dir, "agent.hcl")
-	hcl := fmt.Sprintf(nomadAgentHCL, a.dataDir, ports[0], ports[1], ports[2], cfg.ConsulAddr)
-	if err := os.WriteFile(confPath, []byte(hcl), 0o644); err != nil {
+	hcl := fmt.Sprintf(nomadAgentHCL, a.dataDir, ports[0], ports[1], ports[2], nomadDynamicMin, nomadDynamicMax, cfg.ConsulAddr)
+	if err = os.WriteFile(confPath, []byte(hcl), 0o644); err != nil {
+		lease.release()
 		return nil, fmt.Errorf("start nomad: %w", err)
 	}
 	logF, err := os.Create(a.logPath)
 	if err != nil {
+		lease.release()
 		return nil, fmt.Errorf("start nomad: %w", err)
 	}
 	// The agent outlives the start-up context: only Stop ends it.
@@ -141,6 +158,7 @@ func StartNomad(ctx context.Context, cfg NomadConfig) (*NomadAgent, error) {
 	a.cmd.SysProcAttr = consulSysProcAttr()
 	if err := a.cmd.Start(); err != nil {
 		_ = logF.Close()
+		lease.release()
 		return nil, fmt.Errorf("start nomad: %w", err)
 	}
 	go func() {
@@ -150,7 +168,8 @@ func StartNomad(ctx context.Context, cfg NomadConfig) (*NomadAgent, error) {
 	}()
 	if err := a.waitReady(ctx); err != nil {
 		_ = a.Stop()
-		return nil, fmt.Errorf("start nomad: %w\n--- %s (tail) ---\n%s", err, a.logPath, fileTail(a.logPath, 30))
+		tail := fileTail(a.logPath, 30)
+		return nil, fmt.Errorf("start nomad: %w: %s\n--- %s (tail) ---\n%s", err, errorLine(tail), a.logPath, tail)
 	}
 	return a, nil
 }
@@ -178,7 +197,7 @@ func (a *NomadAgent) waitReady(ctx context.Context) error {
 		case <-ctx.Done():
 			return fmt.Errorf("not ready: %w (last: %w)", ctx.Err(), last)
 		case <-a.exited:
-			return fmt.Errorf("nomad agent exited at start: %w", a.waitErr)
+			return fmt.Errorf("nomad agent %w at start: %w", errExitedAtStart, a.waitErr)
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
@@ -375,6 +394,7 @@ func (a *NomadAgent) Stop() error {
 	}
 	_ = syscall.Kill(-a.cmd.Process.Pid, syscall.SIGKILL)
 	<-a.exited
+	a.lease.release()
 	if n := killUnder(a.dataDir); n > 0 {
 		errs = append(errs, fmt.Errorf("killed %d task processes still running under %s", n, a.dataDir))
 	}

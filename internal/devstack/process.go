@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -61,18 +62,25 @@ var instanceSeq struct {
 	n int
 }
 
-// StartService starts one instance with its gRPC and HTTP ports chosen free
-// (passed through RAMPART_GRPC_ADDR / RAMPART_HTTP_ADDR, so the caller knows
-// them) and waits until /healthz answers. It does not wait for Consul; use
-// WaitPassing for that.
+// StartService starts one instance on reserved loopback ports (passed
+// through RAMPART_GRPC_ADDR / RAMPART_HTTP_ADDR, so the caller knows them)
+// and waits until /healthz answers. An instance that finds one of its ports
+// taken (it logs the bind error and keeps retrying) is killed and started
+// again on fresh ports, a bounded number of times. It does not wait for
+// Consul; use WaitPassing for that.
 func StartService(ctx context.Context, spec ServiceSpec) (*ServiceProc, error) {
-	grpcPort, err := freePort()
-	if err != nil {
-		return nil, err
+	for attempt := 1; ; attempt++ {
+		p, err := startServiceOnce(ctx, spec)
+		if err == nil || !isBindCollision(err) || attempt == bindAttempts || ctx.Err() != nil {
+			return p, err
+		}
 	}
-	httpPort, err := freePort()
+}
+
+func startServiceOnce(ctx context.Context, spec ServiceSpec) (*ServiceProc, error) {
+	lease, err := leasePorts(2)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("start %s: %w", spec.Name, err)
 	}
 	instanceSeq.Lock()
 	instanceSeq.n++
@@ -81,13 +89,14 @@ func StartService(ctx context.Context, spec ServiceSpec) (*ServiceProc, error) {
 
 	p := &ServiceProc{
 		Spec:     spec,
-		GRPCAddr: net.JoinHostPort("127.0.0.1", strconv.Itoa(grpcPort)),
-		HTTPAddr: net.JoinHostPort("127.0.0.1", strconv.Itoa(httpPort)),
+		GRPCAddr: net.JoinHostPort("127.0.0.1", strconv.Itoa(lease.ports[0])),
+		HTTPAddr: net.JoinHostPort("127.0.0.1", strconv.Itoa(lease.ports[1])),
 		LogPath:  filepath.Join(spec.LogDir, fmt.Sprintf("%s-%d.log", spec.Name, seq)),
 		exited:   make(chan struct{}),
 	}
 	logF, err := os.Create(p.LogPath)
 	if err != nil {
+		lease.release()
 		return nil, fmt.Errorf("start %s: %w", spec.Name, err)
 	}
 	p.cmd = exec.Command(spec.Binary, "-conf", spec.Config) //nolint:noctx // the instance outlives ctx; Stop and Kill end it
@@ -101,11 +110,13 @@ func StartService(ctx context.Context, spec ServiceSpec) (*ServiceProc, error) {
 	p.cmd.SysProcAttr = consulSysProcAttr()
 	if err := p.cmd.Start(); err != nil {
 		_ = logF.Close()
+		lease.release()
 		return nil, fmt.Errorf("start %s: %w", spec.Name, err)
 	}
 	go func() {
 		err := p.cmd.Wait()
 		_ = logF.Close()
+		lease.release()
 		p.mu.Lock()
 		p.err = err
 		p.mu.Unlock()
@@ -131,14 +142,30 @@ func (p *ServiceProc) waitHealthy(ctx context.Context) error {
 				return nil
 			}
 		}
+		// The instance retries a taken port for as long as it runs (app.go's
+		// listen); here fresh ports are the remedy.
+		if reason := bindErrorLine(p.LogPath); reason != "" {
+			return fmt.Errorf("%w at start: %s", errExitedAtStart, reason)
+		}
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("not healthy: %w", ctx.Err())
 		case <-p.exited:
-			return fmt.Errorf("exited at start: %w", p.ExitErr())
+			return fmt.Errorf("%w at start: %w", errExitedAtStart, p.ExitErr())
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
+}
+
+// bindErrorLine returns the log line in which the instance reports a port
+// already in use, or "".
+func bindErrorLine(logPath string) string {
+	for _, l := range strings.Split(fileTail(logPath, 50), "\n") {
+		if strings.Contains(l, errAddrInUse) {
+			return l
+		}
+	}
+	return ""
 }
 
 // PID is the process ID.
@@ -212,17 +239,4 @@ func WaitPassing(ctx context.Context, client *api.Client, name string, want int)
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
-}
-
-// freePort asks the kernel for a free loopback port. Another process can
-// take it before the service binds it; the service then retries its bind
-// and the caller's wait times out with the log named, rather than hanging.
-func freePort() (int, error) {
-	var lc net.ListenConfig
-	l, err := lc.Listen(context.Background(), "tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, fmt.Errorf("free port: %w", err)
-	}
-	defer func() { _ = l.Close() }()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }

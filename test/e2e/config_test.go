@@ -27,7 +27,7 @@ func TestBadConfigExitsNamingTheKey(t *testing.T) {
 	}
 	// Should the config be accepted after all, the instance must not find a
 	// developer's agent: point it at a port where none runs.
-	nowhere := "127.0.0.1:" + strconv.Itoa(freePort(t))
+	nowhere := "127.0.0.1:" + strconv.Itoa(devstack.PortForTest(t))
 
 	tests := []struct {
 		name     string

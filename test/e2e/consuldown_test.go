@@ -27,7 +27,7 @@ func TestConsulDownAtStart(t *testing.T) {
 	ctx := devstack.ContextForTest(t, 60*time.Second)
 	isolateConsul(t)
 	bin := buildUser(t, ctx)
-	port := freePort(t)
+	port := devstack.PortForTest(t)
 	consulAddr := "127.0.0.1:" + strconv.Itoa(port)
 	logDir := t.TempDir()
 

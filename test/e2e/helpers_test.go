@@ -88,18 +88,6 @@ func buildUser(t *testing.T, ctx context.Context) string {
 	return bins["user"]
 }
 
-// freePort returns a loopback port that nothing listened on a moment ago.
-func freePort(t *testing.T) int {
-	t.Helper()
-	var lc net.ListenConfig
-	l, err := lc.Listen(t.Context(), "tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = l.Close() }()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
 // portOf returns the port of a host:port address.
 func portOf(t *testing.T, addr string) int {
 	t.Helper()
