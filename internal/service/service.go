@@ -12,6 +12,7 @@ import (
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
 	"github.com/rampart-go/rampart/internal/biz"
@@ -83,6 +84,7 @@ func toStatus(ctx context.Context, logger *log.Helper, err error, table []domain
 		// call, like the access log's, so an outage multiplies the log by a
 		// constant rather than flooding it.
 		logger.WithContext(ctx).Warnf("dependency unavailable: %v", err)
+		refuseRetry(ctx)
 		return statusError(codes.Unavailable, reasonDependencyUnavailable, unavailableMessage(err), nil)
 	case errors.Is(err, context.DeadlineExceeded):
 		return statusError(codes.DeadlineExceeded, reasonDeadlineExceeded, err.Error(), nil)
@@ -91,6 +93,19 @@ func toStatus(ctx context.Context, logger *log.Helper, err error, table []domain
 	}
 	logger.WithContext(ctx).Errorf("unmapped error: %v", err)
 	return statusError(codes.Internal, reasonInternal, "internal error", nil)
+}
+
+// pushbackTrailer is gRFC A6's retry pushback; a negative value tells the
+// caller's retry policy not to retry at all.
+const pushbackTrailer = "grpc-retry-pushback-ms"
+
+// refuseRetry tells the caller not to retry this answer. This instance has
+// already retried its dependency as far as its own policy allows; a caller
+// retrying too would run that whole retry loop again per attempt, so
+// attempts on the dependency would multiply with every hop (gRFC A6's
+// negative pushback, which Rampart's retry and grpc-go's both honour).
+func refuseRetry(ctx context.Context) {
+	_ = grpc.SetTrailer(ctx, metadata.Pairs(pushbackTrailer, "-1")) // no stream in unit tests: nothing to tell
 }
 
 // unavailableMessage names the dependency that is down, when the data layer

@@ -4,13 +4,17 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"slices"
 	"strings"
 	"testing"
 
 	kerrors "github.com/go-kratos/kratos/v2/errors"
 	"github.com/go-kratos/kratos/v2/log"
 	"go.opentelemetry.io/otel/trace"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
 	orderv1 "github.com/rampart-go/rampart/api/order/v1"
@@ -88,5 +92,37 @@ func TestUnavailableNamesOnlyTheDependency(t *testing.T) {
 	}
 	if n := strings.Count(line, "\n"); n != 1 {
 		t.Errorf("logged %d lines, want 1:\n%s", n, line)
+	}
+}
+
+// trailerStream records the trailer a handler sets.
+type trailerStream struct {
+	grpc.ServerTransportStream
+	trailer metadata.MD
+}
+
+func (s *trailerStream) SetTrailer(md metadata.MD) error {
+	s.trailer = metadata.Join(s.trailer, md)
+	return nil
+}
+
+// A service that gave up on its dependency tells its caller not to retry
+// (negative pushback); every other answer leaves the caller's policy alone.
+func TestOnlyAGivenUpDependencyRefusesRetry(t *testing.T) {
+	logger := log.NewHelper(log.NewStdLogger(io.Discard))
+	for _, tt := range []struct {
+		err  error
+		want []string
+	}{
+		{&biz.DependencyError{Dependency: "user service", Err: errors.New("down")}, []string{"-1"}},
+		{biz.ErrUserNotFound, nil},
+		{context.DeadlineExceeded, nil},
+		{errors.New("bug"), nil},
+	} {
+		st := &trailerStream{}
+		_ = toStatus(grpc.NewContextWithServerTransportStream(context.Background(), st), logger, tt.err, orderErrors)
+		if got := st.trailer.Get(pushbackTrailer); !slices.Equal(got, tt.want) {
+			t.Errorf("%v: pushback trailer %q, want %q", tt.err, got, tt.want)
+		}
 	}
 }
