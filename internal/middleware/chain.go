@@ -153,7 +153,7 @@ func (cs *Clients) For(name string) (Client, error) {
 		// Outermost, so retry events and breaker rejections land on the
 		// logical span; the stats handler runs per attempt, under it.
 		chain.Interceptors = append([]grpc.UnaryClientInterceptor{cs.tel.LogicalSpan(name)}, chain.Interceptors...)
-		chain.Dial = append(chain.Dial, cs.tel.ClientStatsHandler())
+		chain.Dial = append(chain.Dial, cs.tel.ClientStatsHandler(name))
 	}
 	return chain, nil
 }

@@ -28,20 +28,25 @@ const TargetKey = attribute.Key("rampart.target")
 // handler's context, so the handler's own outgoing calls are its children.
 //
 // Health checks are left out of both: Consul calls them every few seconds
-// and they would bury the traces worth reading.
+// and they would bury the traces worth reading. A method the server does not
+// know adds no series: grpc-go answers it Unimplemented without ending the
+// call's stats (there is no unknown-service handler), so nothing is recorded
+// for a name a client made up.
 func (t *Telemetry) ServerStatsHandler() grpc.ServerOption {
 	return grpc.StatsHandler(otelgrpc.NewServerHandler(t.otelgrpcOptions()...))
 }
 
 // ClientStatsHandler returns the dial option that gives every attempt a
-// client span and records rpc.client.call.duration per attempt. gRPC runs
-// stats handlers below all interceptors, so each time the retry interceptor
-// invokes, a new attempt span starts, child of the span in the context it
-// was given (the logical span), and its W3C headers are what the server
-// sees. Attempt spans carry server.address and server.port of the instance
-// the balancer picked: that is what tells which hop failed.
-func (t *Telemetry) ClientStatsHandler() grpc.DialOption {
-	return grpc.WithStatsHandler(otelgrpc.NewClientHandler(t.otelgrpcOptions()...))
+// client span and records rpc.client.call.duration per attempt, labelled
+// with target (TargetKey). gRPC runs stats handlers below all interceptors,
+// so each time the retry interceptor invokes, a new attempt span starts,
+// child of the span in the context it was given (the logical span), and its
+// W3C headers are what the server sees. Attempt spans carry server.address
+// and server.port of the instance the balancer picked: that is what tells
+// which hop failed. The metrics do not (rpcMetricLabels).
+func (t *Telemetry) ClientStatsHandler(target string) grpc.DialOption {
+	return grpc.WithStatsHandler(otelgrpc.NewClientHandler(append(t.otelgrpcOptions(),
+		otelgrpc.WithMetricAttributes(TargetKey.String(target)))...))
 }
 
 func (t *Telemetry) otelgrpcOptions() []otelgrpc.Option {

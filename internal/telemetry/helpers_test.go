@@ -102,7 +102,7 @@ func dial(t *testing.T, tel *telemetry.Telemetry, addr string, chain ...grpc.Una
 	t.Helper()
 	cc, err := grpc.NewClient("passthrough:///"+addr,
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
-		tel.ClientStatsHandler(),
+		tel.ClientStatsHandler("user"),
 		grpc.WithChainUnaryInterceptor(chain...),
 	)
 	if err != nil {

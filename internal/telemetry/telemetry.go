@@ -14,6 +14,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"io"
 	"net/http"
 	"net/url"
@@ -25,6 +26,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.opentelemetry.io/contrib/instrumentation/runtime"
 	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracegrpc"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
 	otelprom "go.opentelemetry.io/otel/exporters/prometheus"
@@ -238,13 +240,32 @@ func newMeterProvider(res *resource.Resource, registry *prometheus.Registry) (*s
 	if err != nil {
 		return nil, fmt.Errorf("prometheus exporter: %w", err)
 	}
-	mp := sdkmetric.NewMeterProvider(sdkmetric.WithResource(res), sdkmetric.WithReader(reader))
+	mp := sdkmetric.NewMeterProvider(sdkmetric.WithResource(res), sdkmetric.WithReader(reader), sdkmetric.WithView(rpcMetricsView))
 	// Runtime metrics are read in a callback at scrape time: no goroutine,
 	// and nothing left running once the provider is shut down.
 	if err := runtime.Start(runtime.WithMeterProvider(mp)); err != nil {
 		return nil, errors.Join(fmt.Errorf("runtime metrics: %w", err), mp.Shutdown(context.Background()))
 	}
 	return mp, nil
+}
+
+// rpcMetricLabels are the only attributes the RPC metrics (otelgrpc's
+// rpc.client.* and rpc.server.*) keep: the target, the method and the code,
+// in the current and the pre-1.39 conventions. otelgrpc adds server.address
+// and server.port of the picked instance to client metrics; instance ports
+// are dynamic (make run, Nomad), so every restart of a peer would add
+// series that never go away. Per-instance detail is in the attempt spans.
+var rpcMetricLabels = attribute.NewAllowKeysFilter(
+	TargetKey,
+	semconv.RPCSystemNameKey, semconv.RPCMethodKey, semconv.RPCResponseStatusCodeKey, semconv.ErrorTypeKey,
+	oldRPCSystemKey, oldRPCServiceKey, oldRPCGRPCStatusCodeKey,
+)
+
+func rpcMetricsView(i sdkmetric.Instrument) (sdkmetric.Stream, bool) {
+	if !strings.HasPrefix(i.Name, "rpc.client.") && !strings.HasPrefix(i.Name, "rpc.server.") {
+		return sdkmetric.Stream{}, false
+	}
+	return sdkmetric.Stream{Name: i.Name, Description: i.Description, Unit: i.Unit, AttributeFilter: rpcMetricLabels}, true
 }
 
 // Settings returns the configuration in effect, for the start-up log line.
