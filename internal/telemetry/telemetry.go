@@ -14,12 +14,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"io"
 	"net/http"
 	"net/url"
 	"os"
 	"path"
+	"strings"
 
 	"github.com/go-kratos/kratos/v2/log"
 	"github.com/prometheus/client_golang/prometheus"

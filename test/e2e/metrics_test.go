@@ -25,29 +25,35 @@ func TestClientMetricsDoNotGrowWithPeerRestarts(t *testing.T) {
 	client := orderAt(t, order)
 	// countSeries also counts the distinct (method, code) pairs: with
 	// labels of target, method and code only, there is one series each.
-	countSeries := func() (total, pairs, okGetUser int, withAddr []string) {
+	type seriesCount struct {
+		total, pairs, okGetUser int
+		withAddr                []string
+	}
+	countSeries := func() seriesCount {
+		var c seriesCount
 		seen := map[string]bool{}
 		for k := range scrape(t, ctx, order.HTTPAddr) {
 			name, labels, _ := strings.Cut(k, "{")
 			if name != series {
 				continue
 			}
-			total++
+			c.total++
 			seen[labelValue(labels, "rpc_method")+" "+labelValue(labels, "rpc_response_status_code")] = true
 			if strings.Contains(labels, `rpc_method="user.v1.UserService/GetUser"`) && strings.Contains(labels, `rpc_response_status_code="OK"`) {
-				okGetUser++
+				c.okGetUser++
 			}
 			if strings.Contains(labels, "server_address") || strings.Contains(labels, "server_port") {
-				withAddr = append(withAddr, k)
+				c.withAddr = append(c.withAddr, k)
 			}
 		}
-		return total, len(seen), okGetUser, withAddr
+		c.pairs = len(seen)
+		return c
 	}
 
 	if err := placeOrder(client, buyer, 5*time.Second)(ctx); err != nil {
 		t.Fatal(err)
 	}
-	before, _, _, _ := countSeries()
+	before := countSeries().total
 	ports := map[string]bool{}
 	for i := range restarts {
 		old := s.Instances("user")[i]
@@ -71,21 +77,21 @@ func TestClientMetricsDoNotGrowWithPeerRestarts(t *testing.T) {
 		}
 	}
 	ports[s.Instances("user")[restarts].GRPCAddr] = true
-	after, pairs, okGetUser, withAddr := countSeries()
-	t.Logf("%d user instances on %d addresses; %s series before the restarts: %d, after: %d", restarts+1, len(ports), series, before, after)
+	got := countSeries()
+	t.Logf("%d user instances on %d addresses; %s series before the restarts: %d, after: %d", restarts+1, len(ports), series, before, got.total)
 	if len(ports) != restarts+1 {
 		t.Fatalf("the restarts reused addresses (%d distinct for %d instances): the test proves nothing", len(ports), restarts+1)
 	}
-	if len(withAddr) > 0 {
-		t.Errorf("client metrics name instance addresses: %v", withAddr)
+	if len(got.withAddr) > 0 {
+		t.Errorf("client metrics name instance addresses: %v", got.withAddr)
 	}
-	if okGetUser != 1 {
-		t.Errorf("%d series for GetUser OK, want 1 whatever instance answered", okGetUser)
+	if got.okGetUser != 1 {
+		t.Errorf("%d series for GetUser OK, want 1 whatever instance answered", got.okGetUser)
 	}
 	// Another code (Unavailable while an instance was going) may add a
 	// series; an instance never does.
-	if after != pairs {
-		t.Errorf("%s: %d series for %d (method, code) pairs after %d restarts (%d before): they grow with the instances", series, after, pairs, restarts, before)
+	if got.total != got.pairs {
+		t.Errorf("%s: %d series for %d (method, code) pairs after %d restarts (%d before): they grow with the instances", series, got.total, got.pairs, restarts, before)
 	}
 }
 
