@@ -137,9 +137,13 @@ type Client struct {
 	// Target is a Kratos discovery URL such as discovery:///user.
 	Target    string    `yaml:"target"`
 	Keepalive Keepalive `yaml:"keepalive"`
-	Budget    Budget    `yaml:"budget"`
-	Policy    `yaml:",inline"`
-	Methods   map[string]Policy `yaml:"methods"`
+	// IdleTimeout is how long the connection may go without a call before
+	// gRPC puts it in idle mode (connections closed, discovery watch
+	// stopped); 0 keeps it active for good.
+	IdleTimeout time.Duration `yaml:"idle_timeout"`
+	Budget      Budget        `yaml:"budget"`
+	Policy      `yaml:",inline"`
+	Methods     map[string]Policy `yaml:"methods"`
 }
 
 // Policy is how one call is made: its time limits, retries and breaker.
@@ -192,7 +196,9 @@ type Keepalive struct {
 func DefaultClient() Client {
 	return Client{
 		Keepalive: Keepalive{Time: 10 * time.Second, Timeout: 2 * time.Second},
-		Budget:    Budget{Ratio: 0.2, MinPerSecond: 10},
+		// gRPC's own default.
+		IdleTimeout: 30 * time.Minute,
+		Budget:      Budget{Ratio: 0.2, MinPerSecond: 10},
 		Policy: Policy{
 			Timeout:        2 * time.Second,
 			AttemptTimeout: 500 * time.Millisecond,
@@ -206,11 +212,12 @@ func DefaultClient() Client {
 // the client's own policy, so a file states only what differs.
 func (c *Client) UnmarshalYAML(n *yaml.Node) error {
 	var raw struct {
-		Target    string    `yaml:"target"`
-		Keepalive yaml.Node `yaml:"keepalive"`
-		Budget    yaml.Node `yaml:"budget"`
-		Policy    `yaml:",inline"`
-		Methods   map[string]yaml.Node `yaml:"methods"`
+		Target      string         `yaml:"target"`
+		Keepalive   yaml.Node      `yaml:"keepalive"`
+		IdleTimeout *time.Duration `yaml:"idle_timeout"`
+		Budget      yaml.Node      `yaml:"budget"`
+		Policy      `yaml:",inline"`
+		Methods     map[string]yaml.Node `yaml:"methods"`
 	}
 	*c = DefaultClient()
 	raw.Policy = c.Policy
@@ -218,6 +225,9 @@ func (c *Client) UnmarshalYAML(n *yaml.Node) error {
 		return err
 	}
 	c.Target, c.Policy = raw.Target, raw.Policy
+	if raw.IdleTimeout != nil {
+		c.IdleTimeout = *raw.IdleTimeout
+	}
 	// Decoding a sub-node onto the defaults keeps the keys it leaves out.
 	if err := decodeOver(&raw.Keepalive, &c.Keepalive); err != nil {
 		return err

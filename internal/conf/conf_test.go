@@ -30,6 +30,8 @@ func TestBadValuesNameTheKey(t *testing.T) {
 		{"service: {name: user}\nclients: {order: {target: discovery:///order, methods: {/order.v1.OrderService/ListOrders: {retry: {multiplier: 0.5}}}}}", "clients.order.methods./order.v1.OrderService/ListOrders.retry.multiplier: must be >= 1"},
 		{"service: {name: user}\nclients: {order: {target: discovery:///order, methods: {ListOrders: {}}}}", "clients.order.methods.ListOrders: must be a full method name"},
 		{"service: {name: user}\nclients: {order: {target: discovery:///order, budget: {ratio: 2}}}", "clients.order.budget.ratio: must be between 0 and 1"},
+		{"service: {name: user}\nclients: {order: {target: discovery:///order, idle_timeout: -1s}}", "clients.order.idle_timeout: must be >= 0"},
+		{"service: {name: user}\nclients: {order: {target: discovery:///order, methods: {/order.v1.OrderService/ListOrders: {idle_timeout: 1s}}}}", "idle_timeout: unknown key"},
 		{"service: {name: user}\nclients: {order: {target: discovery:///order, budget: {ratio: .nan}}}", "clients.order.budget.ratio: must be a finite number, got NaN"},
 		{"service: {name: user}\nclients: {order: {target: discovery:///order, retry: {multiplier: .nan}}}", "clients.order.retry.multiplier: must be a finite number, got NaN"},
 		{"service: {name: user}\nclients: {order: {target: discovery:///order, retry: {multiplier: .inf}}}", "clients.order.retry.multiplier: must be a finite number, got +Inf"},
@@ -158,8 +160,8 @@ clients:
 	if other := cl.PolicyFor("/user.v1.UserService/CreateUser"); other != cl.Policy {
 		t.Fatalf("method without override = %+v, want the client policy", other)
 	}
-	if cl.Keepalive != def.Keepalive || cl.Budget != def.Budget {
-		t.Fatalf("keepalive/budget = %+v/%+v, want defaults", cl.Keepalive, cl.Budget)
+	if cl.Keepalive != def.Keepalive || cl.Budget != def.Budget || cl.IdleTimeout != def.IdleTimeout {
+		t.Fatalf("keepalive/budget/idle_timeout = %+v/%+v/%v, want defaults", cl.Keepalive, cl.Budget, cl.IdleTimeout)
 	}
 }
 

@@ -163,6 +163,9 @@ func (c *Bootstrap) validate(earlier []error) error {
 		}
 		positive(key+".keepalive.time", cl.Keepalive.Time)
 		positive(key+".keepalive.timeout", cl.Keepalive.Timeout)
+		if cl.IdleTimeout < 0 {
+			bad(key+".idle_timeout", "must be >= 0 (0: never idle), got %v", cl.IdleTimeout)
+		}
 		if finite(key+".budget.ratio", cl.Budget.Ratio, bad) && (cl.Budget.Ratio < 0 || cl.Budget.Ratio > 1) {
 			bad(key+".budget.ratio", "must be between 0 and 1, got %v", cl.Budget.Ratio)
 		}

@@ -32,8 +32,11 @@ func (r *Registry) GetService(ctx context.Context, name string) ([]*registry.Ser
 }
 
 // Watch returns a watcher of the passing instances of name. It never fails
-// because Consul is down: the watcher retries in the background and its
-// first Next returns once Consul has answered. The watcher lives until Stop,
+// because Consul is down: the watcher retries in the background. Its first
+// Next returns the set an earlier watcher of name on this Registry last
+// delivered, at once, if there was one (a gRPC channel that went idle
+// stopped that watcher, and its next call must not wait for Consul), and
+// otherwise the first set Consul reports. The watcher lives until Stop,
 // Close, or the end of ctx (so pass a long-lived context, as Kratos'
 // resolver does).
 func (r *Registry) Watch(ctx context.Context, name string) (registry.Watcher, error) {
@@ -58,6 +61,12 @@ func (r *Registry) Watch(ctx context.Context, name string) (registry.Watcher, er
 		delete(r.watchers, w)
 		r.mu.Unlock()
 	}
+	w.seed = r.known[name]
+	w.remember = func(set []*registry.ServiceInstance) {
+		r.mu.Lock()
+		r.known[name] = set
+		r.mu.Unlock()
+	}
 	r.watchers[w] = struct{}{}
 	go w.run()
 	return w, nil
@@ -76,6 +85,9 @@ type watcher struct {
 	done   chan struct{} // closed when run returns
 	forget func()        // drops w from its Registry
 	stop   sync.Once
+
+	seed     []*registry.ServiceInstance       // the Registry's last known set of name, read-only
+	remember func([]*registry.ServiceInstance) // records a delivered set in the Registry
 
 	mu         sync.Mutex
 	pending    []*registry.ServiceInstance
@@ -118,6 +130,7 @@ func (w *watcher) Stop() error {
 }
 
 func (w *watcher) publish(set []*registry.ServiceInstance) {
+	w.remember(cloneInstances(set))
 	w.mu.Lock()
 	w.pending, w.hasPending = cloneInstances(set), true
 	w.mu.Unlock()
@@ -128,6 +141,8 @@ func (w *watcher) publish(set []*registry.ServiceInstance) {
 }
 
 // run is the watch loop. Its rules:
+//   - It starts from the Registry's last known set of the service, if any:
+//     Consul's first answer replaces it only if it differs.
 //   - Blocking queries wait up to WaitTime for the index to pass the last one.
 //   - A Consul error never empties the set: clients keep the last known
 //     instances, and the outage is logged once, not per retry.
@@ -153,6 +168,11 @@ func (w *watcher) run() {
 		if published && len(last) > 0 {
 			recoverUntil = time.Now().Add(w.opts.recoveryGrace)
 		}
+	}
+	if len(w.seed) > 0 {
+		last, published = w.seed, true
+		w.publish(w.seed)
+		w.log.Debugf("consul: watch %s: starting from the %d instance(s) last known", w.name, len(last))
 	}
 	for {
 		q := &api.QueryOptions{WaitIndex: index, WaitTime: w.opts.waitTime}

@@ -124,6 +124,11 @@ type Registry struct {
 	closed   bool
 	regs     map[string]*keeper // by instance ID
 	watchers map[*watcher]struct{}
+	// known is the last set a watcher delivered, by service name. It
+	// outlives the watcher: gRPC stops a channel's resolver when the channel
+	// goes idle and builds a new one on the next call, and that call must
+	// not depend on Consul answering at that moment.
+	known map[string][]*registry.ServiceInstance
 }
 
 // New returns a Registry on client. It does not contact Consul.
@@ -152,6 +157,7 @@ func New(client *api.Client, opts ...Option) *Registry {
 		log:      log.NewHelper(o.logger),
 		regs:     make(map[string]*keeper),
 		watchers: make(map[*watcher]struct{}),
+		known:    make(map[string][]*registry.ServiceInstance),
 	}
 }
 

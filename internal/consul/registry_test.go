@@ -543,6 +543,37 @@ func TestHungInstanceLeaves(t *testing.T) {
 	}
 }
 
+// TestLastKnownOutlivesTheWatcher: a gRPC channel that goes idle stops its
+// watcher, and its next call builds a new one. If Consul is gone by then,
+// the new watcher still delivers the set the last one did, at once.
+func TestLastKnownOutlivesTheWatcher(t *testing.T) {
+	agent := devstack.ConsulForTest(t)
+	ctx := testContext(t, time.Minute)
+	r, _, _ := newRegistry(t, agent.Addr())
+	srv := startGRPC(t)
+	if err := r.Register(ctx, newInstance("user", "user-a", srv.addr)); err != nil {
+		t.Fatal(err)
+	}
+	first, err := r.Watch(ctx, "user")
+	if err != nil {
+		t.Fatal(err)
+	}
+	nextUntil(t, first, 10*time.Second, "user-a", hasIDs("user-a"))
+	if err = first.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if err = agent.Stop(); err != nil {
+		t.Fatal(err)
+	}
+
+	again, err := r.Watch(ctx, "user")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = again.Stop() }()
+	nextUntil(t, again, time.Second, "the last known set with Consul gone", hasIDs("user-a"))
+}
+
 func TestWatchStop(t *testing.T) {
 	agent := devstack.ConsulForTest(t)
 	ctx := testContext(t, 30*time.Second)
@@ -640,7 +671,7 @@ func TestConsulDownAtStart(t *testing.T) {
 
 	// Registered in the background: if Consul now goes away, the instance
 	// it still lists makes a failed deregistration an error.
-	if err := agent.Stop(); err != nil {
+	if err = agent.Stop(); err != nil {
 		t.Fatal(err)
 	}
 	if err := r.Deregister(ctx, newInstance("user", "user-1", srv.addr)); err == nil {

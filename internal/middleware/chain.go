@@ -100,7 +100,7 @@ type Client struct {
 	Middleware []kmiddleware.Middleware
 	// Interceptors are the resilience chain, outermost first.
 	Interceptors []grpc.UnaryClientInterceptor
-	// Dial are the connection options (keepalive).
+	// Dial are the connection options (keepalive, idle timeout).
 	Dial []grpc.DialOption
 	// NodeFilters narrow the balancer's choice per attempt: a retry avoids
 	// the instances its call already failed on.
@@ -146,7 +146,7 @@ func (cs *Clients) For(name string) (Client, error) {
 			breaker.Client(name, breakerConfig),
 			timeout.Client(attempt),
 		},
-		Dial:        []grpc.DialOption{grpc.WithKeepaliveParams(clientKeepalive(cl.Keepalive))},
+		Dial:        []grpc.DialOption{grpc.WithKeepaliveParams(clientKeepalive(cl.Keepalive)), grpc.WithIdleTimeout(cl.IdleTimeout)},
 		NodeFilters: []selector.NodeFilter{retry.AvoidTried()},
 	}
 	if cs.tel != nil {
