@@ -31,6 +31,7 @@ func wireApp(bootstrap *conf.Bootstrap) (*server.App, func(), error) {
 	}
 	serverChain := middleware.NewServerChain(bootstrap, logger, injector, telemetry)
 	healthServer := server.NewHealth()
+	streams := server.NewStreams()
 	orderRepo, cleanup2, err := data.NewOrderRepo(bootstrap)
 	if err != nil {
 		cleanup()
@@ -55,10 +56,10 @@ func wireApp(bootstrap *conf.Bootstrap) (*server.App, func(), error) {
 	orderUsecase := biz.NewOrderUsecase(orderRepo, userDirectory)
 	orderService := service.NewOrderService(orderUsecase, logger)
 	api := service.NewOrderAPI(orderService)
-	grpcServer := server.NewGRPCServer(bootstrap, serverChain, healthServer, telemetry, api)
+	grpcServer := server.NewGRPCServer(bootstrap, serverChain, healthServer, telemetry, streams, api)
 	probes := server.NewProbes()
 	httpServer := server.NewHTTPServer(bootstrap, probes, injector, telemetry)
-	app := server.NewApp(bootstrap, instance, logger, grpcServer, httpServer, registry, healthServer, probes)
+	app := server.NewApp(bootstrap, instance, logger, grpcServer, httpServer, registry, healthServer, probes, streams)
 	return app, func() {
 		cleanup4()
 		cleanup3()

@@ -19,25 +19,29 @@ import (
 
 // App runs one service instance: it binds both ports, registers in Consul
 // and, when its context ends, stops in the order that loses no call:
-// NOT_SERVING -> deregister -> drain delay -> GracefulStop. With
+// NOT_SERVING -> deregister -> drain delay -> end streams -> GracefulStop. With
 // registry.self_register false a scheduler owns the registration, so App
 // neither registers nor deregisters; the rest of the order is the same.
 type App struct {
-	c      *conf.Bootstrap
-	inst   Instance
-	log    *log.Helper
-	grpc   *kgrpc.Server
-	http   *http.Server
-	reg    registry.Registrar
-	health *health.Server
-	probes *Probes
+	c       *conf.Bootstrap
+	inst    Instance
+	log     *log.Helper
+	grpc    *kgrpc.Server
+	http    *http.Server
+	reg     registry.Registrar
+	health  *health.Server
+	probes  *Probes
+	streams *Streams
 }
 
 // NewApp assembles an App; nothing starts until Run.
 func NewApp(c *conf.Bootstrap, inst Instance, logger log.Logger, grpcSrv *kgrpc.Server, httpSrv *http.Server,
-	reg registry.Registrar, hs *health.Server, probes *Probes,
+	reg registry.Registrar, hs *health.Server, probes *Probes, streams *Streams,
 ) *App {
-	return &App{c: c, inst: inst, log: log.NewHelper(logger), grpc: grpcSrv, http: httpSrv, reg: reg, health: hs, probes: probes}
+	return &App{
+		c: c, inst: inst, log: log.NewHelper(logger), grpc: grpcSrv, http: httpSrv, reg: reg,
+		health: hs, probes: probes, streams: streams,
+	}
 }
 
 // Run serves until ctx ends (the caller ties it to SIGINT/SIGTERM), then
@@ -107,8 +111,9 @@ func (a *App) Run(ctx context.Context) error {
 // stop leaves the pool before it stops serving. Clients with health
 // checking drop the instance at NOT_SERVING, Consul watchers at deregister
 // (or, under a scheduler, when its gRPC check sees NOT_SERVING);
-// the drain delay gives the slowest of them time to notice, and
-// GracefulStop then lets in-flight calls finish.
+// the drain delay gives the slowest of them time to notice. Then the
+// long-lived streams are ended (health watchers have seen NOT_SERVING by
+// now), and GracefulStop lets in-flight unary calls finish.
 func (a *App) stop(ins *registry.ServiceInstance) {
 	a.probes.SetReady(false)
 	a.health.Shutdown()
@@ -124,6 +129,7 @@ func (a *App) stop(ins *registry.ServiceInstance) {
 		a.log.Infof("draining for %s", d)
 		time.Sleep(d)
 	}
+	a.streams.End()
 
 	sctx, cancel := context.WithTimeout(context.Background(), a.c.Server.StopTimeout)
 	defer cancel()

@@ -14,9 +14,11 @@ import (
 	"github.com/go-kratos/kratos/v2/registry"
 	kgrpc "github.com/go-kratos/kratos/v2/transport/grpc"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/status"
 
 	"github.com/rampart-go/rampart/internal/conf"
 	"github.com/rampart-go/rampart/internal/leakcheck"
@@ -59,7 +61,8 @@ func (r *recorder) Deregister(_ context.Context, ins *registry.ServiceInstance) 
 func newApp(ctx context.Context, t *testing.T, c *conf.Bootstrap, reg registry.Registrar) *server.App {
 	t.Helper()
 	hs := health.NewServer()
-	grpcSrv := kgrpc.NewServer(kgrpc.CustomHealth())
+	streams := server.NewStreams()
+	grpcSrv := kgrpc.NewServer(kgrpc.CustomHealth(), kgrpc.StreamInterceptor(streams.Interceptor()))
 	healthpb.RegisterHealthServer(grpcSrv, hs)
 	probes := server.NewProbes()
 	tel, err := telemetry.New(ctx, telemetry.Config{TracesExporter: "none"},
@@ -69,7 +72,7 @@ func newApp(ctx context.Context, t *testing.T, c *conf.Bootstrap, reg registry.R
 	}
 	t.Cleanup(func() { _ = tel.Shutdown(context.Background()) })
 	return server.NewApp(c, server.NewInstance(c), log.NewStdLogger(&strings.Builder{}), grpcSrv,
-		server.NewHTTPServer(c, probes, nil, tel), reg, hs, probes)
+		server.NewHTTPServer(c, probes, nil, tel), reg, hs, probes, streams)
 }
 
 // TestShutdownOrder checks the order that loses no call: by the time the
@@ -135,6 +138,59 @@ func TestShutdownOrder(t *testing.T) {
 	}
 	if gap := returned.Sub(at.when); gap < drain {
 		t.Fatalf("stopped %s after deregistering, want at least the %s drain", gap, drain)
+	}
+}
+
+// TestOpenWatchDoesNotForceTheStop: a client keeps grpc.health.v1 Watch
+// open, as client-side health checking and Envoy do. On stop it sees
+// NOT_SERVING, then its stream ends, and the stop stays graceful: it does
+// not wait out server.stop_timeout to force the server down.
+func TestOpenWatchDoesNotForceTheStop(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c := conf.Default()
+	c.Service.Name = "user"
+	c.Server.DrainDelay = 300 * time.Millisecond
+	c.Server.StopTimeout = 10 * time.Second
+	rec := &recorder{registered: make(chan *registry.ServiceInstance, 1), check: func(*registry.ServiceInstance) (healthpb.HealthCheckResponse_ServingStatus, int, bool) {
+		return 0, 0, true
+	}}
+	app := newApp(ctx, t, c, rec)
+	runCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	done := make(chan error, 1)
+	go func() { done <- app.Run(runCtx) }()
+	ins := <-rec.registered
+	u, err := url.Parse(ins.Endpoints[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := grpc.NewClient(u.Host, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = conn.Close() }()
+	watch, err := healthpb.NewHealthClient(conn).Watch(ctx, &healthpb.HealthCheckRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if first, err := watch.Recv(); err != nil || first.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+		t.Fatalf("first Watch answer %v, %v; want SERVING", first, err)
+	}
+
+	stopped := time.Now()
+	stop()
+	if next, err := watch.Recv(); err != nil || next.GetStatus() != healthpb.HealthCheckResponse_NOT_SERVING {
+		t.Fatalf("Watch answer after stop %v, %v; want NOT_SERVING before the stream ends", next, err)
+	}
+	if _, err := watch.Recv(); status.Code(err) != codes.Canceled {
+		t.Fatalf("Watch after the drain: %v, want the stream ended (Canceled)", err)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("Run = %v", err)
+	}
+	if took := time.Since(stopped); took >= c.Server.StopTimeout {
+		t.Fatalf("stop took %s: GracefulStop waited for the Watch until stop_timeout (%s) forced it", took, c.Server.StopTimeout)
 	}
 }
 

@@ -20,18 +20,20 @@ func NewHealth() *health.Server {
 
 // NewGRPCServer builds the server every service shares around the API it
 // serves: the server chain, the per-call timeout cap, reflection (on by
-// default in Kratos, so grpcurl works) and our own health server in place of
+// default in Kratos, so grpcurl works), streams that App can end at stop,
+// and our own health server in place of
 // Kratos' built-in one, whose status we could not drive.
 //
 // The chain is scoped to the API service so that Consul's health check,
 // once a second per instance, neither fills the log nor meets the API's
 // load shedding and fault injection.
 func NewGRPCServer(c *conf.Bootstrap, chain middleware.ServerChain, hs *health.Server, tel *telemetry.Telemetry,
-	api service.API,
+	streams *Streams, api service.API,
 ) *kgrpc.Server {
 	srv := kgrpc.NewServer(
 		kgrpc.Timeout(c.Server.GRPC.Timeout),
 		kgrpc.CustomHealth(),
+		kgrpc.StreamInterceptor(streams.Interceptor()),
 		// The stats handler opens the server span before any middleware, so
 		// every log line of the call carries its trace id.
 		kgrpc.Options(append(middleware.ServerOptions(c), tel.ServerStatsHandler())...),

@@ -14,7 +14,7 @@ import (
 // ProviderSet builds the shell every service shares; the service layer
 // supplies the service.API it serves.
 var ProviderSet = wire.NewSet(
-	NewInstance, NewLogger, NewTelemetry, NewConsulClient, NewRegistry, NewHealth, NewProbes, NewHTTPServer, NewGRPCServer, NewApp,
+	NewInstance, NewLogger, NewTelemetry, NewConsulClient, NewRegistry, NewHealth, NewProbes, NewStreams, NewHTTPServer, NewGRPCServer, NewApp,
 	wire.Bind(new(registry.Registrar), new(*consul.Registry)),
 	wire.Bind(new(registry.Discovery), new(*consul.Registry)),
 )

@@ -256,7 +256,7 @@ func rampart(tb testing.TB, sampled bool) fixture {
 	if err != nil {
 		tb.Fatalf("faults: %v", err)
 	}
-	srv := server.NewGRPCServer(c, middleware.NewServerChain(c, discard, inj, tel), server.NewHealth(), tel, service.NewUserAPI(svc))
+	srv := server.NewGRPCServer(c, middleware.NewServerChain(c, discard, inj, tel), server.NewHealth(), tel, server.NewStreams(), service.NewUserAPI(svc))
 	lis := listen(tb)
 	// As server.App does: hand over the listener bound beforehand.
 	kgrpc.Listener(lis)(srv)
