@@ -18,6 +18,12 @@ var (
 	ErrIdempotencyKeyReused = errors.New("idempotency key was used for a different order")
 )
 
+// ErrReplyTooLarge means a service this call needs answered, but with a
+// reply larger than this service accepts (gRPC's message size limit). The
+// dependency is healthy and asking again gets the same reply, so it is
+// neither retried nor reported as the dependency being down.
+var ErrReplyTooLarge = errors.New("a dependency's reply is larger than this service accepts")
+
 // ErrDependencyUnavailable means a service this call needs could not be
 // reached or shed the call. The data layer reports it as a DependencyError, so
 // the service layer can answer Unavailable without knowing about gRPC clients.

@@ -12,11 +12,11 @@ import (
 	kgrpc "github.com/go-kratos/kratos/v2/transport/grpc"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 
 	"github.com/rampart-go/rampart/internal/biz"
 	"github.com/rampart-go/rampart/internal/conf"
 	"github.com/rampart-go/rampart/internal/middleware"
+	"github.com/rampart-go/rampart/internal/rpc"
 )
 
 // useP2C switches Kratos' gRPC balancer from its default, weighted round
@@ -55,19 +55,23 @@ func DialService(name string, c *conf.Bootstrap, d registry.Discovery, clients *
 }
 
 // peerError turns an error from another service into what biz expects:
-// a known reason becomes its domain error, a transport failure becomes a
+// a known reason becomes its domain error, a reply over this client's size
+// limit biz.ErrReplyTooLarge, a transport failure or shedding a
 // biz.DependencyError, and the caller's own cancellation stays a context
-// error. The gRPC error stays in the chain for logs.
+// error (internal/rpc classifies). The gRPC error stays in the chain for logs.
 func peerError(peer string, err error, reasons map[string]error) error {
 	if domain, ok := reasons[kerrors.Reason(err)]; ok {
 		return fmt.Errorf("%s: %w", peer, domain)
 	}
-	switch status.Code(err) {
-	case codes.Canceled:
+	o := rpc.Classify(context.Background(), err)
+	switch {
+	case o.Code == codes.Canceled:
 		return fmt.Errorf("%s: %w", peer, context.Canceled)
-	case codes.DeadlineExceeded:
+	case o.Code == codes.DeadlineExceeded:
 		return fmt.Errorf("%s: %w", peer, context.DeadlineExceeded)
-	case codes.Unavailable, codes.ResourceExhausted:
+	case o.Code == codes.ResourceExhausted && o.Origin == rpc.OriginLocal:
+		return fmt.Errorf("%s: %w: %w", peer, biz.ErrReplyTooLarge, err)
+	case o.Code == codes.Unavailable, o.Code == codes.ResourceExhausted:
 		return &biz.DependencyError{Dependency: peer, Err: err}
 	}
 	return fmt.Errorf("%s: %w", peer, err)

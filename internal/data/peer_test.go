@@ -22,6 +22,7 @@ func TestPeerError(t *testing.T) {
 		{"known reason becomes the domain error", kerrors.NotFound(userv1.ErrorReason_USER_NOT_FOUND.String(), "x"), biz.ErrUserNotFound},
 		{"unavailable peer", status.Error(codes.Unavailable, "connection refused"), biz.ErrDependencyUnavailable},
 		{"shedding peer", status.Error(codes.ResourceExhausted, "shed"), biz.ErrDependencyUnavailable},
+		{"reply over our receive limit", status.Error(codes.ResourceExhausted, "grpc: received message larger than max (5480000 vs. 4194304)"), biz.ErrReplyTooLarge},
 		{"deadline", status.Error(codes.DeadlineExceeded, "late"), context.DeadlineExceeded},
 		{"cancelled by our caller", status.Error(codes.Canceled, "gone"), context.Canceled},
 	}

@@ -115,7 +115,7 @@ func (s *Stack) Add(ctx context.Context, name string) (*ServiceProc, error) {
 		ConsulAddr: s.ConsulAddr,
 		// Instances of one service share one store, as they would share a
 		// database in production.
-		Env:    append([]string{"RAMPART_SQLITE_PATH=" + filepath.Join(s.cfg.WorkDir, "data", name+".db")}, s.cfg.Env...),
+		Env:    append([]string{"RAMPART_SQLITE_PATH=" + s.SQLitePath(name)}, s.cfg.Env...),
 		LogDir: s.cfg.WorkDir,
 	})
 	if err != nil {
@@ -125,6 +125,12 @@ func (s *Stack) Add(ctx context.Context, name string) (*ServiceProc, error) {
 	s.procs[name] = append(s.procs[name], p)
 	s.mu.Unlock()
 	return p, nil
+}
+
+// SQLitePath is the database file the instances of name share (with
+// data.driver sqlite, as in the shipped configs).
+func (s *Stack) SQLitePath(name string) string {
+	return filepath.Join(s.cfg.WorkDir, "data", name+".db")
 }
 
 func (s *Stack) configFor(name string) string {

@@ -6,6 +6,7 @@ package service
 import (
 	"context"
 	"errors"
+	"strings"
 
 	"github.com/go-kratos/kratos/v2/log"
 	"github.com/google/wire"
@@ -16,6 +17,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/rampart-go/rampart/internal/biz"
+	"github.com/rampart-go/rampart/internal/rpc"
 )
 
 // UserProviderSet builds the user service's gRPC handlers.
@@ -86,6 +88,12 @@ func toStatus(ctx context.Context, logger *log.Helper, err error, table []domain
 		logger.WithContext(ctx).Warnf("dependency unavailable: %v", err)
 		refuseRetry(ctx)
 		return statusError(codes.Unavailable, reasonDependencyUnavailable, unavailableMessage(err), nil)
+	case errors.Is(err, biz.ErrReplyTooLarge):
+		// Not the dependency being down: it answered, too much. Asking again
+		// gets the same reply, so the caller is told not to retry.
+		logger.WithContext(ctx).Warnf("dependency reply too large: %v", err)
+		refuseRetry(ctx)
+		return statusError(codes.ResourceExhausted, rpc.ReasonReplyTooLarge, replyTooLargeMessage(err), nil)
 	case errors.Is(err, context.DeadlineExceeded):
 		return statusError(codes.DeadlineExceeded, reasonDeadlineExceeded, err.Error(), nil)
 	case errors.Is(err, context.Canceled):
@@ -106,6 +114,16 @@ const pushbackTrailer = "grpc-retry-pushback-ms"
 // negative pushback, which Rampart's retry and grpc-go's both honour).
 func refuseRetry(ctx context.Context) {
 	_ = grpc.SetTrailer(ctx, metadata.Pairs(pushbackTrailer, "-1")) // no stream in unit tests: nothing to tell
+}
+
+// replyTooLargeMessage keeps the use case's context ("get profile: list
+// orders: order service") and drops grpc-go's byte counts.
+func replyTooLargeMessage(err error) string {
+	msg := err.Error()
+	if i := strings.Index(msg, biz.ErrReplyTooLarge.Error()); i >= 0 {
+		return msg[:i] + biz.ErrReplyTooLarge.Error()
+	}
+	return biz.ErrReplyTooLarge.Error()
 }
 
 // unavailableMessage names the dependency that is down, when the data layer

@@ -20,6 +20,7 @@ import (
 	orderv1 "github.com/rampart-go/rampart/api/order/v1"
 	userv1 "github.com/rampart-go/rampart/api/user/v1"
 	"github.com/rampart-go/rampart/internal/biz"
+	"github.com/rampart-go/rampart/internal/rpc"
 	"github.com/rampart-go/rampart/internal/telemetry"
 )
 
@@ -40,6 +41,7 @@ func TestToStatus(t *testing.T) {
 		{"key reused", wrap(biz.ErrIdempotencyKeyReused), orderErrors, codes.AlreadyExists, orderv1.ErrorReason_IDEMPOTENCY_KEY_REUSED.String()},
 		{"bad quantity", wrap(biz.ErrInvalidQuantity), orderErrors, codes.InvalidArgument, orderv1.ErrorReason_INVALID_ARGUMENT.String()},
 		{"dependency down", wrap(biz.ErrDependencyUnavailable), orderErrors, codes.Unavailable, reasonDependencyUnavailable},
+		{"dependency reply too large", wrap(fmt.Errorf("order service: %w: %w", biz.ErrReplyTooLarge, errors.New("rpc error: grpc: received message larger than max"))), userErrors, codes.ResourceExhausted, rpc.ReasonReplyTooLarge},
 		{"deadline", wrap(context.DeadlineExceeded), userErrors, codes.DeadlineExceeded, reasonDeadlineExceeded},
 		{"caller gone", wrap(context.Canceled), userErrors, codes.Canceled, reasonCanceled},
 	}
@@ -115,6 +117,7 @@ func TestOnlyAGivenUpDependencyRefusesRetry(t *testing.T) {
 		want []string
 	}{
 		{&biz.DependencyError{Dependency: "user service", Err: errors.New("down")}, []string{"-1"}},
+		{fmt.Errorf("order service: %w", biz.ErrReplyTooLarge), []string{"-1"}},
 		{biz.ErrUserNotFound, nil},
 		{context.DeadlineExceeded, nil},
 		{errors.New("bug"), nil},

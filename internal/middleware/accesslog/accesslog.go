@@ -23,8 +23,8 @@ import (
 	"github.com/go-kratos/kratos/v2/transport"
 	"google.golang.org/grpc/status"
 
-	"github.com/rampart-go/rampart/internal/middleware/breaker"
 	"github.com/rampart-go/rampart/internal/middleware/shedding"
+	"github.com/rampart-go/rampart/internal/rpc"
 )
 
 // Server returns the access log of incoming calls.
@@ -61,7 +61,7 @@ func accessLog(logger log.Logger, kind string, from func(context.Context) (trans
 			switch reason := kerrors.Reason(err); {
 			case reason == shedding.ReasonLoadShed:
 				level = log.LevelDebug
-			case breaker.IsServerFailure(err):
+			case rpc.Classify(ctx, err).PeerFault:
 				level = log.LevelError
 			}
 			_ = l.Log(level, "kind", kind, "operation", operation, "code", status.Code(err).String(),

@@ -3,11 +3,14 @@
 // called method, as a gRPC unary client interceptor.
 //
 // Policy:
-//   - Only server-side failures count against a method: Unavailable,
-//     DeadlineExceeded, ResourceExhausted, Internal, Unknown and DataLoss. OK
-//     and every client error (InvalidArgument, NotFound, AlreadyExists,
-//     FailedPrecondition, …) count as successes, because the server answered
-//     and is healthy; a flood of bad requests must never cut a caller off.
+//   - Only failures of the peer count against a method, as internal/rpc
+//     classifies them (Classify's PeerFault): Unavailable, DeadlineExceeded,
+//     ResourceExhausted answered by the server, Internal, Unknown and
+//     DataLoss. OK, every client error (InvalidArgument, NotFound,
+//     AlreadyExists, FailedPrecondition, …) and what this client raised itself
+//     (a reply over the message size limit) count as successes, because the
+//     server answered and is healthy; a flood of bad requests must never cut
+//     a caller off.
 //   - A caller cancellation counts as neither: it says nothing about the
 //     server, and counting it as a success would hide an outage behind
 //     impatient callers.
@@ -29,7 +32,6 @@ package breaker
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -44,11 +46,13 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+
+	"github.com/rampart-go/rampart/internal/rpc"
 )
 
 // ReasonCircuitOpen is the ErrorInfo reason of a call the breaker rejected
 // locally; Kratos' errors.Reason returns it.
-const ReasonCircuitOpen = "CIRCUIT_OPEN"
+const ReasonCircuitOpen = rpc.ReasonCircuitOpen
 
 // Metric names, exported so dashboards and tests need not repeat the strings.
 const (
@@ -217,10 +221,10 @@ func (c *client) intercept(ctx context.Context, method string, req, reply any, c
 		return c.openError(method)
 	}
 	err := invoker(ctx, method, req, reply, cc, opts...)
-	switch {
-	case isCancellation(ctx, err):
+	switch o := rpc.Classify(ctx, err); {
+	case o.Code == codes.Canceled:
 		// The caller gave up; the server's health is unknown.
-	case IsServerFailure(err):
+	case o.PeerFault:
 		e.cb.MarkFailed()
 		if last := e.lastReject.Load(); last != 0 && time.Now().UnixNano()-last < int64(e.window) {
 			return c.probeFailed(method, err)
@@ -290,50 +294,8 @@ func (c *client) openError(method string) error {
 
 // IsOpen reports whether err is a breaker rejection: Unavailable with
 // ErrorInfo reason CIRCUIT_OPEN, wrapped or not. It also matches such an error
-// relayed from a server whose own breaker is open, which is why retry can use
-// it: in either case the answer is already known and repeating the call only
-// adds load.
+// relayed from a server whose own breaker is open.
 func IsOpen(err error) bool {
 	st, ok := status.FromError(err)
-	if !ok || st.Code() != codes.Unavailable {
-		return false
-	}
-	for _, d := range st.Details() {
-		if info, ok := d.(*errdetails.ErrorInfo); ok && info.GetReason() == ReasonCircuitOpen {
-			return true
-		}
-	}
-	return false
-}
-
-// IsServerFailure reports whether err says the server failed (the codes the
-// package doc lists). nil, client errors, cancellations and breaker
-// rejections are not server failures; a rejection relayed by a server whose
-// own breaker is open is that server answering at once, not failing. A bare context.DeadlineExceeded is one:
-// the server did not answer in time. Any other error without a gRPC status is
-// Unknown, hence a failure.
-func IsServerFailure(err error) bool {
-	if err == nil || errors.Is(err, context.Canceled) || IsOpen(err) {
-		return false
-	}
-	if errors.Is(err, context.DeadlineExceeded) {
-		return true
-	}
-	switch status.Code(err) {
-	case codes.Unavailable, codes.DeadlineExceeded, codes.ResourceExhausted,
-		codes.Internal, codes.Unknown, codes.DataLoss:
-		return true
-	default:
-		return false
-	}
-}
-
-// isCancellation reports whether the call ended because its caller gave up.
-// A cancelled context can surface as Canceled or, depending on where the
-// transport noticed, as another code, so the context itself is the
-// authority.
-func isCancellation(ctx context.Context, err error) bool {
-	return errors.Is(ctx.Err(), context.Canceled) ||
-		errors.Is(err, context.Canceled) ||
-		status.Code(err) == codes.Canceled
+	return ok && st.Code() == codes.Unavailable && rpc.Reason(st) == ReasonCircuitOpen
 }

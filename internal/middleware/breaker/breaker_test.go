@@ -2,8 +2,6 @@ package breaker_test
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -18,6 +16,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/rampart-go/rampart/internal/middleware/breaker"
+	"github.com/rampart-go/rampart/internal/rpc"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -84,55 +83,6 @@ func openBreaker(ctx context.Context, t *testing.T, ic grpc.UnaryClientIntercept
 	return nil
 }
 
-func TestIsServerFailure(t *testing.T) {
-	open := breakerRejection(t)
-	tests := []struct {
-		err  error
-		want bool
-	}{
-		{nil, false},
-		{status.Error(codes.OK, ""), false},
-		{status.Error(codes.Unavailable, ""), true},
-		{status.Error(codes.DeadlineExceeded, ""), true},
-		{status.Error(codes.ResourceExhausted, ""), true},
-		{status.Error(codes.Internal, ""), true},
-		{status.Error(codes.Unknown, ""), true},
-		{status.Error(codes.DataLoss, ""), true},
-		{status.Error(codes.InvalidArgument, ""), false},
-		{status.Error(codes.NotFound, ""), false},
-		{status.Error(codes.AlreadyExists, ""), false},
-		{status.Error(codes.FailedPrecondition, ""), false},
-		{status.Error(codes.PermissionDenied, ""), false},
-		{status.Error(codes.Unauthenticated, ""), false},
-		{status.Error(codes.OutOfRange, ""), false},
-		{status.Error(codes.Unimplemented, ""), false},
-		{status.Error(codes.Aborted, ""), false},
-		{status.Error(codes.Canceled, ""), false},
-		{context.Canceled, false},
-		{context.DeadlineExceeded, true},
-		{fmt.Errorf("get user: %w", status.Error(codes.Unavailable, "")), true},
-		{fmt.Errorf("get user: %w", status.Error(codes.NotFound, "")), false},
-		{kerrors.ServiceUnavailable("DOWN", "down"), true},
-		{kerrors.NotFound("USER_NOT_FOUND", "no such user"), false},
-		{errors.New("not a status"), true}, // Unknown
-		{open, false},
-	}
-	for _, tt := range tests {
-		t.Run(fmt.Sprintf("%v", tt.err), func(t *testing.T) {
-			if got := breaker.IsServerFailure(tt.err); got != tt.want {
-				t.Fatalf("IsServerFailure(%v) = %v, want %v", tt.err, got, tt.want)
-			}
-		})
-	}
-}
-
-// breakerRejection returns a real rejection from a breaker driven open.
-func breakerRejection(t *testing.T) error {
-	t.Helper()
-	ic, _ := newClient(t)
-	return openBreaker(testContext(t), t, ic, methodA)
-}
-
 func TestOpensUnderSustainedFailuresAndFailsFast(t *testing.T) {
 	ctx := testContext(t)
 	ic, reader := newClient(t)
@@ -151,8 +101,8 @@ func TestOpensUnderSustainedFailuresAndFailsFast(t *testing.T) {
 	if ke.Metadata["target"] != target || ke.Metadata["method"] != methodA {
 		t.Fatalf("metadata = %v, want target %q and method %q", ke.Metadata, target, methodA)
 	}
-	if breaker.IsServerFailure(err) {
-		t.Fatal("the breaker's own rejection classified as a server failure")
+	if rpc.Classify(ctx, err).PeerFault {
+		t.Fatal("the breaker's own rejection classified as a failure of the peer")
 	}
 
 	rm := collect(t, reader)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"net"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -116,4 +117,40 @@ func loopback(t *testing.T, srv userv1.UserServiceServer, ic grpc.UnaryClientInt
 		<-done
 	})
 	return userv1.NewUserServiceClient(conn)
+}
+
+// bigUsers answers every GetUser with a reply of about size bytes.
+type bigUsers struct {
+	userv1.UnimplementedUserServiceServer
+	size  int
+	mu    sync.Mutex
+	calls int
+}
+
+func (s *bigUsers) GetUser(context.Context, *userv1.GetUserRequest) (*userv1.GetUserReply, error) {
+	s.mu.Lock()
+	s.calls++
+	s.mu.Unlock()
+	return &userv1.GetUserReply{User: &userv1.User{Id: "u1", Name: strings.Repeat("x", s.size)}}, nil
+}
+
+// A reply over the client's receive limit fails with ResourceExhausted that
+// grpc-go raised here, not the server: the server answered, and asking
+// again gets the same reply, so it is never retried.
+func TestReplyOverTheReceiveLimitIsNotRetried(t *testing.T) {
+	srv := &bigUsers{size: 4 << 10}
+	client := loopback(t, srv, retry.Client("user",
+		func(string) retry.Policy { return retry.Policy{MaxAttempts: 3, InitialBackoff: time.Millisecond} },
+		retry.NewBudget(0.2, 10)))
+
+	_, err := client.GetUser(testCtx(t), &userv1.GetUserRequest{Id: "u1"}, grpc.MaxCallRecvMsgSize(1<<10))
+
+	if status.Code(err) != codes.ResourceExhausted {
+		t.Fatalf("err = %v, want ResourceExhausted from the receive limit", err)
+	}
+	srv.mu.Lock()
+	defer srv.mu.Unlock()
+	if srv.calls != 1 {
+		t.Fatalf("server answered %d attempts, want 1: a local limit was retried", srv.calls)
+	}
 }

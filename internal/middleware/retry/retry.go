@@ -12,11 +12,14 @@
 //     one attempt.
 //   - Attempts: Policy.MaxAttempts counts the first attempt; default 3, never
 //     more than 5.
-//   - Outcome: only Unavailable, ResourceExhausted and DeadlineExceeded are
-//     retried, and only while the caller's own context is still live, so a
-//     DeadlineExceeded is retried only when it came from the per-attempt
+//   - Outcome: only what internal/rpc classifies as transient is retried:
+//     Unavailable, ResourceExhausted answered by the server, and
+//     DeadlineExceeded, only while the caller's own context is still live, so
+//     a DeadlineExceeded is retried only when it came from the per-attempt
 //     deadline of an inner interceptor. An Unavailable with reason
-//     CIRCUIT_OPEN is the local breaker's answer and is never retried.
+//     CIRCUIT_OPEN is the local breaker's answer and a ResourceExhausted that
+//     grpc-go raised for a message over the size limit is this client's own
+//     limit: neither is ever retried.
 //   - Pushback: a grpc-retry-pushback-ms trailer with a non-negative integer
 //     replaces the backoff with exactly that wait; a negative or malformed
 //     value means do not retry (gRPC A6).
@@ -56,7 +59,7 @@ import (
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 
-	"github.com/rampart-go/rampart/internal/middleware/breaker"
+	"github.com/rampart-go/rampart/internal/rpc"
 )
 
 // AttemptHeader is the outgoing metadata key carrying the 1-based attempt
@@ -279,8 +282,8 @@ func (r *retrier) intercept(ctx context.Context, method string, req, reply any, 
 		if err == nil || attempt >= p.MaxAttempts {
 			return err
 		}
-		code, ok := retryable(ctx, err)
-		if !ok {
+		o := rpc.Classify(ctx, err)
+		if !o.Transient {
 			return err
 		}
 		wait, pushedBack, ok := pushback(st.trailer)
@@ -309,7 +312,7 @@ func (r *retrier) intercept(ctx context.Context, method string, req, reply any, 
 			}
 			st.tried.add(st.peer.Addr.String())
 		}
-		r.record(ctx, method, attempt+1, wait, code)
+		r.record(ctx, method, attempt+1, wait, o.Code)
 		if serr := r.clock.Sleep(ctx, wait); serr != nil {
 			return status.FromContextError(serr).Err()
 		}
@@ -346,26 +349,6 @@ func (r *retrier) record(ctx context.Context, method string, next int, wait time
 // attempts are never carried over.
 func withAttempt(ctx context.Context, attempt int) context.Context {
 	return metadata.AppendToOutgoingContext(ctx, AttemptHeader, attemptValues[attempt])
-}
-
-// retryable classifies a failed attempt: it reports the attempt's code and
-// whether the failure is worth another attempt.
-func retryable(ctx context.Context, err error) (codes.Code, bool) {
-	code := status.Code(err)
-	if ctx.Err() != nil {
-		// The caller's own deadline or cancellation: nothing is left to
-		// retry for, whatever the code says.
-		return code, false
-	}
-	switch code {
-	case codes.Unavailable, codes.ResourceExhausted, codes.DeadlineExceeded:
-		// DeadlineExceeded with the caller's context live can only be the
-		// per-attempt deadline of an inner interceptor. CIRCUIT_OPEN is the
-		// local breaker's answer: another attempt would meet the same breaker.
-		return code, !breaker.IsOpen(err)
-	default:
-		return code, false
-	}
 }
 
 // pushback reads the server's retry pushback from an attempt's trailer. It
