@@ -136,8 +136,9 @@ fmt: bin/golangci-lint ## format with gofumpt and goimports
 	bin/golangci-lint fmt ./...
 
 .PHONY: test
-# The chaos suite asserts latencies (p99 < 5 ms with the breaker open), so it
-# runs alone, after the other suites, instead of sharing two CPUs with them.
+# The chaos suite times calls under load (its short run bounds latencies by
+# the healthy calls of the same run, see mode.limit), so it runs alone,
+# after the other suites, instead of sharing two CPUs with them.
 # The scaffold suite compiles whole copies of the tree, so it runs alone too,
 # keeping its builds off the CPUs the end-to-end tests time calls on.
 # The Nomad suite needs bin/nomad (minutes to build cold) and runs in

@@ -20,8 +20,8 @@ import (
 	"github.com/rampart-go/rampart/test/chaos"
 )
 
-// slowCall is what a call that survived a fault may cost at most: one
-// attempt timed out, one backoff, one normal call.
+// slowCall is when the report counts a call as affected by a fault: one
+// attempt timed out, one backoff, one normal call on a quiet machine.
 const slowCall = attemptTimeout + firstBackoff + normalCall
 
 // sampler polls one counter of an instance's /metrics in the background.
@@ -84,6 +84,19 @@ func lastRise(samples []sample, from time.Time) (time.Time, bool) {
 	return time.Time{}, false
 }
 
+// valueAt returns the counter's value as last sampled before t (at t
+// included), 0 if no sample was taken by then.
+func valueAt(samples []sample, t time.Time) float64 {
+	var v float64
+	for _, s := range samples {
+		if s.at.After(t) {
+			break
+		}
+		v = s.value
+	}
+	return v
+}
+
 // firstRise returns when the counter was first seen above its value at from.
 func firstRise(samples []sample, from time.Time) (time.Time, bool) {
 	var base float64
@@ -120,10 +133,11 @@ func rampartUser(t *testing.T, consulAddr string) userv1.UserServiceClient {
 // failover runs scenarios 1 and 2: the same load through order and through
 // three clients of user side by side (Rampart's chain, the seed's pattern,
 // Kratos' stock client), then fault hits the user instance the seed client
-// is connected to; heal undoes it (nil for a crash).
+// is connected to; heal undoes it (nil for a crash). It returns when the
+// fault hit and how long Consul took to show the instance critical.
 func failover(t *testing.T, sc *scenario, faultLen time.Duration,
 	fault func(p *devstack.ServiceProc) error, heal func(p *devstack.ServiceProc) error,
-) (critical time.Duration) {
+) (faultAt time.Time, critical time.Duration) {
 	m := current()
 	ctx := devstack.ContextForTest(t, 3*time.Minute)
 	s := startStack(t, ctx, stackOpts{users: 2, orders: 1})
@@ -170,7 +184,7 @@ func failover(t *testing.T, sc *scenario, faultLen time.Duration,
 
 	sleepCtx(ctx, m.warmup)
 	seenUsers.read(t, ctx) // the victim's last count before the fault
-	faultAt := time.Now()
+	faultAt = time.Now()
 	if err := fault(victim); err != nil {
 		t.Fatal(err)
 	}
@@ -237,7 +251,7 @@ func failover(t *testing.T, sc *scenario, faultLen time.Duration,
 	if len(seedCalls.Failed()) == 0 {
 		t.Errorf("the seed-style client lost no call: the fault did not hit its instance")
 	}
-	return critical
+	return faultAt, critical
 }
 
 // Dur is chaos.Dur, shorter to read in notes.
@@ -248,7 +262,7 @@ func Dur(d time.Duration) string { return chaos.Dur(d) }
 // critical and order's client stops picking it.
 func TestInstanceCrash(t *testing.T) {
 	sc := newScenario(t, 1, "1. Instance crash: SIGKILL one of two user instances")
-	crit := failover(t, sc, current().after, func(p *devstack.ServiceProc) error {
+	_, crit := failover(t, sc, current().after, func(p *devstack.ServiceProc) error {
 		return p.Signal(syscall.SIGKILL)
 	}, nil)
 	if crit > 2*time.Second {
@@ -258,15 +272,18 @@ func TestInstanceCrash(t *testing.T) {
 
 // TestInstanceHang is scenario 2: SIGSTOP one of two user instances for
 // 5 s, then SIGCONT. No call fails, and p99 stays within one attempt
-// timeout, one backoff and one normal call.
+// timeout, one backoff and one normal call (m.limit).
 func TestInstanceHang(t *testing.T) {
 	sc := newScenario(t, 2, "2. Instance hang: SIGSTOP one of two user instances for 5 s, then SIGCONT")
-	failover(t, sc, 5*time.Second,
+	faultAt, _ := failover(t, sc, 5*time.Second,
 		func(p *devstack.ServiceProc) error { return p.Signal(syscall.SIGSTOP) },
 		func(p *devstack.ServiceProc) error { return p.Signal(syscall.SIGCONT) })
+	m := current()
 	for _, r := range sc.rows[:2] {
-		if p99 := r.Calls.Quantile(0.99); p99 > slowCall {
-			t.Errorf("%s: p99 %s > attempt timeout + backoff + normal call = %s", r.Client, p99, slowCall)
+		healthy := healthyAround(r.Calls, faultAt, time.Time{})
+		sc.noteHealthy(r.Client+", healthy before the fault", healthy)
+		if limit, why := m.limit(attemptTimeout+firstBackoff, normalCall, healthy); r.Calls.Quantile(0.99) > limit {
+			t.Errorf("%s: p99 %s, want <= %s (attempt timeout + first backoff + a normal call: %s)", r.Client, r.Calls.Quantile(0.99), limit, why)
 		}
 	}
 }

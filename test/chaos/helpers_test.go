@@ -15,6 +15,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/hashicorp/consul/api"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 
 	orderv1 "github.com/rampart-go/rampart/api/order/v1"
@@ -37,7 +38,8 @@ const (
 	// bound asserted, so the driver never hides a slow answer.
 	callTimeout = 5 * time.Second
 	// normalCall bounds one healthy call (two hops) with the race detector
-	// on in the driver, on a loaded 2-core machine.
+	// on in the driver, on a machine left to the suite; the short run
+	// scales it with the healthy calls it measured (mode.limit).
 	normalCall = 150 * time.Millisecond
 	// logTailLines is how much of each log a failed scenario prints.
 	logTailLines = 40
@@ -325,6 +327,25 @@ func sleepCtx(ctx context.Context, d time.Duration) {
 	case <-ctx.Done():
 	case <-time.After(d):
 	}
+}
+
+// healthyAround returns the calls that show what a healthy call costs in
+// this run, the baseline of m.limit: those that succeeded and ended before
+// the fault, and, unless recoveredAt is zero, those that succeeded from
+// the client's recovery on, so that load arriving on the machine mid-run
+// shows in the baseline as it does under the fault.
+func healthyAround(cs chaos.Calls, faultAt, recoveredAt time.Time) chaos.Calls {
+	return cs.Where(func(c chaos.Call) bool {
+		before := c.Start.Add(c.Latency).Before(faultAt)
+		after := !recoveredAt.IsZero() && !c.Start.Before(recoveredAt)
+		return c.Code == codes.OK && (before || after)
+	})
+}
+
+// noteHealthy reports the baseline healthyAround returned.
+func (sc *scenario) noteHealthy(what string, healthy chaos.Calls) {
+	sc.note("%s: %d calls, p50 %s, p99 %s, max %s.",
+		what, len(healthy), Dur(healthy.Quantile(0.5)), Dur(healthy.Quantile(0.99)), Dur(healthy.Max()))
 }
 
 // scenario collects a scenario's table and notes, logs them, and adds
