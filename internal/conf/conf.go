@@ -13,6 +13,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/rampart-go/rampart/internal/middleware/faults"
+	"github.com/rampart-go/rampart/internal/middleware/outlier"
 	"github.com/rampart-go/rampart/internal/telemetry"
 )
 
@@ -142,8 +143,11 @@ type Client struct {
 	// stopped); 0 keeps it active for good.
 	IdleTimeout time.Duration `yaml:"idle_timeout"`
 	Budget      Budget        `yaml:"budget"`
-	Policy      `yaml:",inline"`
-	Methods     map[string]Policy `yaml:"methods"`
+	// Outlier is per-instance outlier ejection; the policy and its defaults
+	// are the outlier package's.
+	Outlier outlier.Config `yaml:"outlier"`
+	Policy  `yaml:",inline"`
+	Methods map[string]Policy `yaml:"methods"`
 }
 
 // Policy is how one call is made: its time limits, retries and breaker.
@@ -199,6 +203,7 @@ func DefaultClient() Client {
 		// gRPC's own default.
 		IdleTimeout: 30 * time.Minute,
 		Budget:      Budget{Ratio: 0.2, MinPerSecond: 10},
+		Outlier:     outlier.DefaultConfig(),
 		Policy: Policy{
 			Timeout:        2 * time.Second,
 			AttemptTimeout: 500 * time.Millisecond,
@@ -216,6 +221,7 @@ func (c *Client) UnmarshalYAML(n *yaml.Node) error {
 		Keepalive   yaml.Node      `yaml:"keepalive"`
 		IdleTimeout *time.Duration `yaml:"idle_timeout"`
 		Budget      yaml.Node      `yaml:"budget"`
+		Outlier     yaml.Node      `yaml:"outlier"`
 		Policy      `yaml:",inline"`
 		Methods     map[string]yaml.Node `yaml:"methods"`
 	}
@@ -233,6 +239,9 @@ func (c *Client) UnmarshalYAML(n *yaml.Node) error {
 		return err
 	}
 	if err := decodeOver(&raw.Budget, &c.Budget); err != nil {
+		return err
+	}
+	if err := decodeOver(&raw.Outlier, &c.Outlier); err != nil {
 		return err
 	}
 	if len(raw.Methods) > 0 {

@@ -31,6 +31,9 @@ func TestBadValuesNameTheKey(t *testing.T) {
 		{"service: {name: user}\nclients: {order: {target: discovery:///order, methods: {ListOrders: {}}}}", "clients.order.methods.ListOrders: must be a full method name"},
 		{"service: {name: user}\nclients: {order: {target: discovery:///order, budget: {ratio: 2}}}", "clients.order.budget.ratio: must be between 0 and 1"},
 		{"service: {name: user}\nclients: {order: {target: discovery:///order, idle_timeout: -1s}}", "clients.order.idle_timeout: must be >= 0"},
+		{"service: {name: user}\nclients: {order: {target: discovery:///order, outlier: {max_ejection_percent: 101}}}", "clients.order.outlier.max_ejection_percent: must be in 0..100"},
+		{"service: {name: user}\nclients: {order: {target: discovery:///order, outlier: {base_ejection_time: 10m}}}", "clients.order.outlier.max_ejection_time: must be at least base_ejection_time"},
+		{"service: {name: user}\nclients: {order: {target: discovery:///order, outlier: {consecutive_failure: 3}}}", "clients.order.outlier.consecutive_failure: unknown key"},
 		{"service: {name: user}\nclients: {order: {target: discovery:///order, methods: {/order.v1.OrderService/ListOrders: {idle_timeout: 1s}}}}", "idle_timeout: unknown key"},
 		{"service: {name: user}\nclients: {order: {target: discovery:///order, budget: {ratio: .nan}}}", "clients.order.budget.ratio: must be a finite number, got NaN"},
 		{"service: {name: user}\nclients: {order: {target: discovery:///order, retry: {multiplier: .nan}}}", "clients.order.retry.multiplier: must be a finite number, got NaN"},
@@ -160,7 +163,7 @@ clients:
 	if other := cl.PolicyFor("/user.v1.UserService/CreateUser"); other != cl.Policy {
 		t.Fatalf("method without override = %+v, want the client policy", other)
 	}
-	if cl.Keepalive != def.Keepalive || cl.Budget != def.Budget || cl.IdleTimeout != def.IdleTimeout {
+	if cl.Keepalive != def.Keepalive || cl.Budget != def.Budget || cl.IdleTimeout != def.IdleTimeout || cl.Outlier != def.Outlier {
 		t.Fatalf("keepalive/budget/idle_timeout = %+v/%+v/%v, want defaults", cl.Keepalive, cl.Budget, cl.IdleTimeout)
 	}
 }

@@ -172,6 +172,10 @@ func (c *Bootstrap) validate(earlier []error) error {
 		if cl.Budget.MinPerSecond < 0 {
 			bad(key+".budget.min_per_second", "must be >= 0")
 		}
+		if err := cl.Outlier.Validate(); err != nil {
+			field, reason, _ := strings.Cut(err.Error(), ": ")
+			bad(key+".outlier."+field, "%s", reason)
+		}
 		validatePolicy(key, cl.Policy, bad)
 		methods := make([]string, 0, len(cl.Methods))
 		for m := range cl.Methods {

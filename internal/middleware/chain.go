@@ -3,7 +3,9 @@
 // The policies themselves live one per sub-package.
 //
 // Client chain, outermost first: logical span -> timeout (whole call) -> retry (with its
-// budget) -> breaker -> timeout (one attempt) -> the balancer's pick.
+// budget) -> breaker -> outlier ejection (records each attempt against its
+// instance) -> timeout (one attempt) -> the balancer's pick, which the
+// ejection filter and retry's avoid-tried filter narrow.
 // Server chain, outermost first: access log -> recovery -> load shedding ->
 // retry marker (chain stop) -> validation -> fault injection -> handler,
 // with the server's timeout cap applied by the Kratos server before all.
@@ -24,6 +26,7 @@ import (
 	"github.com/rampart-go/rampart/internal/middleware/accesslog"
 	"github.com/rampart-go/rampart/internal/middleware/breaker"
 	"github.com/rampart-go/rampart/internal/middleware/faults"
+	"github.com/rampart-go/rampart/internal/middleware/outlier"
 	"github.com/rampart-go/rampart/internal/middleware/recovery"
 	"github.com/rampart-go/rampart/internal/middleware/retry"
 	"github.com/rampart-go/rampart/internal/middleware/shedding"
@@ -138,16 +141,18 @@ func (cs *Clients) For(name string) (Client, error) {
 		b := cl.PolicyFor(m).Breaker
 		return breaker.Config{Success: b.Success, Request: b.Request, Window: b.Window, Bucket: b.Bucket}
 	}
+	ejection := outlier.New(name, cl.Outlier, outlier.WithLogger(cs.logger))
 	chain := Client{
 		Middleware: []kmiddleware.Middleware{accesslog.Client(cs.logger)},
 		Interceptors: []grpc.UnaryClientInterceptor{
 			timeout.Client(total),
 			retry.Client(name, retryPolicy, retry.NewBudget(cl.Budget.Ratio, cl.Budget.MinPerSecond)),
 			breaker.Client(name, breakerConfig),
+			ejection.Interceptor(),
 			timeout.Client(attempt),
 		},
 		Dial:        []grpc.DialOption{grpc.WithKeepaliveParams(clientKeepalive(cl.Keepalive)), grpc.WithIdleTimeout(cl.IdleTimeout)},
-		NodeFilters: []selector.NodeFilter{retry.AvoidTried()},
+		NodeFilters: []selector.NodeFilter{ejection.Filter(), retry.AvoidTried()},
 	}
 	if cs.tel != nil {
 		// Outermost, so retry events and breaker rejections land on the

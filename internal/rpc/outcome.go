@@ -43,6 +43,10 @@ import (
 	"google.golang.org/grpc/status"
 )
 
+// PushbackTrailer is gRFC A6's retry pushback: a server's wait before the
+// next attempt in milliseconds, or, negative, a request not to retry.
+const PushbackTrailer = "grpc-retry-pushback-ms"
+
 // ErrorInfo reasons the classification knows.
 const (
 	// ReasonCircuitOpen marks a call a client-side breaker rejected.

@@ -103,17 +103,13 @@ func toStatus(ctx context.Context, logger *log.Helper, err error, table []domain
 	return statusError(codes.Internal, reasonInternal, "internal error", nil)
 }
 
-// pushbackTrailer is gRFC A6's retry pushback; a negative value tells the
-// caller's retry policy not to retry at all.
-const pushbackTrailer = "grpc-retry-pushback-ms"
-
 // refuseRetry tells the caller not to retry this answer. This instance has
 // already retried its dependency as far as its own policy allows; a caller
 // retrying too would run that whole retry loop again per attempt, so
 // attempts on the dependency would multiply with every hop (gRFC A6's
 // negative pushback, which Rampart's retry and grpc-go's both honour).
 func refuseRetry(ctx context.Context) {
-	_ = grpc.SetTrailer(ctx, metadata.Pairs(pushbackTrailer, "-1")) // no stream in unit tests: nothing to tell
+	_ = grpc.SetTrailer(ctx, metadata.Pairs(rpc.PushbackTrailer, "-1")) // no stream in unit tests: nothing to tell
 }
 
 // replyTooLargeMessage keeps the use case's context ("get profile: list

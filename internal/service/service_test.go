@@ -124,7 +124,7 @@ func TestOnlyAGivenUpDependencyRefusesRetry(t *testing.T) {
 	} {
 		st := &trailerStream{}
 		_ = toStatus(grpc.NewContextWithServerTransportStream(context.Background(), st), logger, tt.err, orderErrors)
-		if got := st.trailer.Get(pushbackTrailer); !slices.Equal(got, tt.want) {
+		if got := st.trailer.Get(rpc.PushbackTrailer); !slices.Equal(got, tt.want) {
 			t.Errorf("%v: pushback trailer %q, want %q", tt.err, got, tt.want)
 		}
 	}

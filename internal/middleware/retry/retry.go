@@ -68,7 +68,7 @@ const AttemptHeader = "x-rampart-attempt"
 
 // pushbackTrailer is the trailer a server sets to dictate the next retry's
 // wait in milliseconds, or to forbid retrying with a negative value.
-const pushbackTrailer = "grpc-retry-pushback-ms"
+const pushbackTrailer = rpc.PushbackTrailer
 
 // maxPushbackMs keeps a pushback's wait within time.Duration.
 const maxPushbackMs = int64(math.MaxInt64 / time.Millisecond)

@@ -38,6 +38,8 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
+
+	"github.com/rampart-go/rampart/internal/rpc"
 )
 
 // ReasonLoadShed is the ErrorInfo reason of a request refused by the shedder.
@@ -45,7 +47,7 @@ const ReasonLoadShed = "LOAD_SHED"
 
 // PushbackTrailer is the trailer gRPC's retry design (gRFC A6) defines for a
 // server to tell a client how long to wait before retrying, in milliseconds.
-const PushbackTrailer = "grpc-retry-pushback-ms"
+const PushbackTrailer = rpc.PushbackTrailer
 
 // MetricShed counts refused requests per method.
 const MetricShed = "rampart_shed_total"
