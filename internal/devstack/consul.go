@@ -300,17 +300,6 @@ func StartConsul(ctx context.Context, opts ...ConsulOption) (*ConsulAgent, error
 	return nil, fmt.Errorf("start consul: %w", err)
 }
 
-// isBindCollision reports whether a child exited at start because one of
-// its ports was taken: the child's own log line is part of err.
-func isBindCollision(err error) bool {
-	return errors.Is(err, errExitedAtStart) && strings.Contains(err.Error(), errAddrInUse)
-}
-
-// errExitedAtStart marks a child (agent or instance) that exited before it
-// was ready; with its log's reason in the message, isBindCollision tells
-// whether fresh ports would help.
-var errExitedAtStart = errors.New("exited")
-
 // startLocked launches the process and waits for readiness; a.mu is held.
 func (a *ConsulAgent) startLocked(ctx context.Context) error {
 	logF, err := os.OpenFile(a.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)

@@ -37,6 +37,17 @@ const bindAttempts = 3
 // errAddrInUse is what a child's log says when one of its ports was taken.
 const errAddrInUse = "address already in use"
 
+// isBindCollision reports whether a child exited at start because one of
+// its ports was taken: the child's own log line is part of err.
+func isBindCollision(err error) bool {
+	return errors.Is(err, errExitedAtStart) && strings.Contains(err.Error(), errAddrInUse)
+}
+
+// errExitedAtStart marks a child (agent or instance) that exited before it
+// was ready; with its log's reason in the message, isBindCollision tells
+// whether fresh ports would help.
+var errExitedAtStart = errors.New("exited")
+
 // Nomad's default dynamic port range: a Nomad client hands these to its
 // tasks without checking what else listens there, so devstack keeps out.
 const (

@@ -88,9 +88,14 @@ func TestLeasePortsOutsideTheEphemeralRangeAndExclusive(t *testing.T) {
 	// processes the flock is the same) cannot take any of them.
 	lockDir := filepath.Join(os.TempDir(), "rampart-ports")
 	for p := range seen {
-		if _, err := os.Stat(filepath.Join(lockDir, strconv.Itoa(p))); err != nil {
+		f, err := os.OpenFile(filepath.Join(lockDir, strconv.Itoa(p)), os.O_RDWR, 0)
+		if err != nil {
 			t.Fatalf("no lock file for leased port %d: %v", p, err)
 		}
+		if devstack.TryLock(f) {
+			t.Errorf("port %d's lock could be taken while its lease holds it", p)
+		}
+		_ = f.Close()
 	}
 	for l := range leases {
 		l.Release()

@@ -207,6 +207,9 @@ func (d *Detector) record(ctx context.Context, addr string, o rpc.Outcome, trail
 	defer d.mu.Unlock()
 	h := d.hosts[addr]
 	if h == nil {
+		if !o.PeerFault {
+			return // a healthy instance with no history: nothing to reset
+		}
 		h = &host{}
 		d.hosts[addr] = h
 	}
@@ -237,7 +240,7 @@ func (d *Detector) record(ctx context.Context, addr string, o rpc.Outcome, trail
 func (d *Detector) ejectLocked(ctx context.Context, addr string, h *host, now time.Time, length time.Duration, reason string) bool {
 	if now.Before(h.ejectedUntil) {
 		if until := now.Add(length); until.After(h.ejectedUntil) {
-			h.ejectedUntil = until
+			h.ejectedUntil, h.backSince = until, until
 		}
 		return false
 	}

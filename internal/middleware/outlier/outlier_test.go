@@ -319,3 +319,19 @@ func TestEjectionIsOnTheSpan(t *testing.T) {
 		}
 	}
 }
+
+// A pushback during an ejection can only lengthen it.
+func TestPushbackExtendsAnEjection(t *testing.T) {
+	h := newHarness(t, cfg(), instA, instB)
+	h.fail(t, instA, 3, codes.Internal) // out for 10 s
+	h.clock.advance(5 * time.Second)
+	_ = h.attempt(context.Background(), instA, status.Error(codes.ResourceExhausted, "shed"), metadata.Pairs("grpc-retry-pushback-ms", "20000"))
+	h.clock.advance(20*time.Second - time.Millisecond)
+	if got := h.pick(); !slices.Equal(got, []string{instB}) {
+		t.Fatalf("pick = %v before the pushback's end, want %s still out", got, instA)
+	}
+	h.clock.advance(time.Millisecond)
+	if got := h.pick(); len(got) != 2 {
+		t.Fatalf("pick = %v after the pushback's end, want both", got)
+	}
+}

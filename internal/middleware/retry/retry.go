@@ -66,10 +66,6 @@ import (
 // number of a call; Server reads it on the receiving side.
 const AttemptHeader = "x-rampart-attempt"
 
-// pushbackTrailer is the trailer a server sets to dictate the next retry's
-// wait in milliseconds, or to forbid retrying with a negative value.
-const pushbackTrailer = rpc.PushbackTrailer
-
 // maxPushbackMs keeps a pushback's wait within time.Duration.
 const maxPushbackMs = int64(math.MaxInt64 / time.Millisecond)
 
@@ -355,7 +351,7 @@ func withAttempt(ctx context.Context, attempt int) context.Context {
 // returns the dictated wait and whether there was one; ok is false when the
 // server forbids a retry (a negative, malformed or repeated value).
 func pushback(trailer metadata.MD) (wait time.Duration, pushedBack, ok bool) {
-	vals := trailer[pushbackTrailer]
+	vals := trailer[rpc.PushbackTrailer]
 	switch len(vals) {
 	case 0:
 		return 0, false, true
