@@ -136,6 +136,7 @@ type Detector struct {
 
 	known   atomic.Int64 // instances in the balancer's last list
 	ejected atomic.Int64 // instances out now, maybe stale high: Filter re-checks the time
+	tracked atomic.Int64 // len(hosts): instances with a failure or an ejection on record
 
 	mu    sync.Mutex
 	hosts map[string]*host
@@ -176,24 +177,34 @@ func New(target string, cfg Config, opts ...Option) *Detector {
 }
 
 // attemptState is what one attempt needs beyond the caller's options: the
-// instance it reached and its trailer, in one allocation.
+// instance it reached, its trailer and the two call options that fill them,
+// in one allocation. The options are used by pointer, so boxing them as
+// grpc.CallOption allocates nothing more.
 type attemptState struct {
-	peer    peer.Peer
-	trailer metadata.MD
-	opts    [6]grpc.CallOption
+	peer      peer.Peer
+	trailer   metadata.MD
+	peerOpt   grpc.PeerCallOption
+	trailerOp grpc.TrailerCallOption
+	opts      [6]grpc.CallOption
 }
 
 // Interceptor records each attempt's outcome against the instance that
 // served it. It belongs between the breaker and the attempt timeout, where
 // it sees one attempt and, in its context, the caller's whole call.
+//
+// A success while no instance has a failure on record changes nothing, so
+// it returns before naming the instance: the healthy path costs one
+// allocation.
 func (d *Detector) Interceptor() grpc.UnaryClientInterceptor {
 	return func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
 		st := &attemptState{}
-		callOpts := append(append(st.opts[:0], opts...), grpc.Peer(&st.peer), grpc.Trailer(&st.trailer))
+		st.peerOpt.PeerAddr, st.trailerOp.TrailerAddr = &st.peer, &st.trailer
+		callOpts := append(append(st.opts[:0], opts...), &st.peerOpt, &st.trailerOp)
 		err := invoker(ctx, method, req, reply, cc, callOpts...)
-		if st.peer.Addr != nil {
-			d.record(ctx, st.peer.Addr.String(), rpc.Classify(ctx, err), st.trailer)
+		if st.peer.Addr == nil || (err == nil && d.tracked.Load() == 0) {
+			return err
 		}
+		d.record(ctx, st.peer.Addr.String(), rpc.Classify(ctx, err), st.trailer)
 		return err
 	}
 }
@@ -212,6 +223,7 @@ func (d *Detector) record(ctx context.Context, addr string, o rpc.Outcome, trail
 		}
 		h = &host{}
 		d.hosts[addr] = h
+		d.tracked.Store(int64(len(d.hosts)))
 	}
 	now := d.now()
 	if !h.backSince.IsZero() && now.Sub(h.backSince) >= d.cfg.MaxEjectionTime {
@@ -219,6 +231,11 @@ func (d *Detector) record(ctx context.Context, addr string, o rpc.Outcome, trail
 	}
 	if !o.PeerFault {
 		h.consecutive = 0
+		if h.ejections == 0 && !now.Before(h.ejectedUntil) {
+			// Nothing left to remember: the success fast path is back.
+			delete(d.hosts, addr)
+			d.tracked.Store(int64(len(d.hosts)))
+		}
 		return
 	}
 	h.consecutive++
@@ -308,6 +325,7 @@ func (d *Detector) forgetGoneLocked(nodes []selector.Node) {
 			delete(d.hosts, addr)
 		}
 	}
+	d.tracked.Store(int64(len(d.hosts)))
 }
 
 // Ejected returns the instances out now, sorted, for tests and debugging.

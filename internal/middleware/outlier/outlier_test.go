@@ -85,9 +85,9 @@ func (h *harness) attempt(ctx context.Context, addr string, err error, trailer m
 		func(_ context.Context, _ string, _, _ any, _ *grpc.ClientConn, opts ...grpc.CallOption) error {
 			for _, o := range opts {
 				switch o := o.(type) {
-				case grpc.PeerCallOption:
+				case *grpc.PeerCallOption:
 					o.PeerAddr.Addr = tcpAddr(addr)
-				case grpc.TrailerCallOption:
+				case *grpc.TrailerCallOption:
 					*o.TrailerAddr = trailer
 				}
 			}
@@ -333,5 +333,35 @@ func TestPushbackExtendsAnEjection(t *testing.T) {
 	h.clock.advance(time.Millisecond)
 	if got := h.pick(); len(got) != 2 {
 		t.Fatalf("pick = %v after the pushback's end, want both", got)
+	}
+}
+
+// A success costs one allocation while no instance has a failure on
+// record, and again once an instance that failed without being ejected has
+// answered well: the healthy path does not name the instance.
+func TestHealthyAttemptCostsOneAllocation(t *testing.T) {
+	h := newHarness(t, cfg(), instA, instB)
+	addr := tcpAddr(instA)
+	ok := func(_ context.Context, _ string, _, _ any, _ *grpc.ClientConn, opts ...grpc.CallOption) error {
+		for _, o := range opts {
+			if p, isPeer := o.(*grpc.PeerCallOption); isPeer {
+				p.PeerAddr.Addr = addr
+			}
+		}
+		return nil
+	}
+	ctx := context.Background()
+	call := func() { _ = h.ic(ctx, "/user.v1.UserService/GetUser", nil, nil, nil, ok) }
+	if got := testing.AllocsPerRun(100, call); got > 1 {
+		t.Fatalf("healthy attempt: %v allocs, want 1", got)
+	}
+	h.fail(t, instA, 2, codes.Internal) // on record, one short of ejection
+	call()                              // answers well: the record goes
+	if got := testing.AllocsPerRun(100, call); got > 1 {
+		t.Fatalf("healthy attempt after a recovered failure: %v allocs, want 1", got)
+	}
+	h.fail(t, instA, 2, codes.Internal)
+	if got := h.pick(); len(got) != 2 {
+		t.Fatalf("pick = %v: two failures after a success must not eject (threshold 3)", got)
 	}
 }
