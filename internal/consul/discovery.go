@@ -9,6 +9,8 @@ import (
 	"github.com/go-kratos/kratos/v2/log"
 	"github.com/go-kratos/kratos/v2/registry"
 	"github.com/hashicorp/consul/api"
+
+	"github.com/rampart-go/rampart/internal/rpc"
 )
 
 var _ registry.Watcher = (*watcher)(nil)
@@ -189,7 +191,7 @@ func (w *watcher) run() {
 				w.log.Warnf("consul: watch %s: %v; keeping %d last known instance(s), retrying", w.name, err, len(last))
 			}
 			index = 0
-			if !sleep(w.ctx, bo.next()) {
+			if rpc.Sleep(w.ctx, bo.next()) != nil {
 				return
 			}
 			continue

@@ -29,6 +29,8 @@ import (
 	"github.com/go-kratos/kratos/v2/log"
 	"github.com/go-kratos/kratos/v2/registry"
 	"github.com/hashicorp/consul/api"
+
+	"github.com/rampart-go/rampart/internal/rpc"
 )
 
 var (
@@ -308,7 +310,7 @@ func (r *Registry) keep(ctx context.Context, k *keeper, reg *api.AgentServiceReg
 					downSince = time.Now()
 					r.log.Warnf("consul: register %s: %v; retrying in background", name, err)
 				}
-				if !sleep(ctx, bo.next()) {
+				if rpc.Sleep(ctx, bo.next()) != nil {
 					return
 				}
 				continue
@@ -329,7 +331,7 @@ func (r *Registry) keep(ctx context.Context, k *keeper, reg *api.AgentServiceReg
 			// so a restarted agent gets the instance back quickly.
 			wait = min(bo.next(), period)
 		}
-		if !sleep(ctx, wait) {
+		if rpc.Sleep(ctx, wait) != nil {
 			return
 		}
 		err := r.present(ctx, reg.ID)
@@ -539,16 +541,4 @@ func isPermanent(err error) bool {
 	var se api.StatusError
 	return errors.As(err, &se) && se.Code >= 400 && se.Code < 500 &&
 		se.Code != http.StatusTooManyRequests && se.Code != http.StatusRequestTimeout
-}
-
-// sleep waits d or until ctx is done; it reports whether d elapsed.
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
 }

@@ -21,7 +21,7 @@ import (
 
 	userv1 "github.com/rampart-go/rampart/api/user/v1"
 	"github.com/rampart-go/rampart/internal/conf"
-	"github.com/rampart-go/rampart/internal/middleware/recovery"
+	"github.com/rampart-go/rampart/internal/rpc"
 )
 
 // TestKeepaliveSidesAgree checks every client of the shipped configs
@@ -150,8 +150,8 @@ func TestPanicIsAccessLoggedAsInternal(t *testing.T) {
 	}
 	defer func() { _ = conn.Close() }()
 	_, err = userv1.NewUserServiceClient(conn).CreateUser(ctx, &userv1.CreateUserRequest{Name: "Ada", Email: secret})
-	if status.Code(err) != codes.Internal || kerrors.Reason(err) != recovery.Reason {
-		t.Fatalf("CreateUser = %v, want Internal with reason %s", err, recovery.Reason)
+	if status.Code(err) != codes.Internal || kerrors.Reason(err) != rpc.ReasonPanic {
+		t.Fatalf("CreateUser = %v, want Internal with reason %s", err, rpc.ReasonPanic)
 	}
 
 	logged := rec.text()

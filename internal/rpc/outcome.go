@@ -1,36 +1,3 @@
-// Package rpc is the RPC vocabulary Rampart's policies share and none of
-// them owns. Today that is one thing: how the outcome of one attempt is
-// classified. Retry, the breaker, the access log and the data layer's error
-// mapping all read the same Outcome, so they cannot disagree about whether a
-// failure is worth another attempt or says anything about the peer. It
-// imports no package of this project.
-//
-// The classification, checked in this order:
-//
-//   - The caller cancelled: Canceled, local, final, no fault.
-//   - A deadline of this client expired (the call's or the attempt's):
-//     DeadlineExceeded, local, the peer's fault (it did not answer in time),
-//     transient only while the caller's own context is live, i.e. when it
-//     was the attempt's deadline.
-//   - gRPC refused a message for its size, on either side of this client
-//     (ResourceExhausted "grpc: received message larger than max …"), or could
-//     not (un)marshal one: local, final, no fault. The peer answered; asking
-//     again gets the same answer.
-//   - This client's breaker rejected the call, or a server relayed its own
-//     breaker's rejection (reason CIRCUIT_OPEN): final, no fault.
-//   - A server's final answer (reason REPLY_TOO_LARGE): final, no fault.
-//   - Unavailable with no detail: transport (the connection failed, was
-//     refused or reset, or no instance could be picked), transient, the
-//     peer's fault.
-//   - Any other status came from the server: Unavailable and
-//     ResourceExhausted are transient, and they, Internal, Unknown and
-//     DataLoss are the peer's fault; every other code is a client error the
-//     peer answered correctly.
-//   - An error with no gRPC status is Unknown, local and the peer's fault,
-//     as grpc-go itself would report it.
-//
-// Whatever the error, nothing is transient once the caller's own context
-// has ended.
 package rpc
 
 import (
@@ -38,23 +5,8 @@ import (
 	"errors"
 	"strings"
 
-	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
-)
-
-// PushbackTrailer is gRFC A6's retry pushback: a server's wait before the
-// next attempt in milliseconds, or, negative, a request not to retry.
-const PushbackTrailer = "grpc-retry-pushback-ms"
-
-// ErrorInfo reasons the classification knows.
-const (
-	// ReasonCircuitOpen marks a call a client-side breaker rejected.
-	ReasonCircuitOpen = "CIRCUIT_OPEN"
-	// ReasonReplyTooLarge marks a service's answer that its dependency's
-	// reply exceeded the message size it accepts: final, not a failure of
-	// the service.
-	ReasonReplyTooLarge = "REPLY_TOO_LARGE"
 )
 
 // Origin is where a failed attempt's status was raised.
@@ -108,7 +60,37 @@ var localMessages = []string{
 }
 
 // Classify returns the outcome of an attempt that returned err, ctx being
-// the caller's context (not the attempt's).
+// the caller's context (not the attempt's). Retry, the breaker, outlier
+// ejection, the access log and the data layer's error mapping all read it,
+// so they cannot disagree about whether a failure is worth another attempt
+// or says anything about the peer.
+//
+// The classification, checked in this order:
+//
+//   - The caller cancelled: Canceled, local, final, no fault.
+//   - A deadline of this client expired (the call's or the attempt's):
+//     DeadlineExceeded, local, the peer's fault (it did not answer in time),
+//     transient only while the caller's own context is live, i.e. when it
+//     was the attempt's deadline.
+//   - gRPC refused a message for its size, on either side of this client
+//     (ResourceExhausted "grpc: received message larger than max …"), or could
+//     not (un)marshal one: local, final, no fault. The peer answered; asking
+//     again gets the same answer.
+//   - This client's breaker rejected the call, or a server relayed its own
+//     breaker's rejection (reason CIRCUIT_OPEN): final, no fault.
+//   - A server's final answer (reason REPLY_TOO_LARGE): final, no fault.
+//   - Unavailable with no detail: transport (the connection failed, was
+//     refused or reset, or no instance could be picked), transient, the
+//     peer's fault.
+//   - Any other status came from the server: Unavailable and
+//     ResourceExhausted are transient, and they, Internal, Unknown and
+//     DataLoss are the peer's fault; every other code is a client error the
+//     peer answered correctly.
+//   - An error with no gRPC status is Unknown, local and the peer's fault,
+//     as grpc-go itself would report it.
+//
+// Whatever the error, nothing is transient once the caller's own context
+// has ended.
 func Classify(ctx context.Context, err error) Outcome {
 	if err == nil {
 		return Outcome{Code: codes.OK}
@@ -155,14 +137,4 @@ func classify(err error) Outcome {
 	default:
 		return Outcome{Code: code, Origin: OriginServer}
 	}
-}
-
-// Reason is the reason of the status's ErrorInfo detail, or "".
-func Reason(st *status.Status) string {
-	for _, d := range st.Details() {
-		if info, ok := d.(*errdetails.ErrorInfo); ok {
-			return info.GetReason()
-		}
-	}
-	return ""
 }

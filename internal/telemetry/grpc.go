@@ -16,6 +16,8 @@ import (
 	rpccode "google.golang.org/genproto/googleapis/rpc/code"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/status"
+
+	"github.com/rampart-go/rampart/internal/rpc"
 )
 
 // TargetKey is the attribute of a logical client span that names the client
@@ -79,7 +81,7 @@ func (t *Telemetry) LogicalSpan(target string) grpc.UnaryClientInterceptor {
 		name := strings.TrimPrefix(method, "/")
 		ctx, span := t.tracer.Start(ctx, name,
 			trace.WithSpanKind(trace.SpanKindClient),
-			trace.WithAttributes(conv.startAttrs(name, targetAttr)...),
+			trace.WithAttributes(conv.startAttrs(method, targetAttr)...),
 		)
 		err := invoker(ctx, method, req, reply, cc, opts...)
 		if span.IsRecording() {
@@ -132,17 +134,17 @@ const (
 	oldRPCGRPCStatusCodeKey = attribute.Key("rpc.grpc.status_code")
 )
 
-// startAttrs are the attributes known when the call starts. In dup mode the
-// current ones come last so their rpc.method (fully qualified) wins, as in
-// otelgrpc.
-func (m semconvMode) startAttrs(name string, target attribute.KeyValue) []attribute.KeyValue {
+// startAttrs are the attributes known when the call to fullMethod starts.
+// In dup mode the current ones come last so their rpc.method (fully
+// qualified) wins, as in otelgrpc.
+func (m semconvMode) startAttrs(fullMethod string, target attribute.KeyValue) []attribute.KeyValue {
 	attrs := make([]attribute.KeyValue, 0, 6)
 	if m.old {
-		service, method, _ := strings.Cut(name, "/")
+		service, method, _ := rpc.SplitMethod(fullMethod)
 		attrs = append(attrs, oldRPCSystemKey.String("grpc"), oldRPCServiceKey.String(service), oldRPCMethodKey.String(method))
 	}
 	if m.current {
-		attrs = append(attrs, semconv.RPCSystemNameGRPC, semconv.RPCMethod(name))
+		attrs = append(attrs, semconv.RPCSystemNameGRPC, semconv.RPCMethod(strings.TrimPrefix(fullMethod, "/")))
 	}
 	return append(attrs, target)
 }

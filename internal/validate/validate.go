@@ -19,6 +19,10 @@ type FieldError struct {
 
 func (e *FieldError) Error() string { return e.Field + ": " + e.Reason }
 
+// FieldName is the invalid field, for callers that see the error through
+// an interface (the validation middleware puts it in the error's metadata).
+func (e *FieldError) FieldName() string { return e.Field }
+
 // Field returns a FieldError for field.
 func Field(field, format string, args ...any) error {
 	return &FieldError{Field: field, Reason: fmt.Sprintf(format, args...)}

@@ -17,55 +17,47 @@ import (
 	"context"
 	"time"
 
-	kerrors "github.com/go-kratos/kratos/v2/errors"
 	"github.com/go-kratos/kratos/v2/log"
 	"github.com/go-kratos/kratos/v2/middleware"
-	"github.com/go-kratos/kratos/v2/transport"
 	"google.golang.org/grpc/status"
 
-	"github.com/rampart-go/rampart/internal/middleware/shedding"
 	"github.com/rampart-go/rampart/internal/rpc"
 )
 
 // Server returns the access log of incoming calls.
 func Server(logger log.Logger) middleware.Middleware {
-	return accessLog(logger, "server", func(ctx context.Context) (transport.Transporter, bool) {
-		return transport.FromServerContext(ctx)
-	})
+	return accessLog(logger, "server")
 }
 
 // Client returns the access log of outgoing calls (one line per logical
 // call, retries included).
 func Client(logger log.Logger) middleware.Middleware {
-	return accessLog(logger, "client", func(ctx context.Context) (transport.Transporter, bool) {
-		return transport.FromClientContext(ctx)
-	})
+	return accessLog(logger, "client")
 }
 
-func accessLog(logger log.Logger, kind string, from func(context.Context) (transport.Transporter, bool)) middleware.Middleware {
+func accessLog(logger log.Logger, kind string) middleware.Middleware {
 	return func(next middleware.Handler) middleware.Handler {
 		return func(ctx context.Context, req any) (any, error) {
 			start := time.Now()
 			reply, err := next(ctx, req)
-			operation := ""
-			if tr, ok := from(ctx); ok {
-				operation = tr.Operation()
-			}
+			operation := rpc.Operation(ctx)
 			latency := time.Since(start).Seconds()
 			l := log.WithContext(ctx, logger)
 			if err == nil {
 				_ = l.Log(log.LevelInfo, "kind", kind, "operation", operation, "code", "OK", "latency", latency)
 				return reply, nil
 			}
+			st := status.Convert(err)
+			reason := rpc.Reason(st)
 			level := log.LevelInfo
-			switch reason := kerrors.Reason(err); {
-			case reason == shedding.ReasonLoadShed:
+			switch {
+			case reason == rpc.ReasonLoadShed:
 				level = log.LevelDebug
 			case rpc.Classify(ctx, err).PeerFault:
 				level = log.LevelError
 			}
-			_ = l.Log(level, "kind", kind, "operation", operation, "code", status.Code(err).String(),
-				"reason", kerrors.Reason(err), "latency", latency, "error", status.Convert(err).Message())
+			_ = l.Log(level, "kind", kind, "operation", operation, "code", st.Code().String(),
+				"reason", reason, "latency", latency, "error", st.Message())
 			return reply, err
 		}
 	}

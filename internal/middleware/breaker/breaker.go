@@ -42,17 +42,12 @@ import (
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
-	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
 	"github.com/rampart-go/rampart/internal/rpc"
 )
-
-// ReasonCircuitOpen is the ErrorInfo reason of a call the breaker rejected
-// locally; Kratos' errors.Reason returns it.
-const ReasonCircuitOpen = rpc.ReasonCircuitOpen
 
 // Metric names, exported so dashboards and tests need not repeat the strings.
 const (
@@ -240,14 +235,8 @@ func (c *client) intercept(ctx context.Context, method string, req, reply any, c
 // message and code kept for the log and the trace.
 func (c *client) probeFailed(method string, err error) error {
 	cause := status.Convert(err)
-	st, detailErr := status.New(codes.Unavailable, cause.Message()).WithDetails(&errdetails.ErrorInfo{
-		Reason:   ReasonCircuitOpen,
-		Metadata: map[string]string{"target": c.target, "method": method, "probe": "failed", "cause": cause.Code().String()},
-	})
-	if detailErr != nil {
-		return err
-	}
-	return st.Err()
+	return rpc.Error(codes.Unavailable, rpc.ReasonCircuitOpen, cause.Message(),
+		map[string]string{"target": c.target, "method": method, "probe": "failed", "cause": cause.Code().String()})
 }
 
 // entry returns the breaker of method, creating it on first use. Load first
@@ -280,22 +269,6 @@ func (c *client) entry(method string) *entry {
 }
 
 func (c *client) openError(method string) error {
-	st := status.Newf(codes.Unavailable, "circuit breaker open for %s %s", c.target, method)
-	st, err := st.WithDetails(&errdetails.ErrorInfo{
-		Reason:   ReasonCircuitOpen,
-		Metadata: map[string]string{"target": c.target, "method": method},
-	})
-	if err != nil {
-		// Only fails if the detail cannot be marshalled, which ErrorInfo can.
-		return status.Errorf(codes.Unavailable, "circuit breaker open for %s %s", c.target, method)
-	}
-	return st.Err()
-}
-
-// IsOpen reports whether err is a breaker rejection: Unavailable with
-// ErrorInfo reason CIRCUIT_OPEN, wrapped or not. It also matches such an error
-// relayed from a server whose own breaker is open.
-func IsOpen(err error) bool {
-	st, ok := status.FromError(err)
-	return ok && st.Code() == codes.Unavailable && rpc.Reason(st) == ReasonCircuitOpen
+	return rpc.Error(codes.Unavailable, rpc.ReasonCircuitOpen, "circuit breaker open for "+c.target+" "+method,
+		map[string]string{"target": c.target, "method": method})
 }

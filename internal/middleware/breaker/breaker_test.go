@@ -88,15 +88,15 @@ func TestOpensUnderSustainedFailuresAndFailsFast(t *testing.T) {
 	ic, reader := newClient(t)
 	err := openBreaker(ctx, t, ic, methodA)
 
-	if !breaker.IsOpen(err) {
+	if !rpc.IsCircuitOpen(err) {
 		t.Fatalf("IsOpen(%v) = false", err)
 	}
 	if got := status.Code(err); got != codes.Unavailable {
 		t.Fatalf("code = %v, want Unavailable", got)
 	}
 	ke := kerrors.FromError(err)
-	if ke.Reason != breaker.ReasonCircuitOpen {
-		t.Fatalf("kratos reason = %q, want %q", ke.Reason, breaker.ReasonCircuitOpen)
+	if ke.Reason != rpc.ReasonCircuitOpen {
+		t.Fatalf("kratos reason = %q, want %q", ke.Reason, rpc.ReasonCircuitOpen)
 	}
 	if ke.Metadata["target"] != target || ke.Metadata["method"] != methodA {
 		t.Fatalf("metadata = %v, want target %q and method %q", ke.Metadata, target, methodA)
@@ -120,7 +120,7 @@ func TestClientErrorsNeverOpen(t *testing.T) {
 	for _, code := range []codes.Code{codes.NotFound, codes.InvalidArgument, codes.AlreadyExists, codes.FailedPrecondition} {
 		inv := &fakeInvoker{err: status.Error(code, "client error")}
 		for i := 0; i < maxCalls; i++ {
-			if err := ic(ctx, methodA, nil, nil, nil, inv.invoke); breaker.IsOpen(err) {
+			if err := ic(ctx, methodA, nil, nil, nil, inv.invoke); rpc.IsCircuitOpen(err) {
 				t.Fatalf("breaker opened after %d %v answers", i, code)
 			}
 		}
@@ -149,10 +149,10 @@ func TestCancellationNotCounted(t *testing.T) {
 	// is the authority, so that must not count as a failure either.
 	invUnavailable := &fakeInvoker{err: status.Error(codes.Unavailable, "transport closing")}
 	for i := 0; i < maxCalls; i++ {
-		if err := ic(ctx, methodA, nil, nil, nil, inv.invoke); breaker.IsOpen(err) {
+		if err := ic(ctx, methodA, nil, nil, nil, inv.invoke); rpc.IsCircuitOpen(err) {
 			t.Fatalf("breaker opened after %d Canceled answers", i)
 		}
-		if err := ic(cancelled, methodA, nil, nil, nil, invUnavailable.invoke); breaker.IsOpen(err) {
+		if err := ic(cancelled, methodA, nil, nil, nil, invUnavailable.invoke); rpc.IsCircuitOpen(err) {
 			t.Fatalf("breaker opened after %d calls with a cancelled context", i)
 		}
 	}
@@ -294,7 +294,7 @@ func TestProbesOfAnOpenBreakerAreNotRetried(t *testing.T) {
 			continue // rejected without a probe
 		}
 		probes++
-		if !breaker.IsOpen(err) {
+		if !rpc.IsCircuitOpen(err) {
 			t.Fatalf("failed probe = %v, want CIRCUIT_OPEN so retry does not repeat it", err)
 		}
 		ke := kerrors.FromError(err)
@@ -319,7 +319,7 @@ func TestProbesOfAnOpenBreakerAreNotRetried(t *testing.T) {
 	// A method whose breaker never rejected keeps its real error, so the
 	// retry policy decides.
 	other := &fakeInvoker{err: status.Error(codes.Unavailable, "blip")}
-	if err := ic(ctx, methodB, nil, nil, nil, other.invoke); breaker.IsOpen(err) || status.Code(err) != codes.Unavailable {
+	if err := ic(ctx, methodB, nil, nil, nil, other.invoke); rpc.IsCircuitOpen(err) || status.Code(err) != codes.Unavailable {
 		t.Fatalf("first failure of a closed breaker = %v, want the plain Unavailable", err)
 	}
 }

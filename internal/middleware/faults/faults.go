@@ -29,17 +29,14 @@ import (
 	"time"
 
 	"github.com/go-kratos/kratos/v2/middleware"
-	"github.com/go-kratos/kratos/v2/transport"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
-	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
-)
 
-// ReasonFaultInjected is the ErrorInfo reason of an injected abort.
-const ReasonFaultInjected = "FAULT_INJECTED"
+	"github.com/rampart-go/rampart/internal/rpc"
+)
 
 // AllMethods is the method key whose fault applies to every method without
 // a fault of its own.
@@ -47,10 +44,6 @@ const AllMethods = "*"
 
 // MetricInjected counts injected faults per method and kind (delay, abort).
 const MetricInjected = "rampart_faults_injected_total"
-
-// unknownMethod names requests that arrive without a Kratos server transport
-// (only outside a real server, e.g. in unit tests).
-const unknownMethod = "unknown"
 
 // Fault delays and/or aborts a share of the calls to a method.
 type Fault struct {
@@ -300,8 +293,7 @@ func validMethod(m string) error {
 	if m == AllMethods {
 		return nil
 	}
-	service, method, ok := strings.Cut(strings.TrimPrefix(m, "/"), "/")
-	if !strings.HasPrefix(m, "/") || !ok || service == "" || method == "" || strings.Contains(method, "/") {
+	if _, _, ok := rpc.SplitMethod(m); !ok {
 		return fmt.Errorf(`method: want "*" or "/package.Service/Method"`)
 	}
 	return nil
@@ -326,10 +318,7 @@ func copyFault(f Fault) Fault {
 func (i *Injector) Middleware() middleware.Middleware {
 	return func(next middleware.Handler) middleware.Handler {
 		return func(ctx context.Context, req any) (any, error) {
-			method := unknownMethod
-			if tr, ok := transport.FromServerContext(ctx); ok {
-				method = tr.Operation()
-			}
+			method := rpc.Operation(ctx)
 			st := i.statsFor(method)
 			st.seen.Add(1)
 			set := i.rules.Load()
@@ -350,12 +339,12 @@ func (i *Injector) apply(ctx context.Context, req any, next middleware.Handler, 
 	if i.hit(r.delayPercent) {
 		st.delays.Add(1)
 		i.injected.Add(ctx, 1, st.delayAttrs)
-		if err := sleep(ctx, r.delay); err != nil {
+		if err := rpc.Sleep(ctx, r.delay); err != nil {
 			// The caller gave up or its deadline passed while we held the
 			// request: answer as a slow server would, and note it, which is
 			// how a test proves the deadline reached this process.
 			st.interrupted.Add(1)
-			return nil, err
+			return nil, status.FromContextError(err).Err()
 		}
 	}
 	if !i.hit(r.abortPercent) {
@@ -380,42 +369,13 @@ func (i *Injector) hit(percent float64) bool {
 	return percent > 0 && i.rand()*100 < percent
 }
 
-// sleep waits d or until ctx ends, then returns ctx's end as a gRPC status
-// (DeadlineExceeded or Canceled).
-func sleep(ctx context.Context, d time.Duration) error {
-	if d <= 0 {
-		return ctxStatus(ctx)
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctxStatus(ctx)
-	}
-}
-
-func ctxStatus(ctx context.Context) error {
-	if err := ctx.Err(); err != nil {
-		return status.FromContextError(err).Err()
-	}
-	return nil
-}
-
 func abortError(code codes.Code, method string, after bool) error {
 	when := "before"
 	if after {
 		when = "after"
 	}
-	st := status.Newf(code, "fault injected: %s aborted %s the handler", method, when)
-	if withInfo, err := st.WithDetails(&errdetails.ErrorInfo{
-		Reason:   ReasonFaultInjected,
-		Metadata: map[string]string{"method": method, "kind": "abort"},
-	}); err == nil {
-		st = withInfo
-	}
-	return st.Err()
+	return rpc.Error(code, rpc.ReasonFaultInjected, "fault injected: "+method+" aborted "+when+" the handler",
+		map[string]string{"method": method, "kind": "abort"})
 }
 
 // Seen returns how many requests for method reached the injector: the

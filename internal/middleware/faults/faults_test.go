@@ -18,6 +18,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/rampart-go/rampart/internal/middleware/faults"
+	"github.com/rampart-go/rampart/internal/rpc"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -186,8 +187,8 @@ func TestAbortCodeAndReason(t *testing.T) {
 			if got := status.Code(err); got != want {
 				t.Fatalf("code = %v, want %v", got, want)
 			}
-			if got := kerrors.Reason(err); got != faults.ReasonFaultInjected {
-				t.Fatalf("reason = %q, want %q", got, faults.ReasonFaultInjected)
+			if got := kerrors.Reason(err); got != rpc.ReasonFaultInjected {
+				t.Fatalf("reason = %q, want %q", got, rpc.ReasonFaultInjected)
 			}
 			if h.runs.Load() != 0 {
 				t.Fatal("handler ran for an abort before it")
@@ -208,8 +209,8 @@ func TestAbortAfterRunsHandlerOnceThenErrors(t *testing.T) {
 	if reply != nil {
 		t.Fatalf("reply = %v, want it discarded", reply)
 	}
-	if status.Code(err) != codes.Unavailable || kerrors.Reason(err) != faults.ReasonFaultInjected {
-		t.Fatalf("err = %v, want Unavailable/%s", err, faults.ReasonFaultInjected)
+	if status.Code(err) != codes.Unavailable || kerrors.Reason(err) != rpc.ReasonFaultInjected {
+		t.Fatalf("err = %v, want Unavailable/%s", err, rpc.ReasonFaultInjected)
 	}
 
 	// A handler that fails on its own did not take effect: its error stands

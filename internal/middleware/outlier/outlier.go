@@ -39,7 +39,6 @@ import (
 	"context"
 	"fmt"
 	"slices"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -66,6 +65,10 @@ const (
 	ReasonConsecutiveFailures = "consecutive_failures"
 	ReasonPushback            = "pushback"
 )
+
+// maxPushback is the longest pushback that ejects an instance; a longer
+// one is taken for a broken server's and the failure counts like any other.
+const maxPushback = time.Hour
 
 // Config is the ejection policy of one client target.
 type Config struct {
@@ -239,7 +242,7 @@ func (d *Detector) record(ctx context.Context, addr string, o rpc.Outcome, trail
 		return
 	}
 	h.consecutive++
-	if wait, ok := pushback(trailer); ok && o.Code == codes.ResourceExhausted && o.Origin == rpc.OriginServer {
+	if wait, pushedBack, _ := rpc.Pushback(trailer); pushedBack && wait <= maxPushback && o.Code == codes.ResourceExhausted && o.Origin == rpc.OriginServer {
 		if wait > 0 {
 			d.ejectLocked(ctx, addr, h, now, wait, ReasonPushback)
 		}
@@ -341,17 +344,4 @@ func (d *Detector) Ejected() []string {
 	}
 	slices.Sort(out)
 	return out
-}
-
-// pushback reads a non-negative gRFC A6 pushback from an attempt's trailer.
-func pushback(trailer metadata.MD) (time.Duration, bool) {
-	vals := trailer.Get(rpc.PushbackTrailer)
-	if len(vals) != 1 {
-		return 0, false
-	}
-	ms, err := strconv.ParseInt(vals[0], 10, 64)
-	if err != nil || ms < 0 || ms > int64(time.Hour/time.Millisecond) {
-		return 0, false
-	}
-	return time.Duration(ms) * time.Millisecond, true
 }

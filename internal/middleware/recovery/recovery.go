@@ -6,6 +6,9 @@
 // was written never to log. This one logs the panic value, the stack and
 // the operation, never the request, at error with the call's trace ID.
 //
+// The code and message are those of Kratos' recovery, with its reason
+// (rpc.ReasonPanic), so callers saw no change when this package replaced it.
+//
 // It sits right inside the access log, so a call that panicked still gets
 // its access-log line, with the Internal code the caller saw.
 package recovery
@@ -18,13 +21,9 @@ import (
 	kerrors "github.com/go-kratos/kratos/v2/errors"
 	"github.com/go-kratos/kratos/v2/log"
 	"github.com/go-kratos/kratos/v2/middleware"
-	"github.com/go-kratos/kratos/v2/transport"
-)
 
-// Reason is the ErrorInfo reason of a call that panicked. It, the code and
-// the message are those of Kratos' recovery, so callers saw no change when
-// this package replaced it.
-const Reason = "UNKNOWN"
+	"github.com/rampart-go/rampart/internal/rpc"
+)
 
 // Server returns the recovery middleware, logging to logger.
 func Server(logger log.Logger) middleware.Middleware {
@@ -35,13 +34,9 @@ func Server(logger log.Logger) middleware.Middleware {
 				if rerr == nil {
 					return
 				}
-				operation := ""
-				if tr, ok := transport.FromServerContext(ctx); ok {
-					operation = tr.Operation()
-				}
-				_ = log.WithContext(ctx, logger).Log(log.LevelError, "msg", "panic recovered", "operation", operation,
+				_ = log.WithContext(ctx, logger).Log(log.LevelError, "msg", "panic recovered", "operation", rpc.Operation(ctx),
 					"panic", fmt.Sprint(rerr), "stack", string(debug.Stack()))
-				reply, err = nil, kerrors.InternalServer(Reason, "unknown request error")
+				reply, err = nil, kerrors.InternalServer(rpc.ReasonPanic, "unknown request error")
 			}()
 			return next(ctx, req)
 		}

@@ -15,6 +15,7 @@ import (
 
 	userv1 "github.com/rampart-go/rampart/api/user/v1"
 	"github.com/rampart-go/rampart/internal/middleware/recovery"
+	"github.com/rampart-go/rampart/internal/rpc"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -50,9 +51,9 @@ func TestPanicBecomesInternalWithoutLoggingTheRequest(t *testing.T) {
 	ctx := transport.NewServerContext(context.Background(), fakeTransport{})
 
 	reply, err := h(ctx, req)
-	if reply != nil || status.Code(err) != codes.Internal || kerrors.Reason(err) != recovery.Reason {
+	if reply != nil || status.Code(err) != codes.Internal || kerrors.Reason(err) != rpc.ReasonPanic {
 		t.Fatalf("after a panic: reply %v, err %v (code %v, reason %q); want nil, Internal %s",
-			reply, err, status.Code(err), kerrors.Reason(err), recovery.Reason)
+			reply, err, status.Code(err), kerrors.Reason(err), rpc.ReasonPanic)
 	}
 	if len(rec.lines) != 1 || rec.levels[0] != log.LevelError {
 		t.Fatalf("logged %d lines at %v, want 1 at error: %q", len(rec.lines), rec.levels, rec.lines)

@@ -17,6 +17,7 @@ import (
 	_ "github.com/rampart-go/rampart/api/order/v1"
 	_ "github.com/rampart-go/rampart/api/user/v1"
 	"github.com/rampart-go/rampart/internal/middleware/retry"
+	"github.com/rampart-go/rampart/internal/rpc"
 )
 
 func TestMain(m *testing.M) {
@@ -108,7 +109,7 @@ func (f *fakeInvoker) attempts() int { return len(f.mds) }
 func (f *fakeInvoker) headers() [][]string {
 	out := make([][]string, len(f.mds))
 	for i, md := range f.mds {
-		out[i] = md.Get(retry.AttemptHeader)
+		out[i] = md.Get(rpc.AttemptHeader)
 	}
 	return out
 }

@@ -2,13 +2,14 @@ package retry
 
 import (
 	"maps"
-	"strings"
 	"sync"
 	"sync/atomic"
 
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/reflect/protoregistry"
 	"google.golang.org/protobuf/types/descriptorpb"
+
+	"github.com/rampart-go/rampart/internal/rpc"
 )
 
 // safeCache maps a full method to its IsSafeToRetry answer. Reads are
@@ -46,12 +47,8 @@ func IsSafeToRetry(fullMethod string) bool {
 // lookupSafe reads the method's idempotency level from the registry.
 func lookupSafe(fullMethod string) bool {
 	// "/pkg.Service/Method" names the descriptor "pkg.Service.Method".
-	name, ok := strings.CutPrefix(fullMethod, "/")
+	svc, meth, ok := rpc.SplitMethod(fullMethod)
 	if !ok {
-		return false
-	}
-	svc, meth, ok := strings.Cut(name, "/")
-	if !ok || svc == "" || meth == "" || strings.Contains(meth, "/") {
 		return false
 	}
 	d, err := protoregistry.GlobalFiles.FindDescriptorByName(protoreflect.FullName(svc + "." + meth))

@@ -17,6 +17,7 @@ import (
 
 	userv1 "github.com/rampart-go/rampart/api/user/v1"
 	"github.com/rampart-go/rampart/internal/middleware/retry"
+	"github.com/rampart-go/rampart/internal/rpc"
 )
 
 // flakyUsers fails the first n GetUser calls with Unavailable, optionally
@@ -34,7 +35,7 @@ func (s *flakyUsers) GetUser(ctx context.Context, _ *userv1.GetUserRequest) (*us
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	md, _ := metadata.FromIncomingContext(ctx)
-	s.seen = append(s.seen, md.Get(retry.AttemptHeader)...)
+	s.seen = append(s.seen, md.Get(rpc.AttemptHeader)...)
 	if len(s.seen) > s.n {
 		return &userv1.GetUserReply{User: &userv1.User{Id: "u1"}}, nil
 	}

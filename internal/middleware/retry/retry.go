@@ -32,7 +32,7 @@
 //     target's Budget, every retry withdraws one; when the budget refuses, the
 //     last error is returned at once.
 //
-// Each attempt carries AttemptHeader (1-based) in its outgoing metadata, built
+// Each attempt carries rpc.AttemptHeader (1-based) in its outgoing metadata, built
 // from the caller's context so earlier attempts leave no trace. Each retry adds
 // a "retry" event to the current span and counts
 // rampart_client_retries_total{target,method,code}; budget refusals count
@@ -45,7 +45,6 @@ import (
 	"math"
 	"math/rand/v2"
 	"slices"
-	"strconv"
 	"time"
 
 	"go.opentelemetry.io/otel"
@@ -62,13 +61,6 @@ import (
 	"github.com/rampart-go/rampart/internal/rpc"
 )
 
-// AttemptHeader is the outgoing metadata key carrying the 1-based attempt
-// number of a call; Server reads it on the receiving side.
-const AttemptHeader = "x-rampart-attempt"
-
-// maxPushbackMs keeps a pushback's wait within time.Duration.
-const maxPushbackMs = int64(math.MaxInt64 / time.Millisecond)
-
 const (
 	defaultMaxAttempts    = 3
 	maxMaxAttempts        = 5
@@ -76,16 +68,6 @@ const (
 	defaultMaxBackoff     = time.Second
 	defaultMultiplier     = 2
 )
-
-// attemptValues are the header values of every possible attempt, built once
-// so setting the header costs no formatting.
-var attemptValues = func() [maxMaxAttempts + 1]string {
-	var v [maxMaxAttempts + 1]string
-	for i := range v {
-		v[i] = strconv.Itoa(i)
-	}
-	return v
-}()
 
 // Policy is one method's retry policy. A zero or negative field takes its
 // default.
@@ -144,19 +126,7 @@ type realClock struct{}
 
 func (realClock) Now() time.Time { return time.Now() }
 
-func (realClock) Sleep(ctx context.Context, d time.Duration) error {
-	if d <= 0 {
-		return ctx.Err()
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
-}
+func (realClock) Sleep(ctx context.Context, d time.Duration) error { return rpc.Sleep(ctx, d) }
 
 // Option configures Client.
 type Option func(*options)
@@ -254,11 +224,11 @@ type retrier struct {
 
 func (r *retrier) intercept(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
 	if chainStopped(ctx) {
-		return invoker(withAttempt(ctx, 1), method, req, reply, cc, opts...)
+		return invoker(rpc.WithAttempt(ctx, 1), method, req, reply, cc, opts...)
 	}
 	p := r.policyFor(method).withDefaults()
 	if p.MaxAttempts == 1 || !IsSafeToRetry(method) {
-		return invoker(withAttempt(ctx, 1), method, req, reply, cc, opts...)
+		return invoker(rpc.WithAttempt(ctx, 1), method, req, reply, cc, opts...)
 	}
 	r.budget.Request()
 
@@ -274,7 +244,7 @@ func (r *retrier) intercept(ctx context.Context, method string, req, reply any, 
 	attemptCtx := ctx
 	for attempt := 1; ; attempt++ {
 		st.trailer, st.peer = nil, peer.Peer{}
-		err := invoker(withAttempt(attemptCtx, attempt), method, req, reply, cc, callOpts...)
+		err := invoker(rpc.WithAttempt(attemptCtx, attempt), method, req, reply, cc, callOpts...)
 		if err == nil || attempt >= p.MaxAttempts {
 			return err
 		}
@@ -282,7 +252,7 @@ func (r *retrier) intercept(ctx context.Context, method string, req, reply any, 
 		if !o.Transient {
 			return err
 		}
-		wait, pushedBack, ok := pushback(st.trailer)
+		wait, pushedBack, ok := rpc.Pushback(st.trailer)
 		if !ok {
 			return err
 		}
@@ -338,34 +308,4 @@ func (r *retrier) record(ctx context.Context, method string, next int, wait time
 		attribute.String("method", method),
 		attribute.String("code", code.String()),
 	))
-}
-
-// withAttempt returns the caller's context with the attempt header added.
-// Each attempt starts again from the caller's context, so headers of earlier
-// attempts are never carried over.
-func withAttempt(ctx context.Context, attempt int) context.Context {
-	return metadata.AppendToOutgoingContext(ctx, AttemptHeader, attemptValues[attempt])
-}
-
-// pushback reads the server's retry pushback from an attempt's trailer. It
-// returns the dictated wait and whether there was one; ok is false when the
-// server forbids a retry (a negative, malformed or repeated value).
-func pushback(trailer metadata.MD) (wait time.Duration, pushedBack, ok bool) {
-	vals := trailer[rpc.PushbackTrailer]
-	switch len(vals) {
-	case 0:
-		return 0, false, true
-	case 1:
-		ms, err := strconv.ParseInt(vals[0], 10, 64)
-		if err != nil || ms < 0 {
-			return 0, false, false
-		}
-		if ms > maxPushbackMs {
-			// Longer than any deadline; the deadline rule refuses it.
-			ms = maxPushbackMs
-		}
-		return time.Duration(ms) * time.Millisecond, true, true
-	default:
-		return 0, false, false
-	}
 }

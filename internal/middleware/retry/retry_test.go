@@ -15,13 +15,12 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/rampart-go/rampart/internal/middleware/retry"
-
-	"github.com/rampart-go/rampart/internal/middleware/breaker"
+	"github.com/rampart-go/rampart/internal/rpc"
 )
 
 func TestClassification(t *testing.T) {
 	circuitOpenOnWire, err := status.New(codes.Unavailable, "breaker open").
-		WithDetails(&errdetails.ErrorInfo{Reason: breaker.ReasonCircuitOpen})
+		WithDetails(&errdetails.ErrorInfo{Reason: rpc.ReasonCircuitOpen})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -48,7 +47,7 @@ func TestClassification(t *testing.T) {
 		{name: "Internal", err: status.Error(codes.Internal, "bug")},
 		{name: "Canceled by the server", err: status.Error(codes.Canceled, "canceled")},
 		{name: "Unknown plain error", err: errors.New("boom")},
-		{name: "CIRCUIT_OPEN from the breaker", err: kerrors.ServiceUnavailable(breaker.ReasonCircuitOpen, "breaker open")},
+		{name: "CIRCUIT_OPEN from the breaker", err: kerrors.ServiceUnavailable(rpc.ReasonCircuitOpen, "breaker open")},
 		{name: "CIRCUIT_OPEN as a gRPC status", err: circuitOpenOnWire.Err()},
 	}
 	for _, tt := range tests {
@@ -452,7 +451,7 @@ func BenchmarkClientNoRetry(b *testing.B) {
 	b.Run("baseline=header-only", func(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
-			_ = succeed(metadata.AppendToOutgoingContext(ctx, retry.AttemptHeader, "1"), getUser, nil, nil, nil)
+			_ = succeed(metadata.AppendToOutgoingContext(ctx, rpc.AttemptHeader, "1"), getUser, nil, nil, nil)
 		}
 	})
 	cases := []struct{ name, method string }{

@@ -2,17 +2,17 @@ package retry
 
 import (
 	"context"
-	"strconv"
 
 	"github.com/go-kratos/kratos/v2/middleware"
-	"github.com/go-kratos/kratos/v2/transport"
+
+	"github.com/rampart-go/rampart/internal/rpc"
 )
 
 // chainStopKey marks a context whose outgoing calls must not be retried.
 type chainStopKey struct{}
 
 // Server returns the server middleware that implements the chain stop: when
-// the incoming request is itself a retry (AttemptHeader above 1), the
+// the incoming request is itself a retry (rpc.AttemptHeader above 1), the
 // handler's context is marked so that Client makes exactly one attempt for
 // every call the handler makes. Retrying at one hop only keeps an outage deep
 // in the call graph from multiplying load at each hop above it. A missing or
@@ -20,10 +20,8 @@ type chainStopKey struct{}
 func Server() middleware.Middleware {
 	return func(next middleware.Handler) middleware.Handler {
 		return func(ctx context.Context, req any) (any, error) {
-			if tr, ok := transport.FromServerContext(ctx); ok {
-				if n, err := strconv.Atoi(tr.RequestHeader().Get(AttemptHeader)); err == nil && n > 1 {
-					ctx = context.WithValue(ctx, chainStopKey{}, struct{}{})
-				}
+			if rpc.Attempt(ctx) > 1 {
+				ctx = context.WithValue(ctx, chainStopKey{}, struct{}{})
 			}
 			return next(ctx, req)
 		}

@@ -10,6 +10,7 @@ import (
 	"github.com/go-kratos/kratos/v2/transport"
 
 	"github.com/rampart-go/rampart/internal/middleware/retry"
+	"github.com/rampart-go/rampart/internal/rpc"
 )
 
 // header is a transport.Header over a plain map, as gRPC metadata is.
@@ -47,7 +48,7 @@ func chainStoppedCtx(t *testing.T, attempt string) context.Context {
 		inner = ctx
 		return nil, nil
 	})
-	ctx := transport.NewServerContext(testCtx(t), fakeTransport{req: header{retry.AttemptHeader: {attempt}}})
+	ctx := transport.NewServerContext(testCtx(t), fakeTransport{req: header{rpc.AttemptHeader: {attempt}}})
 	if _, err := h(ctx, nil); err != nil {
 		t.Fatal(err)
 	}
@@ -78,7 +79,7 @@ func TestServerChainStop(t *testing.T) {
 			})
 			ctx := testCtx(t)
 			if tt.header != nil {
-				ctx = transport.NewServerContext(ctx, fakeTransport{req: header{retry.AttemptHeader: tt.header}})
+				ctx = transport.NewServerContext(ctx, fakeTransport{req: header{rpc.AttemptHeader: tt.header}})
 			}
 
 			_, _ = handler(ctx, nil)

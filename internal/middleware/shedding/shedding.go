@@ -29,25 +29,15 @@ import (
 	"github.com/go-kratos/aegis/ratelimit"
 	"github.com/go-kratos/aegis/ratelimit/bbr"
 	"github.com/go-kratos/kratos/v2/middleware"
-	"github.com/go-kratos/kratos/v2/transport"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
-	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
-	"google.golang.org/grpc/status"
 
 	"github.com/rampart-go/rampart/internal/rpc"
 )
-
-// ReasonLoadShed is the ErrorInfo reason of a request refused by the shedder.
-const ReasonLoadShed = "LOAD_SHED"
-
-// PushbackTrailer is the trailer gRPC's retry design (gRFC A6) defines for a
-// server to tell a client how long to wait before retrying, in milliseconds.
-const PushbackTrailer = rpc.PushbackTrailer
 
 // MetricShed counts refused requests per method.
 const MetricShed = "rampart_shed_total"
@@ -145,14 +135,14 @@ func Server(opts ...Option) middleware.Middleware {
 		otel.Handle(err)
 	}
 	// Built once: the trailer is the same for every refusal.
-	trailer := metadata.Pairs(PushbackTrailer, strconv.FormatInt(o.pushback.Milliseconds(), 10))
+	trailer := metadata.Pairs(rpc.PushbackTrailer, strconv.FormatInt(o.pushback.Milliseconds(), 10))
 	limiter := o.limiter
 
 	return func(next middleware.Handler) middleware.Handler {
 		return func(ctx context.Context, req any) (reply any, err error) {
 			done, lerr := limiter.Allow()
 			if lerr != nil {
-				method := operation(ctx)
+				method := rpc.Operation(ctx)
 				// Fails only outside a gRPC stream (HTTP, unit tests), where
 				// there is no trailer to send.
 				_ = grpc.SetTrailer(ctx, trailer)
@@ -167,20 +157,7 @@ func Server(opts ...Option) middleware.Middleware {
 	}
 }
 
-func operation(ctx context.Context) string {
-	if tr, ok := transport.FromServerContext(ctx); ok {
-		return tr.Operation()
-	}
-	return "unknown"
-}
-
 func shedError(method string) error {
-	st := status.Newf(codes.ResourceExhausted, "server overloaded, shedding %s", method)
-	if withInfo, err := st.WithDetails(&errdetails.ErrorInfo{
-		Reason:   ReasonLoadShed,
-		Metadata: map[string]string{"method": method},
-	}); err == nil {
-		st = withInfo
-	}
-	return st.Err()
+	return rpc.Error(codes.ResourceExhausted, rpc.ReasonLoadShed, "server overloaded, shedding "+method,
+		map[string]string{"method": method})
 }

@@ -25,6 +25,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/rampart-go/rampart/internal/middleware/shedding"
+	"github.com/rampart-go/rampart/internal/rpc"
 )
 
 // IgnoreCurrent: importing aegis' BBR starts its CPU sampler goroutines at
@@ -112,11 +113,11 @@ func TestRefusedRequestGetsResourceExhaustedAndPushback(t *testing.T) {
 	if got := status.Code(err); got != codes.ResourceExhausted {
 		t.Fatalf("code = %v, want ResourceExhausted (err %v)", got, err)
 	}
-	if got := kerrors.Reason(err); got != shedding.ReasonLoadShed {
-		t.Fatalf("reason = %q, want %q", got, shedding.ReasonLoadShed)
+	if got := kerrors.Reason(err); got != rpc.ReasonLoadShed {
+		t.Fatalf("reason = %q, want %q", got, rpc.ReasonLoadShed)
 	}
-	if got := trailer.Get(shedding.PushbackTrailer); len(got) != 1 || got[0] != "250" {
-		t.Fatalf("trailer %s = %q, want [250]", shedding.PushbackTrailer, got)
+	if got := trailer.Get(rpc.PushbackTrailer); len(got) != 1 || got[0] != "250" {
+		t.Fatalf("trailer %s = %q, want [250]", rpc.PushbackTrailer, got)
 	}
 	if n := shedCount(t, reader, healthCheck); n != 1 {
 		t.Fatalf("%s{method=%s} = %d, want 1", shedding.MetricShed, healthCheck, n)
@@ -129,7 +130,7 @@ func TestRefusedRequestGetsResourceExhaustedAndPushback(t *testing.T) {
 	if _, err := client.Check(ctx, &grpc_health_v1.HealthCheckRequest{}, grpc.Trailer(&trailer)); err != nil {
 		t.Fatalf("allowed call failed: %v", err)
 	}
-	if got := trailer.Get(shedding.PushbackTrailer); len(got) != 0 {
+	if got := trailer.Get(rpc.PushbackTrailer); len(got) != 0 {
 		t.Fatalf("pushback %q sent on an allowed call", got)
 	}
 	if n := lim.done.Load(); n != 1 {
@@ -154,8 +155,8 @@ func TestRefusalWithoutStream(t *testing.T) {
 	if called {
 		t.Fatal("handler ran for a shed request")
 	}
-	if status.Code(err) != codes.ResourceExhausted || kerrors.Reason(err) != shedding.ReasonLoadShed {
-		t.Fatalf("err = %v, want ResourceExhausted/%s", err, shedding.ReasonLoadShed)
+	if status.Code(err) != codes.ResourceExhausted || kerrors.Reason(err) != rpc.ReasonLoadShed {
+		t.Fatalf("err = %v, want ResourceExhausted/%s", err, rpc.ReasonLoadShed)
 	}
 	if n := shedCount(t, reader, "unknown"); n != 1 {
 		t.Fatalf("%s{method=unknown} = %d, want 1", shedding.MetricShed, n)

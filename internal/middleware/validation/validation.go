@@ -11,14 +11,19 @@ import (
 	kerrors "github.com/go-kratos/kratos/v2/errors"
 	"github.com/go-kratos/kratos/v2/middleware"
 
-	"github.com/rampart-go/rampart/internal/validate"
+	"github.com/rampart-go/rampart/internal/rpc"
 )
-
-// Reason is the error reason of every validation failure.
-const Reason = "INVALID_ARGUMENT"
 
 type validator interface {
 	Validate() error
+}
+
+// fieldError is a validation failure about one request field, such as
+// internal/validate's FieldError. Declared here, not imported, so this
+// policy depends on internal/rpc alone.
+type fieldError interface {
+	error
+	FieldName() string
 }
 
 // Server returns the validation middleware.
@@ -38,10 +43,9 @@ func Server() middleware.Middleware {
 }
 
 func toInvalidArgument(err error) error {
-	e := kerrors.BadRequest(Reason, err.Error())
-	var fe *validate.FieldError
-	if errors.As(err, &fe) {
-		e = e.WithMetadata(map[string]string{"field": fe.Field})
+	e := kerrors.BadRequest(rpc.ReasonInvalidArgument, err.Error())
+	if fe, ok := errors.AsType[fieldError](err); ok {
+		e = e.WithMetadata(map[string]string{"field": fe.FieldName()})
 	}
 	return e
 }
