@@ -44,14 +44,18 @@ func TestOperation(t *testing.T) {
 		ctx  func(*testing.T) string
 		want string
 	}{
-		{"no transport", func(t *testing.T) string { return rpc.Operation(testCtx(t)) }, rpc.UnknownOperation},
-		{"server middleware", func(*testing.T) string { return rpc.Operation(handler) }, incoming},
+		{"server, no transport", func(t *testing.T) string { return rpc.ServerOperation(testCtx(t)) }, rpc.UnknownOperation},
+		{"client, no transport", func(t *testing.T) string { return rpc.ClientOperation(testCtx(t)) }, rpc.UnknownOperation},
+		{"server middleware", func(*testing.T) string { return rpc.ServerOperation(handler) }, incoming},
 		{"client middleware of a bare client", func(t *testing.T) string {
-			return rpc.Operation(transport.NewClientContext(testCtx(t), fakeTransport{op: outgoing}))
+			return rpc.ClientOperation(transport.NewClientContext(testCtx(t), fakeTransport{op: outgoing}))
 		}, outgoing},
 		{"client middleware of a call the handler makes", func(*testing.T) string {
-			return rpc.Operation(transport.NewClientContext(handler, fakeTransport{op: outgoing}))
+			return rpc.ClientOperation(transport.NewClientContext(handler, fakeTransport{op: outgoing}))
 		}, outgoing},
+		{"client side of a handler's context without an outgoing call", func(*testing.T) string {
+			return rpc.ClientOperation(handler)
+		}, rpc.UnknownOperation},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

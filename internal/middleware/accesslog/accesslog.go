@@ -26,21 +26,21 @@ import (
 
 // Server returns the access log of incoming calls.
 func Server(logger log.Logger) middleware.Middleware {
-	return accessLog(logger, "server")
+	return accessLog(logger, "server", rpc.ServerOperation)
 }
 
 // Client returns the access log of outgoing calls (one line per logical
 // call, retries included).
 func Client(logger log.Logger) middleware.Middleware {
-	return accessLog(logger, "client")
+	return accessLog(logger, "client", rpc.ClientOperation)
 }
 
-func accessLog(logger log.Logger, kind string) middleware.Middleware {
+func accessLog(logger log.Logger, kind string, operationOf func(context.Context) string) middleware.Middleware {
 	return func(next middleware.Handler) middleware.Handler {
 		return func(ctx context.Context, req any) (any, error) {
 			start := time.Now()
 			reply, err := next(ctx, req)
-			operation := rpc.Operation(ctx)
+			operation := operationOf(ctx)
 			latency := time.Since(start).Seconds()
 			l := log.WithContext(ctx, logger)
 			if err == nil {

@@ -318,7 +318,7 @@ func copyFault(f Fault) Fault {
 func (i *Injector) Middleware() middleware.Middleware {
 	return func(next middleware.Handler) middleware.Handler {
 		return func(ctx context.Context, req any) (any, error) {
-			method := rpc.Operation(ctx)
+			method := rpc.ServerOperation(ctx)
 			st := i.statsFor(method)
 			st.seen.Add(1)
 			set := i.rules.Load()

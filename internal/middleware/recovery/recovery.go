@@ -34,7 +34,7 @@ func Server(logger log.Logger) middleware.Middleware {
 				if rerr == nil {
 					return
 				}
-				_ = log.WithContext(ctx, logger).Log(log.LevelError, "msg", "panic recovered", "operation", rpc.Operation(ctx),
+				_ = log.WithContext(ctx, logger).Log(log.LevelError, "msg", "panic recovered", "operation", rpc.ServerOperation(ctx),
 					"panic", fmt.Sprint(rerr), "stack", string(debug.Stack()))
 				reply, err = nil, kerrors.InternalServer(rpc.ReasonPanic, "unknown request error")
 			}()

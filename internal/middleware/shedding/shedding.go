@@ -142,7 +142,7 @@ func Server(opts ...Option) middleware.Middleware {
 		return func(ctx context.Context, req any) (reply any, err error) {
 			done, lerr := limiter.Allow()
 			if lerr != nil {
-				method := rpc.Operation(ctx)
+				method := rpc.ServerOperation(ctx)
 				// Fails only outside a gRPC stream (HTTP, unit tests), where
 				// there is no trailer to send.
 				_ = grpc.SetTrailer(ctx, trailer)
