@@ -46,7 +46,7 @@ func TestFaultsRoundTrip(t *testing.T) {
 	if got := st.Faults[getUser]; got.Abort == nil || *got.Abort != *want.Abort {
 		t.Fatalf("faults after SetFaults = %+v, want %s: %+v", st.Faults, getUser, want)
 	}
-	if err := devstacktest.ClearFaults(ctx, p); err != nil {
+	if err = devstacktest.ClearFaults(ctx, p); err != nil {
 		t.Fatal(err)
 	}
 	if st, err = devstacktest.Faults(ctx, p); err != nil || len(st.Faults) != 0 {
