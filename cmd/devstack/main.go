@@ -19,6 +19,7 @@ import (
 
 	"github.com/hashicorp/consul/api"
 
+	"github.com/rampart-go/rampart/cmd/devstack/demo"
 	"github.com/rampart-go/rampart/internal/devstack"
 	"github.com/rampart-go/rampart/internal/telemetry"
 )
@@ -94,7 +95,7 @@ func run() error {
 		}
 	}
 
-	if err = demo(ctx, stack.Client); err != nil {
+	if err = runDemo(ctx, stack.Client); err != nil {
 		return err
 	}
 
@@ -104,10 +105,10 @@ func run() error {
 	return nil
 }
 
-// demo runs the demo flow through Consul discovery and prints each step
+// runDemo runs the demo flow through Consul discovery and prints each step
 // with its trace ID. The launcher traces it like any client: its spans go
 // wherever the OTEL_* variables send the services' spans.
-func demo(ctx context.Context, consul *api.Client) error {
+func runDemo(ctx context.Context, consul *api.Client) error {
 	tel, err := telemetry.New(ctx, telemetry.Config{}, telemetry.ResourceInfo{ServiceName: "devstack", ServiceVersion: "dev", InstanceID: "devstack"})
 	if err != nil {
 		return err
@@ -117,7 +118,7 @@ func demo(ctx context.Context, consul *api.Client) error {
 		defer cancelFlush()
 		_ = tel.Shutdown(flushCtx)
 	}()
-	clients, err := devstack.DialDemo(ctx, consul, tel)
+	clients, err := demo.Dial(ctx, consul, tel)
 	if err != nil {
 		return err
 	}
@@ -125,7 +126,7 @@ func demo(ctx context.Context, consul *api.Client) error {
 	fmt.Println("\ndemo flow:")
 	demoCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	_, err = devstack.RunDemo(demoCtx, clients, os.Stdout)
+	_, err = demo.Run(demoCtx, clients, os.Stdout)
 	return err
 }
 

@@ -22,6 +22,7 @@ import (
 
 	"github.com/rampart-go/rampart/internal/consul"
 	"github.com/rampart-go/rampart/internal/devstack"
+	"github.com/rampart-go/rampart/internal/devstack/devstacktest"
 	"github.com/rampart-go/rampart/internal/leakcheck"
 )
 
@@ -305,7 +306,7 @@ func serviceChecks(t *testing.T, c *api.Client, id string) []*api.AgentCheck {
 }
 
 func TestRegisterGetServiceDeregister(t *testing.T) {
-	agent := devstack.ConsulForTest(t)
+	agent := devstacktest.Consul(t)
 	ctx := testContext(t, time.Minute)
 	r, client, _ := newRegistry(t, agent.Addr())
 	srv := startGRPC(t)
@@ -416,7 +417,7 @@ func TestRegisterRejectsBadInstances(t *testing.T) {
 }
 
 func TestRegisterRejectedByConsul(t *testing.T) {
-	agent := devstack.ConsulForTest(t)
+	agent := devstacktest.Consul(t)
 	ctx := testContext(t, 30*time.Second)
 	r, _, _ := newRegistry(t, agent.Addr())
 	srv := startGRPC(t)
@@ -430,7 +431,7 @@ func TestRegisterRejectedByConsul(t *testing.T) {
 }
 
 func TestWatchLifecycle(t *testing.T) {
-	agent := devstack.ConsulForTest(t)
+	agent := devstacktest.Consul(t)
 	ctx := testContext(t, 2*time.Minute)
 	r, _, _ := newRegistry(t, agent.Addr())
 
@@ -485,7 +486,7 @@ func TestWatchLifecycle(t *testing.T) {
 }
 
 func TestNotServingLeaves(t *testing.T) {
-	agent := devstack.ConsulForTest(t)
+	agent := devstacktest.Consul(t)
 	ctx := testContext(t, time.Minute)
 	r, _, _ := newRegistry(t, agent.Addr())
 	srv := startGRPC(t)
@@ -516,7 +517,7 @@ func TestNotServingLeaves(t *testing.T) {
 }
 
 func TestHungInstanceLeaves(t *testing.T) {
-	agent := devstack.ConsulForTest(t)
+	agent := devstacktest.Consul(t)
 	ctx := testContext(t, time.Minute)
 	r, _, _ := newRegistry(t, agent.Addr())
 	hung := startHung(t)
@@ -547,7 +548,7 @@ func TestHungInstanceLeaves(t *testing.T) {
 // watcher, and its next call builds a new one. If Consul is gone by then,
 // the new watcher still delivers the set the last one did, at once.
 func TestLastKnownOutlivesTheWatcher(t *testing.T) {
-	agent := devstack.ConsulForTest(t)
+	agent := devstacktest.Consul(t)
 	ctx := testContext(t, time.Minute)
 	r, _, _ := newRegistry(t, agent.Addr())
 	srv := startGRPC(t)
@@ -575,7 +576,7 @@ func TestLastKnownOutlivesTheWatcher(t *testing.T) {
 }
 
 func TestWatchStop(t *testing.T) {
-	agent := devstack.ConsulForTest(t)
+	agent := devstacktest.Consul(t)
 	ctx := testContext(t, 30*time.Second)
 	r, _, _ := newRegistry(t, agent.Addr())
 	w, err := r.Watch(ctx, "user")
@@ -626,7 +627,7 @@ func TestWatchStop(t *testing.T) {
 
 func TestConsulDownAtStart(t *testing.T) {
 	ctx := testContext(t, 2*time.Minute)
-	port := devstack.PortForTest(t)
+	port := devstacktest.Port(t)
 	addr := "127.0.0.1:" + strconv.Itoa(port)
 	r, _, logs := newRegistry(t, addr)
 	srv := startGRPC(t)
@@ -658,7 +659,7 @@ func TestConsulDownAtStart(t *testing.T) {
 
 	agentStart := time.Now()
 	passing := passingAt(t, r, "user", "user-1")
-	agent := devstack.ConsulForTest(t, devstack.WithConsulHTTPPort(port))
+	agent := devstacktest.Consul(t, devstack.WithConsulHTTPPort(port))
 	ready := time.Since(agentStart)
 	select {
 	case at := <-passing:
@@ -680,7 +681,7 @@ func TestConsulDownAtStart(t *testing.T) {
 }
 
 func TestAgentRestart(t *testing.T) {
-	agent := devstack.ConsulForTest(t)
+	agent := devstacktest.Consul(t)
 	ctx := testContext(t, 2*time.Minute)
 	r, _, _ := newRegistry(t, agent.Addr())
 	srvA := startGRPC(t)
@@ -764,7 +765,7 @@ func TestAgentRestart(t *testing.T) {
 // no error, and the log says so at info.
 func TestDeregisterNeverRegistered(t *testing.T) {
 	ctx := testContext(t, time.Minute)
-	r, _, logs := newRegistry(t, "127.0.0.1:"+strconv.Itoa(devstack.PortForTest(t)))
+	r, _, logs := newRegistry(t, "127.0.0.1:"+strconv.Itoa(devstacktest.Port(t)))
 	ins := newInstance("user", "user-1", "127.0.0.1:1")
 	if err := r.Register(ctx, ins); err != nil {
 		t.Fatalf("Register with Consul down = %v, want nil", err)
@@ -780,7 +781,7 @@ func TestDeregisterNeverRegistered(t *testing.T) {
 // TestDeregisterFailsOnceRegistered is the other side: an instance that was
 // registered and cannot be removed because Consul went away is an error.
 func TestDeregisterFailsOnceRegistered(t *testing.T) {
-	agent := devstack.ConsulForTest(t)
+	agent := devstacktest.Consul(t)
 	ctx := testContext(t, time.Minute)
 	r, _, logs := newRegistry(t, agent.Addr())
 	srv := startGRPC(t)

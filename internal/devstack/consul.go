@@ -1,7 +1,14 @@
-// Package devstack starts the local pieces a developer or a test needs: a
-// Consul dev agent today, the service processes later. Everything it starts
-// runs in its own process group on loopback ports chosen free, so two stacks
-// (or two test packages) never collide and nothing outlives its owner.
+// Package devstack is the launcher behind `make run` and `make nomad-up`:
+// it builds the services, starts Consul (and Nomad) dev agents and the
+// service instances, and stops them. Everything it starts runs in its own
+// process group on loopback ports chosen free, so two stacks (or two test
+// packages) never collide and nothing outlives its owner.
+//
+// It finds the services by convention (Services, JobSpecs), never by a
+// list, and stays a launcher: it links no `testing` and none of the
+// service layers (conf, data, middleware), since cmd/devstack ships it.
+// The per-test helpers are in devstacktest, the demo flow in
+// cmd/devstack/demo.
 package devstack
 
 import (

@@ -15,6 +15,7 @@ import (
 	"github.com/hashicorp/consul/api"
 
 	"github.com/rampart-go/rampart/internal/devstack"
+	"github.com/rampart-go/rampart/internal/devstack/devstacktest"
 	"github.com/rampart-go/rampart/internal/leakcheck"
 )
 
@@ -137,7 +138,7 @@ func TestEnsureConsulBinaryBuilds(t *testing.T) {
 func TestStartConsul(t *testing.T) {
 	ctx := testContext(t, 2*time.Minute)
 	start := time.Now()
-	agent := devstack.ConsulForTest(t)
+	agent := devstacktest.Consul(t)
 	t.Logf("agent %s ready at %s in %s", agent.NodeName(), agent.Addr(), time.Since(start).Round(time.Millisecond))
 
 	c := newClient(t, agent.Addr())
@@ -165,7 +166,7 @@ func TestStartConsul(t *testing.T) {
 	}
 
 	// Two agents side by side must not collide.
-	other := devstack.ConsulForTest(t)
+	other := devstacktest.Consul(t)
 	if other.Addr() == agent.Addr() || other.NodeName() == agent.NodeName() {
 		t.Fatalf("second agent shares address or node name: %s %s", other.Addr(), other.NodeName())
 	}
@@ -203,7 +204,7 @@ func TestStopLeavesNothing(t *testing.T) {
 
 func TestRestartKeepsPortLosesState(t *testing.T) {
 	ctx := testContext(t, 2*time.Minute)
-	agent := devstack.ConsulForTest(t)
+	agent := devstacktest.Consul(t)
 	c := newClient(t, agent.Addr())
 	if _, err := c.KV().Put(&api.KVPair{Key: "k", Value: []byte("v")}, (&api.WriteOptions{}).WithContext(ctx)); err != nil {
 		t.Fatal(err)
@@ -232,7 +233,7 @@ func TestRestartKeepsPortLosesState(t *testing.T) {
 
 func TestKillThenRestart(t *testing.T) {
 	ctx := testContext(t, 2*time.Minute)
-	agent := devstack.ConsulForTest(t)
+	agent := devstacktest.Consul(t)
 	c := newClient(t, agent.Addr())
 	pid := devstack.ConsulPID(agent)
 
@@ -257,8 +258,8 @@ func TestKillThenRestart(t *testing.T) {
 }
 
 func TestStartConsulOnGivenPort(t *testing.T) {
-	port := devstack.PortForTest(t)
-	agent := devstack.ConsulForTest(t, devstack.WithConsulHTTPPort(port))
+	port := devstacktest.Port(t)
+	agent := devstacktest.Consul(t, devstack.WithConsulHTTPPort(port))
 	if want := "127.0.0.1:" + strconv.Itoa(port); agent.Addr() != want {
 		t.Fatalf("Addr = %s, want %s", agent.Addr(), want)
 	}
@@ -274,7 +275,7 @@ func TestStartConsulOnGivenPort(t *testing.T) {
 }
 
 func TestConsulFromEnv(t *testing.T) {
-	agent := devstack.ConsulForTest(t)
+	agent := devstacktest.Consul(t)
 	ctx := testContext(t, 30*time.Second)
 
 	t.Setenv(api.HTTPAddrEnvName, "")
@@ -287,7 +288,7 @@ func TestConsulFromEnv(t *testing.T) {
 		t.Errorf("running agent: got %q %v, want %s", addr, ok, agent.Addr())
 	}
 
-	t.Setenv(api.HTTPAddrEnvName, "127.0.0.1:"+strconv.Itoa(devstack.PortForTest(t)))
+	t.Setenv(api.HTTPAddrEnvName, "127.0.0.1:"+strconv.Itoa(devstacktest.Port(t)))
 	start := time.Now()
 	if addr, ok := devstack.ConsulFromEnv(ctx); ok {
 		t.Errorf("no agent: got %s", addr)

@@ -497,9 +497,6 @@ type NomadStack struct {
 	cfg    NomadStackConfig
 }
 
-// NomadJobs are the demo services' jobs, user first since order calls it.
-var NomadJobs = []string{UserService, OrderService}
-
 // StartNomadStack builds what is missing (bin/consul, bin/nomad, the
 // services), starts both agents on loopback, submits the jobs and waits
 // until Consul shows Count passing instances of each. On error everything

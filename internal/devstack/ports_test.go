@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/rampart-go/rampart/internal/devstack"
+	"github.com/rampart-go/rampart/internal/devstack/devstacktest"
 )
 
 func TestPortRanges(t *testing.T) {
@@ -150,9 +151,9 @@ func stealFirstLease(t *testing.T, i int) *int {
 // exits at start; StartConsul starts it again on fresh ports, keeping the
 // HTTP port the caller fixed.
 func TestStartConsulRetriesABindCollision(t *testing.T) {
-	httpPort := devstack.PortForTest(t)
+	httpPort := devstacktest.Port(t)
 	stolen := stealFirstLease(t, 1) // serf LAN: the port of the CI failure
-	agent := devstack.ConsulForTest(t, devstack.WithConsulHTTPPort(httpPort))
+	agent := devstacktest.Consul(t, devstack.WithConsulHTTPPort(httpPort))
 	if *stolen == 0 {
 		t.Fatal("the hook never ran")
 	}
@@ -178,20 +179,22 @@ func TestStartServiceRetriesABindCollision(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx := devstack.ContextForTest(t, 3*time.Minute)
+	// Any service would do; user starts without a peer to dial.
+	const name = "user"
+	ctx := devstacktest.Context(t, 3*time.Minute)
 	dir := t.TempDir()
-	bins, err := devstack.BuildServices(ctx, root, dir, devstack.UserService)
+	bins, err := devstack.BuildServices(ctx, root, dir, name)
 	if err != nil {
 		t.Fatal(err)
 	}
-	noConsul := net.JoinHostPort("127.0.0.1", strconv.Itoa(devstack.PortForTest(t))) // /healthz needs no agent
+	noConsul := net.JoinHostPort("127.0.0.1", strconv.Itoa(devstacktest.Port(t))) // /healthz needs no agent
 	stolen := stealFirstLease(t, 0)
 	p, err := devstack.StartService(ctx, devstack.ServiceSpec{
-		Name:       devstack.UserService,
-		Binary:     bins[devstack.UserService],
-		Config:     filepath.Join(root, "configs", "user.yaml"),
+		Name:       name,
+		Binary:     bins[name],
+		Config:     filepath.Join(root, "configs", name+".yaml"),
 		ConsulAddr: noConsul,
-		Env:        []string{"RAMPART_SQLITE_PATH=" + filepath.Join(dir, "user.db")},
+		Env:        []string{"RAMPART_SQLITE_PATH=" + filepath.Join(dir, name+".db")},
 		LogDir:     dir,
 	})
 	if err != nil {
@@ -204,7 +207,7 @@ func TestStartServiceRetriesABindCollision(t *testing.T) {
 	if p.GRPCAddr == net.JoinHostPort("127.0.0.1", strconv.Itoa(*stolen)) {
 		t.Errorf("instance serves on the stolen port %d", *stolen)
 	}
-	logs, _ := filepath.Glob(filepath.Join(dir, devstack.UserService+"-*.log"))
+	logs, _ := filepath.Glob(filepath.Join(dir, name+"-*.log"))
 	collided := false
 	for _, l := range logs {
 		b, _ := os.ReadFile(l)

@@ -54,7 +54,7 @@ func TestServicesOfThisRepository(t *testing.T) {
 		t.Fatal(err)
 	}
 	got, err := Services(root)
-	if err != nil || !slices.Contains(got, UserService) || !slices.Contains(got, OrderService) {
+	if err != nil || !slices.Contains(got, "user") || !slices.Contains(got, "order") {
 		t.Fatalf("Services = %v, %v; want user and order among them", got, err)
 	}
 }

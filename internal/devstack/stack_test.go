@@ -10,6 +10,7 @@ import (
 	"github.com/hashicorp/consul/api"
 
 	"github.com/rampart-go/rampart/internal/devstack"
+	"github.com/rampart-go/rampart/internal/devstack/devstacktest"
 )
 
 // A stack that cannot start returns the error and stops what it had
@@ -21,12 +22,12 @@ func TestStartStackStopsWhatItStartedOnError(t *testing.T) {
 		t.Fatal(err)
 	}
 	work := t.TempDir()
-	ctx := devstack.ContextForTest(t, 3*time.Minute)
+	ctx := devstacktest.Context(t, 3*time.Minute)
 	s, err := devstack.StartStack(ctx, devstack.StackConfig{
 		RepoRoot: root,
 		WorkDir:  work,
-		Services: []devstack.ServiceCount{{Name: devstack.UserService, Instances: 1}},
-		Bins:     map[string]string{devstack.UserService: filepath.Join(work, "no-such-binary")},
+		Services: []devstack.ServiceCount{{Name: "user", Instances: 1}},
+		Bins:     map[string]string{"user": filepath.Join(work, "no-such-binary")},
 	})
 	if err == nil {
 		_ = s.Stop()

@@ -16,6 +16,7 @@ import (
 	"github.com/rampart-go/rampart/internal/consul"
 	"github.com/rampart-go/rampart/internal/data"
 	"github.com/rampart-go/rampart/internal/devstack"
+	"github.com/rampart-go/rampart/internal/devstack/devstacktest"
 	"github.com/rampart-go/rampart/internal/middleware"
 	"github.com/rampart-go/rampart/test/chaos"
 )
@@ -139,7 +140,7 @@ func failover(t *testing.T, sc *scenario, faultLen time.Duration,
 	fault func(p *devstack.ServiceProc) error, heal func(p *devstack.ServiceProc) error,
 ) (faultAt time.Time, critical time.Duration) {
 	m := current()
-	ctx := devstack.ContextForTest(t, 3*time.Minute)
+	ctx := devstacktest.Context(t, 3*time.Minute)
 	s := startStack(t, ctx, stackOpts{users: 2, orders: 1})
 	buyer := newBuyer(t, ctx, s)
 	order := s.Instances("order")[0]

@@ -20,7 +20,9 @@ import (
 
 	orderv1 "github.com/rampart-go/rampart/api/order/v1"
 	userv1 "github.com/rampart-go/rampart/api/user/v1"
+	"github.com/rampart-go/rampart/cmd/devstack/demo"
 	"github.com/rampart-go/rampart/internal/devstack"
+	"github.com/rampart-go/rampart/internal/devstack/devstacktest"
 	"github.com/rampart-go/rampart/test/chaos"
 )
 
@@ -68,9 +70,9 @@ func startStack(t *testing.T, ctx context.Context, o stackOpts) *devstack.Stack 
 	t.Helper()
 	// The scenarios count instances: never reuse a developer's agent.
 	t.Setenv(api.HTTPAddrEnvName, o.consulAddr)
-	return devstack.StackForTest(t, ctx, devstack.StackConfig{
+	return devstacktest.Stack(t, ctx, devstack.StackConfig{
 		RepoRoot: repoRoot(t),
-		Services: devstack.ServiceCounts(o.users, o.orders),
+		Services: demo.Services(o.users, o.orders),
 		Configs:  o.configs,
 		Bins:     bins,
 	})
@@ -79,7 +81,7 @@ func startStack(t *testing.T, ctx context.Context, o stackOpts) *devstack.Stack 
 // consulClient returns a client of the agent at addr, cleaned up with the test.
 func consulClient(t *testing.T, addr string) *api.Client {
 	t.Helper()
-	return devstack.ConsulClientForTest(t, addr)
+	return devstacktest.ConsulClient(t, addr)
 }
 
 // dial is a plain gRPC connection to one instance: no retry, no discovery.
@@ -197,7 +199,7 @@ func (st *seenTracker) read(t *testing.T, ctx context.Context) int64 {
 
 func seen(t *testing.T, ctx context.Context, p *devstack.ServiceProc, method string) int64 {
 	t.Helper()
-	st, err := p.Faults(ctx)
+	st, err := devstacktest.Faults(ctx, p)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -207,7 +209,7 @@ func seen(t *testing.T, ctx context.Context, p *devstack.ServiceProc, method str
 func trySeen(ctx context.Context, p *devstack.ServiceProc, method string) (int64, bool) {
 	ctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
-	st, err := p.Faults(ctx)
+	st, err := devstacktest.Faults(ctx, p)
 	if err != nil {
 		return 0, false
 	}

@@ -11,6 +11,7 @@ import (
 
 	orderv1 "github.com/rampart-go/rampart/api/order/v1"
 	"github.com/rampart-go/rampart/internal/devstack"
+	"github.com/rampart-go/rampart/internal/devstack/devstacktest"
 	"github.com/rampart-go/rampart/internal/middleware/faults"
 	"github.com/rampart-go/rampart/test/chaos"
 )
@@ -47,7 +48,7 @@ func (ol *orderLoad) wait(ctx context.Context) (chaos.Calls, string) {
 func TestRollingRestart(t *testing.T) {
 	sc := newScenario(t, 3, "3. Rolling restart: SIGTERM each user instance in turn, its replacement started first")
 	m := current()
-	ctx := devstack.ContextForTest(t, 3*time.Minute)
+	ctx := devstacktest.Context(t, 3*time.Minute)
 	s := startStack(t, ctx, stackOpts{users: 2, orders: 1})
 	buyer := newBuyer(t, ctx, s)
 	consulAPI := consulClient(t, s.ConsulAddr)
@@ -119,7 +120,7 @@ func TestConsulAgentRestart(t *testing.T) {
 	const maxReregister = 5 * time.Second
 	sc := newScenario(t, 4, "4. Consul agent restart: the dev agent is killed, then started again empty")
 	m := current()
-	ctx := devstack.ContextForTest(t, 3*time.Minute)
+	ctx := devstacktest.Context(t, 3*time.Minute)
 	s := startStack(t, ctx, stackOpts{users: 2, orders: 1})
 	buyer := newBuyer(t, ctx, s)
 	consulAPI := consulClient(t, s.ConsulAddr)
@@ -183,7 +184,7 @@ func TestDependencyOutage(t *testing.T) {
 	)
 	sc := newScenario(t, 6, "6. Dependency outage: every user instance stopped, new ones started later")
 	m := current()
-	ctx := devstack.ContextForTest(t, 3*time.Minute)
+	ctx := devstacktest.Context(t, 3*time.Minute)
 	s := startStack(t, ctx, stackOpts{users: 2, orders: 1})
 	buyer := newBuyer(t, ctx, s)
 	order := s.Instances("order")[0]
@@ -273,7 +274,7 @@ func TestSlowDependency(t *testing.T) {
 	)
 	sc := newScenario(t, 7, "7. Slow dependency: every user instance delays GetUser by 2 s")
 	m := current()
-	ctx := devstack.ContextForTest(t, 3*time.Minute)
+	ctx := devstacktest.Context(t, 3*time.Minute)
 	s := startStack(t, ctx, stackOpts{users: 2, orders: 1})
 	buyer := newBuyer(t, ctx, s)
 	procs := append(s.Instances("user"), s.Instances("order")...)
@@ -293,7 +294,7 @@ func TestSlowDependency(t *testing.T) {
 	sleepCtx(ctx, m.warmup)
 	slowAt := time.Now()
 	for _, p := range s.Instances("user") {
-		if err := p.SetFaults(ctx, map[string]faults.Fault{getUser: {Delay: &faults.Delay{Percent: 100, Duration: delay}}}); err != nil {
+		if err := devstacktest.SetFaults(ctx, p, map[string]faults.Fault{getUser: {Delay: &faults.Delay{Percent: 100, Duration: delay}}}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -302,7 +303,7 @@ func TestSlowDependency(t *testing.T) {
 	sleepCtx(ctx, m.slow/2)
 	healAt := time.Now()
 	for _, p := range s.Instances("user") {
-		if err := p.ClearFaults(ctx); err != nil {
+		if err := devstacktest.ClearFaults(ctx, p); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -361,7 +362,7 @@ func TestOverload(t *testing.T) {
 	)
 	sc := newScenario(t, 8, "8. Overload: 4 x the measured capacity offered to order")
 	m := current()
-	ctx := devstack.ContextForTest(t, 3*time.Minute)
+	ctx := devstacktest.Context(t, 3*time.Minute)
 	cfg := map[string]any{"server.shedding.cpu_threshold": cpuThreshold}
 	s := startStack(t, ctx, stackOpts{users: 2, orders: 1, configs: map[string]string{
 		"order": configWith(t, "order", cfg), "user": configWith(t, "user", cfg),
@@ -484,7 +485,7 @@ func TestConsulLeaderLoss(t *testing.T) {
 	)
 	sc := newScenario(t, 5, "5. Consul leader loss: the leader of a 3-server cluster is SIGKILLed")
 	m := current()
-	ctx := devstack.ContextForTest(t, 3*time.Minute)
+	ctx := devstacktest.Context(t, 3*time.Minute)
 	cluster, err := devstack.StartConsulCluster(ctx, 3, devstack.WithConsulDir(t.TempDir()))
 	if err != nil {
 		t.Fatal(err)

@@ -11,7 +11,7 @@ import (
 
 	userv1 "github.com/rampart-go/rampart/api/user/v1"
 	_ "github.com/rampart-go/rampart/internal/data" // the sqlite driver order uses
-	"github.com/rampart-go/rampart/internal/devstack"
+	"github.com/rampart-go/rampart/internal/devstack/devstacktest"
 	"github.com/rampart-go/rampart/internal/rpc"
 )
 
@@ -25,7 +25,7 @@ func TestReplyOverTheSizeLimitIsNotADependencyOutage(t *testing.T) {
 		orders     = 20000
 		listOrders = "/order.v1.OrderService/ListOrders"
 	)
-	ctx := devstack.ContextForTest(t, 3*time.Minute)
+	ctx := devstacktest.Context(t, 3*time.Minute)
 	s := startStack(t, ctx, 1, 1)
 	buyer := newBuyer(t, ctx, s)
 

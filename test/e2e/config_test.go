@@ -12,13 +12,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/rampart-go/rampart/internal/devstack"
+	"github.com/rampart-go/rampart/internal/devstack/devstacktest"
 )
 
 // TestBadConfigExitsNamingTheKey starts the user binary with a broken copy of
 // configs/user.yaml: it must exit non-zero at once and say which key is wrong.
 func TestBadConfigExitsNamingTheKey(t *testing.T) {
-	ctx := devstack.ContextForTest(t, 60*time.Second)
+	ctx := devstacktest.Context(t, 60*time.Second)
 	root := repoRoot(t)
 	bin := buildUser(t, ctx)
 	orig, err := os.ReadFile(filepath.Join(root, "configs", "user.yaml"))
@@ -27,7 +27,7 @@ func TestBadConfigExitsNamingTheKey(t *testing.T) {
 	}
 	// Should the config be accepted after all, the instance must not find a
 	// developer's agent: point it at a port where none runs.
-	nowhere := "127.0.0.1:" + strconv.Itoa(devstack.PortForTest(t))
+	nowhere := "127.0.0.1:" + strconv.Itoa(devstacktest.Port(t))
 
 	tests := []struct {
 		name     string

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/rampart-go/rampart/internal/devstack"
+	"github.com/rampart-go/rampart/internal/devstack/devstacktest"
 )
 
 // TestConsulDownAtStart starts a user instance while no Consul agent runs at
@@ -24,10 +25,10 @@ func TestConsulDownAtStart(t *testing.T) {
 		maxRegister   = 5 * time.Second
 		downLogNeedle = "retrying in background"
 	)
-	ctx := devstack.ContextForTest(t, 60*time.Second)
+	ctx := devstacktest.Context(t, 60*time.Second)
 	isolateConsul(t)
 	bin := buildUser(t, ctx)
-	port := devstack.PortForTest(t)
+	port := devstacktest.Port(t)
 	consulAddr := "127.0.0.1:" + strconv.Itoa(port)
 	logDir := t.TempDir()
 
@@ -68,7 +69,7 @@ func TestConsulDownAtStart(t *testing.T) {
 	default:
 	}
 
-	agent := devstack.ConsulForTest(t, devstack.WithConsulHTTPPort(port))
+	agent := devstacktest.Consul(t, devstack.WithConsulHTTPPort(port))
 	appeared := time.Now()
 	consul := consulClient(t, agent.Addr())
 	wctx, cancel := context.WithTimeout(ctx, maxRegister)

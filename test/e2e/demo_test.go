@@ -17,14 +17,16 @@ import (
 
 	orderv1 "github.com/rampart-go/rampart/api/order/v1"
 	userv1 "github.com/rampart-go/rampart/api/user/v1"
+	"github.com/rampart-go/rampart/cmd/devstack/demo"
 	"github.com/rampart-go/rampart/internal/devstack"
+	"github.com/rampart-go/rampart/internal/devstack/devstacktest"
 )
 
 // TestDemoFlow runs the demo across both services through Consul discovery
 // on two instances of each, checks what Consul shows about them, and checks
 // that errors keep their code and reason across the network.
 func TestDemoFlow(t *testing.T) {
-	ctx := devstack.ContextForTest(t, 60*time.Second)
+	ctx := devstacktest.Context(t, 60*time.Second)
 	s := startStack(t, ctx, 2, 2)
 	consul := consulClient(t, s.ConsulAddr)
 
@@ -38,7 +40,7 @@ func TestDemoFlow(t *testing.T) {
 
 	t.Run("Demo", func(t *testing.T) {
 		var out bytes.Buffer
-		res, err := devstack.RunDemo(ctx, clients, &out)
+		res, err := demo.Run(ctx, clients, &out)
 		t.Logf("demo output:\n%s", out.String())
 		if err != nil {
 			t.Fatalf("demo: %v", err)

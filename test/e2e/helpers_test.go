@@ -9,7 +9,9 @@ import (
 
 	"github.com/hashicorp/consul/api"
 
+	"github.com/rampart-go/rampart/cmd/devstack/demo"
 	"github.com/rampart-go/rampart/internal/devstack"
+	"github.com/rampart-go/rampart/internal/devstack/devstacktest"
 	"github.com/rampart-go/rampart/internal/leakcheck"
 )
 
@@ -57,9 +59,9 @@ type stackExtras struct {
 func startStackWith(t *testing.T, ctx context.Context, users, orders int, extras stackExtras) *devstack.Stack {
 	t.Helper()
 	isolateConsul(t)
-	return devstack.StackForTest(t, ctx, devstack.StackConfig{
+	return devstacktest.Stack(t, ctx, devstack.StackConfig{
 		RepoRoot: repoRoot(t),
-		Services: devstack.ServiceCounts(users, orders),
+		Services: demo.Services(users, orders),
 		Configs:  extras.configs,
 		Env:      extras.env,
 	})
@@ -68,14 +70,14 @@ func startStackWith(t *testing.T, ctx context.Context, users, orders int, extras
 // consulClient returns a client of the agent at addr, cleaned up with the test.
 func consulClient(t *testing.T, addr string) *api.Client {
 	t.Helper()
-	return devstack.ConsulClientForTest(t, addr)
+	return devstacktest.ConsulClient(t, addr)
 }
 
 // dialDemo returns clients that reach both services through Consul
 // discovery, closed when the test ends.
-func dialDemo(t *testing.T, ctx context.Context, consul *api.Client) *devstack.DemoClients {
+func dialDemo(t *testing.T, ctx context.Context, consul *api.Client) *demo.Clients {
 	t.Helper()
-	return devstack.DemoForTest(t, ctx, consul)
+	return devstacktest.Demo(t, ctx, consul)
 }
 
 // buildUser builds cmd/user into a directory of the test and returns the binary.

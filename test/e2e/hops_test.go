@@ -8,7 +8,7 @@ import (
 	"google.golang.org/grpc/codes"
 
 	orderv1 "github.com/rampart-go/rampart/api/order/v1"
-	"github.com/rampart-go/rampart/internal/devstack"
+	"github.com/rampart-go/rampart/internal/devstack/devstacktest"
 	"github.com/rampart-go/rampart/internal/middleware/faults"
 )
 
@@ -25,7 +25,7 @@ func TestGivenUpDependencyIsNotRetriedAcrossHops(t *testing.T) {
 		clientMaxAttempts = 3
 		createOrder       = "/order.v1.OrderService/CreateOrder"
 	)
-	ctx := devstack.ContextForTest(t, 2*time.Minute)
+	ctx := devstacktest.Context(t, 2*time.Minute)
 	s := startStack(t, ctx, 2, 2)
 	buyer := newBuyer(t, ctx, s)
 	users, orders := s.Instances("user"), s.Instances("order")

@@ -8,7 +8,7 @@ import (
 	"google.golang.org/grpc/connectivity"
 
 	userv1 "github.com/rampart-go/rampart/api/user/v1"
-	"github.com/rampart-go/rampart/internal/devstack"
+	"github.com/rampart-go/rampart/internal/devstack/devstacktest"
 )
 
 // TestIdleChannelSurvivesAConsulOutage: a client channel goes idle (gRPC
@@ -17,7 +17,7 @@ import (
 // that were known, which are up, instead of waiting out its deadline.
 func TestIdleChannelSurvivesAConsulOutage(t *testing.T) {
 	const idle = 500 * time.Millisecond
-	ctx := devstack.ContextForTest(t, 2*time.Minute)
+	ctx := devstacktest.Context(t, 2*time.Minute)
 	s := startStack(t, ctx, 2, 0)
 	conn := rampartConn(t, s, "user", "{target: discovery:///user, idle_timeout: "+idle.String()+"}")
 	users := userv1.NewUserServiceClient(conn)

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/rampart-go/rampart/internal/devstack"
+	"github.com/rampart-go/rampart/internal/devstack/devstacktest"
 )
 
 // TestClientMetricsDoNotGrowWithPeerRestarts: the user instance behind
@@ -17,7 +18,7 @@ func TestClientMetricsDoNotGrowWithPeerRestarts(t *testing.T) {
 		restarts = 10
 		series   = "rpc_client_call_duration_seconds_count"
 	)
-	ctx := devstack.ContextForTest(t, 3*time.Minute)
+	ctx := devstacktest.Context(t, 3*time.Minute)
 	s := startStack(t, ctx, 1, 1)
 	consul := consulClient(t, s.ConsulAddr)
 	buyer := newBuyer(t, ctx, s)

@@ -12,7 +12,9 @@ import (
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
 
 	orderv1 "github.com/rampart-go/rampart/api/order/v1"
+	"github.com/rampart-go/rampart/cmd/devstack/demo"
 	"github.com/rampart-go/rampart/internal/devstack"
+	"github.com/rampart-go/rampart/internal/devstack/devstacktest"
 	"github.com/rampart-go/rampart/internal/middleware/faults"
 	"github.com/rampart-go/rampart/internal/telemetry/otlptest"
 )
@@ -123,11 +125,11 @@ func waitHop(ctx context.Context, rcv *otlptest.Receiver, from, name, to string,
 // process reports its own service.name, and a log line of the handler
 // carries the trace's id.
 func TestOneTraceAcrossBothServices(t *testing.T) {
-	ctx := devstack.ContextForTest(t, 90*time.Second)
+	ctx := devstacktest.Context(t, 90*time.Second)
 	rcv := otlptest.Start(t)
 	s := startStackWith(t, ctx, 2, 2, stackExtras{env: traceEnv(rcv)})
 	clients := dialDemo(t, ctx, consulClient(t, s.ConsulAddr))
-	if _, err := devstack.RunDemo(ctx, clients, io.Discard); err != nil {
+	if _, err := demo.Run(ctx, clients, io.Discard); err != nil {
 		t.Fatal(err)
 	}
 
@@ -170,7 +172,7 @@ func TestOneTraceAcrossBothServices(t *testing.T) {
 // attempt spans, the failed one with status Error and its code, and a
 // retry event on the logical span. /metrics then counts the retries.
 func TestRetryIsVisibleInTheTrace(t *testing.T) {
-	ctx := devstack.ContextForTest(t, 90*time.Second)
+	ctx := devstacktest.Context(t, 90*time.Second)
 	rcv := otlptest.Start(t)
 	s := startStackWith(t, ctx, 2, 1, stackExtras{env: traceEnv(rcv)})
 	buyer := newBuyer(t, ctx, s)
@@ -186,7 +188,7 @@ func TestRetryIsVisibleInTheTrace(t *testing.T) {
 		}); err != nil {
 			t.Fatalf("order %d failed: %v", i, err)
 		}
-		st, err := users[0].Faults(ctx)
+		st, err := devstacktest.Faults(ctx, users[0])
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/rampart-go/rampart/internal/devstack"
+	"github.com/rampart-go/rampart/internal/devstack/devstacktest"
 	"github.com/rampart-go/rampart/internal/middleware/faults"
 )
 
@@ -33,7 +33,7 @@ func TestOneBadInstanceDoesNotFailTheMethod(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			ctx := devstack.ContextForTest(t, 2*time.Minute)
+			ctx := devstacktest.Context(t, 2*time.Minute)
 			s := startStack(t, ctx, 2, 1)
 			buyer := newBuyer(t, ctx, s)
 			users := s.Instances("user")
@@ -47,7 +47,7 @@ func TestOneBadInstanceDoesNotFailTheMethod(t *testing.T) {
 			seen := func() [2]int64 {
 				var out [2]int64
 				for i, p := range users {
-					st, err := p.Faults(ctx)
+					st, err := devstacktest.Faults(ctx, p)
 					if err != nil {
 						t.Fatal(err)
 					}
@@ -75,7 +75,7 @@ func TestOneBadInstanceDoesNotFailTheMethod(t *testing.T) {
 			}
 			// Kratos' P2C already steers away from Unavailable and slow
 			// answers after one or two; the fault must have hit at least once.
-			if st, err := users[busy].Faults(ctx); err != nil || st.Injected[getUser].Abort+st.Injected[getUser].Delay == 0 {
+			if st, err := devstacktest.Faults(ctx, users[busy]); err != nil || st.Injected[getUser].Abort+st.Injected[getUser].Delay == 0 {
 				t.Errorf("the fault never fired on the bad instance (%v): the test proved nothing", err)
 			}
 		})

@@ -9,12 +9,13 @@ import (
 	"google.golang.org/protobuf/types/descriptorpb"
 
 	"github.com/rampart-go/rampart/internal/devstack"
+	"github.com/rampart-go/rampart/internal/devstack/devstacktest"
 )
 
 // TestReflection does what `grpcurl list` and `grpcurl describe` do against
 // one instance of each service, directly by address.
 func TestReflection(t *testing.T) {
-	ctx := devstack.ContextForTest(t, 60*time.Second)
+	ctx := devstacktest.Context(t, 60*time.Second)
 	s := startStack(t, ctx, 1, 1)
 
 	tests := []struct {

@@ -16,6 +16,7 @@ import (
 	userv1 "github.com/rampart-go/rampart/api/user/v1"
 	"github.com/rampart-go/rampart/internal/conf"
 	"github.com/rampart-go/rampart/internal/devstack"
+	"github.com/rampart-go/rampart/internal/devstack/devstacktest"
 	"github.com/rampart-go/rampart/internal/middleware/faults"
 )
 
@@ -64,7 +65,7 @@ func placeOrder(client orderv1.OrderServiceClient, buyer string, timeout time.Du
 func setFaults(t *testing.T, ctx context.Context, procs []*devstack.ServiceProc, fs map[string]faults.Fault) {
 	t.Helper()
 	for _, p := range procs {
-		if err := p.SetFaults(ctx, fs); err != nil {
+		if err := devstacktest.SetFaults(ctx, p, fs); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -76,7 +77,7 @@ func serverAttempts(t *testing.T, ctx context.Context, procs []*devstack.Service
 	t.Helper()
 	var n int64
 	for _, p := range procs {
-		st, err := p.Faults(ctx)
+		st, err := devstacktest.Faults(ctx, p)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -101,7 +102,7 @@ func configWith(t *testing.T, service string, path []string, value any) string {
 // client retries on the other instance.
 func TestRetryMasksAFlakyInstance(t *testing.T) {
 	const orders = 1000
-	ctx := devstack.ContextForTest(t, 90*time.Second)
+	ctx := devstacktest.Context(t, 90*time.Second)
 	s := startStack(t, ctx, 2, 1)
 	buyer := newBuyer(t, ctx, s)
 	users := s.Instances("user")
@@ -112,7 +113,7 @@ func TestRetryMasksAFlakyInstance(t *testing.T) {
 	res := runCalls(ctx, orders, 8, func(ctx context.Context, _ int) error { return placeOrder(client, buyer, 5*time.Second)(ctx) })
 
 	attempts := serverAttempts(t, ctx, users, getUser) - before
-	st, err := users[0].Faults(ctx)
+	st, err := devstacktest.Faults(ctx, users[0])
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -140,7 +141,7 @@ func TestOutageIsBoundedByBudgetAndBreaker(t *testing.T) {
 		outage  = 10 * time.Second
 		recover = 5 * time.Second
 	)
-	ctx := devstack.ContextForTest(t, 90*time.Second)
+	ctx := devstacktest.Context(t, 90*time.Second)
 	s := startStack(t, ctx, 2, 1)
 	buyer := newBuyer(t, ctx, s)
 	users := s.Instances("user")
@@ -211,7 +212,7 @@ func TestDeadlinePropagates(t *testing.T) {
 		methodTimeout = 300 * time.Millisecond
 		quietMargin   = 50 * time.Millisecond // enough on a machine left to the test
 	)
-	ctx := devstack.ContextForTest(t, 60*time.Second)
+	ctx := devstacktest.Context(t, 60*time.Second)
 	orderConf := configWith(t, "order", []string{"clients", "user", "methods", getUser},
 		map[string]any{"timeout": methodTimeout.String(), "attempt_timeout": methodTimeout.String()})
 	s := startStackWith(t, ctx, 2, 1, stackExtras{configs: map[string]string{"order": orderConf}})
@@ -239,7 +240,7 @@ func TestDeadlinePropagates(t *testing.T) {
 	interrupted := func() int64 {
 		var n int64
 		for _, p := range users {
-			st, err := p.Faults(ctx)
+			st, err := devstacktest.Faults(ctx, p)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -261,7 +262,7 @@ func TestDeadlinePropagates(t *testing.T) {
 // instance that answers, and every key still has exactly one order.
 func TestCreateOrderIsAppliedOnce(t *testing.T) {
 	const keys = 30
-	ctx := devstack.ContextForTest(t, 60*time.Second)
+	ctx := devstacktest.Context(t, 60*time.Second)
 	s := startStack(t, ctx, 1, 2)
 	buyer := newBuyer(t, ctx, s)
 	orders := s.Instances("order")
@@ -279,7 +280,7 @@ func TestCreateOrderIsAppliedOnce(t *testing.T) {
 		ids[i] = reply.GetOrder().GetId()
 		return err
 	})
-	st, err := orders[0].Faults(ctx)
+	st, err := devstacktest.Faults(ctx, orders[0])
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -321,7 +322,7 @@ func rampartConn(t *testing.T, s *devstack.Stack, name, clientYAML string) *grpc
 	if err != nil {
 		t.Fatal(err)
 	}
-	return devstack.DialForTest(t, s.ConsulAddr, c, name)
+	return devstacktest.Dial(t, s.ConsulAddr, c, name)
 }
 
 // TestHungInstanceCostsOneAttempt: one of two user instances hangs on
@@ -334,7 +335,7 @@ func TestHungInstanceCostsOneAttempt(t *testing.T) {
 		normalCall     = 150 * time.Millisecond // a generous bound on one healthy attempt under -race, on a quiet machine
 		workers        = 4
 	)
-	ctx := devstack.ContextForTest(t, 60*time.Second)
+	ctx := devstacktest.Context(t, 60*time.Second)
 	s := startStack(t, ctx, 2, 1)
 	buyer := newBuyer(t, ctx, s)
 	users := s.Instances("user")
@@ -343,7 +344,7 @@ func TestHungInstanceCostsOneAttempt(t *testing.T) {
 	setFaults(t, ctx, users[:1], map[string]faults.Fault{getUser: {Delay: &faults.Delay{Percent: 100, Duration: 30 * time.Second}}})
 
 	res := runCalls(ctx, 40, workers, func(ctx context.Context, _ int) error { return placeOrder(client, buyer, 5*time.Second)(ctx) })
-	st, err := users[0].Faults(ctx)
+	st, err := devstacktest.Faults(ctx, users[0])
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -389,7 +390,7 @@ func callMargin(healthy, quiet time.Duration) time.Duration { return max(quiet, 
 // server exactly once per call.
 func TestClientErrorsAreNotRetried(t *testing.T) {
 	const n = 10
-	ctx := devstack.ContextForTest(t, 60*time.Second)
+	ctx := devstacktest.Context(t, 60*time.Second)
 	s := startStack(t, ctx, 2, 1)
 	users := s.Instances("user")
 	client := orderAt(t, s.Instances("order")[0])

@@ -12,7 +12,7 @@ import (
 	"github.com/hashicorp/consul/api"
 
 	userv1 "github.com/rampart-go/rampart/api/user/v1"
-	"github.com/rampart-go/rampart/internal/devstack"
+	"github.com/rampart-go/rampart/internal/devstack/devstacktest"
 )
 
 // TestGracefulStopLeavesConsul stops one of two user instances with SIGTERM
@@ -26,7 +26,7 @@ func TestGracefulStopLeavesConsul(t *testing.T) {
 		warmUp        = time.Second // stream before the signal
 		coolDown      = time.Second // stream after the exit
 	)
-	ctx := devstack.ContextForTest(t, 60*time.Second)
+	ctx := devstacktest.Context(t, 60*time.Second)
 	s := startStack(t, ctx, 2, 1)
 	consul := consulClient(t, s.ConsulAddr)
 	clients := dialDemo(t, ctx, consul)

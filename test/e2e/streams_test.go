@@ -15,6 +15,7 @@ import (
 
 	userv1 "github.com/rampart-go/rampart/api/user/v1"
 	"github.com/rampart-go/rampart/internal/devstack"
+	"github.com/rampart-go/rampart/internal/devstack/devstacktest"
 	"github.com/rampart-go/rampart/internal/middleware/faults"
 )
 
@@ -29,7 +30,7 @@ func TestStopWithAnOpenWatchAndCallsInFlight(t *testing.T) {
 		callDelay   = 1500 * time.Millisecond // longer than the drain: the calls outlive it
 		stopTimeout = 10 * time.Second        // server.stop_timeout in configs/user.yaml
 	)
-	ctx := devstack.ContextForTest(t, time.Minute)
+	ctx := devstacktest.Context(t, time.Minute)
 	s := startStack(t, ctx, 1, 0)
 	victim := s.Instances("user")[0]
 	conn, err := grpc.NewClient(victim.GRPCAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))

@@ -15,7 +15,9 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/rampart-go/rampart/cmd/devstack/demo"
 	"github.com/rampart-go/rampart/internal/devstack"
+	"github.com/rampart-go/rampart/internal/devstack/devstacktest"
 	"github.com/rampart-go/rampart/internal/leakcheck"
 )
 
@@ -39,7 +41,22 @@ var built struct {
 	err  error
 }
 
-// bins builds cmd/user and cmd/order once per test binary.
+// jobs lists the job specs under deploy/nomad; the suite runs every one,
+// so a service added by `make new-service` is deployed and checked too.
+func jobs(t *testing.T) []string {
+	t.Helper()
+	root, err := devstack.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	names, err := devstack.JobSpecs(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return names
+}
+
+// bins builds the service of every job once per test binary.
 func bins(t *testing.T) map[string]string {
 	t.Helper()
 	built.once.Do(func() {
@@ -50,7 +67,12 @@ func bins(t *testing.T) map[string]string {
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 		defer cancel()
-		built.bins, built.err = devstack.BuildServices(ctx, root, binDir, devstack.NomadJobs...)
+		jobs, err := devstack.JobSpecs(root)
+		if err != nil {
+			built.err = err
+			return
+		}
+		built.bins, built.err = devstack.BuildServices(ctx, root, binDir, jobs...)
 	})
 	if built.err != nil {
 		t.Fatal(built.err)
@@ -58,7 +80,7 @@ func bins(t *testing.T) map[string]string {
 	return built.bins
 }
 
-// startStack runs both jobs on fresh Consul and Nomad dev agents of the
+// startStack runs every job on fresh Consul and Nomad dev agents of the
 // test's own and stops everything in t.Cleanup, printing the agents' and
 // tasks' logs first if the test failed.
 func startStack(t *testing.T, ctx context.Context) *devstack.NomadStack {
@@ -70,15 +92,15 @@ func startStack(t *testing.T, ctx context.Context) *devstack.NomadStack {
 	t.Setenv(api.HTTPAddrEnvName, "") // never a developer's agent: the tests count instances
 	workDir := t.TempDir()
 	start := time.Now()
-	s, err := devstack.StartNomadStack(ctx, devstack.NomadStackConfig{RepoRoot: root, WorkDir: workDir, Jobs: devstack.NomadJobs, Bins: bins(t)})
+	s, err := devstack.StartNomadStack(ctx, devstack.NomadStackConfig{RepoRoot: root, WorkDir: workDir, Bins: bins(t)})
 	if err != nil {
 		t.Fatalf("start nomad stack: %v\n--- nomad log ---\n%s", err, tailFile(filepath.Join(workDir, "nomad", "nomad.log"), 40))
 	}
-	t.Logf("2 user + 2 order allocations passing in Consul %s after start", time.Since(start).Round(100*time.Millisecond))
+	t.Logf("2 allocations of each job passing in Consul %s after start", time.Since(start).Round(100*time.Millisecond))
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("--- nomad log ---\n%s", tailFile(s.Nomad.LogPath(), 40))
-			for _, job := range devstack.NomadJobs {
+			for _, job := range jobs(t) {
 				t.Logf("--- %s task logs ---\n%s", job, s.TaskLogTails(job, 20))
 			}
 		}
@@ -102,13 +124,13 @@ func tailFile(path string, n int) string {
 // connections are closed when the test ends.
 func consulClient(t *testing.T, s *devstack.NomadStack) *api.Client {
 	t.Helper()
-	return devstack.ConsulClientForTest(t, s.Consul.Addr())
+	return devstacktest.ConsulClient(t, s.Consul.Addr())
 }
 
 // dialDemo returns clients that reach both services through Consul.
-func dialDemo(t *testing.T, ctx context.Context, consul *api.Client) *devstack.DemoClients {
+func dialDemo(t *testing.T, ctx context.Context, consul *api.Client) *demo.Clients {
 	t.Helper()
-	return devstack.DemoForTest(t, ctx, consul)
+	return devstacktest.Demo(t, ctx, consul)
 }
 
 // call is one recorded call of a load run.

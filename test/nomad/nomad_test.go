@@ -13,7 +13,9 @@ import (
 
 	orderv1 "github.com/rampart-go/rampart/api/order/v1"
 	userv1 "github.com/rampart-go/rampart/api/user/v1"
+	"github.com/rampart-go/rampart/cmd/devstack/demo"
 	"github.com/rampart-go/rampart/internal/devstack"
+	"github.com/rampart-go/rampart/internal/devstack/devstacktest"
 )
 
 // loadRate is the steady load of the failover tests: calls per second,
@@ -22,15 +24,15 @@ import (
 // view of the user pool are exercised.
 const loadRate = 40
 
-// TestJobsServeTheDemo submits both jobs and checks that Nomad, not the
+// TestJobsServeTheDemo submits every job and checks that Nomad, not the
 // processes, registered exactly two passing instances of each with a gRPC
 // check, and that the demo flow crosses both services through them.
 func TestJobsServeTheDemo(t *testing.T) {
-	ctx := devstack.ContextForTest(t, 10*time.Minute)
+	ctx := devstacktest.Context(t, 10*time.Minute)
 	s := startStack(t, ctx)
 	consul := consulClient(t, s)
 
-	for _, job := range devstack.NomadJobs {
+	for _, job := range jobs(t) {
 		entries, _, err := consul.Health().Service(job, "", false, nil)
 		if err != nil {
 			t.Fatal(err)
@@ -57,7 +59,7 @@ func TestJobsServeTheDemo(t *testing.T) {
 	var out strings.Builder
 	demoCtx, cancel := context.WithTimeout(ctx, 20*time.Second)
 	defer cancel()
-	res, err := devstack.RunDemo(demoCtx, dialDemo(t, ctx, consul), &out)
+	res, err := demo.Run(demoCtx, dialDemo(t, ctx, consul), &out)
 	if err != nil {
 		t.Fatalf("demo: %v\n%s", err, out.String())
 	}
@@ -71,11 +73,11 @@ func TestJobsServeTheDemo(t *testing.T) {
 // does (nomad alloc stop) under steady load: Nomad deregisters it, waits
 // shutdown_delay, signals it and places a replacement; no call fails.
 func TestAllocStopUnderLoad(t *testing.T) {
-	ctx := devstack.ContextForTest(t, 10*time.Minute)
+	ctx := devstacktest.Context(t, 10*time.Minute)
 	s := startStack(t, ctx)
 	consul := consulClient(t, s)
-	demo := dialDemo(t, ctx, consul)
-	userID := createUser(t, ctx, demo)
+	clients := dialDemo(t, ctx, consul)
+	userID := createUser(t, ctx, clients)
 
 	allocs, err := s.Nomad.Allocs(ctx, "user")
 	if err != nil {
@@ -86,7 +88,7 @@ func TestAllocStopUnderLoad(t *testing.T) {
 		t.Fatalf("no running user allocation in %+v", allocs)
 	}
 
-	load := startSteadyLoad(ctx, loadRate, mixedCall(demo, userID))
+	load := startSteadyLoad(ctx, loadRate, mixedCall(clients, userID))
 	time.Sleep(2 * time.Second)
 	stopped := time.Now()
 	if err = s.Nomad.StopAlloc(ctx, victim); err != nil {
@@ -110,17 +112,17 @@ func TestAllocStopUnderLoad(t *testing.T) {
 // checks), under steady load: the deployment succeeds, every new
 // allocation is healthy, and no call fails.
 func TestRollingUpdateUnderLoad(t *testing.T) {
-	ctx := devstack.ContextForTest(t, 10*time.Minute)
+	ctx := devstacktest.Context(t, 10*time.Minute)
 	s := startStack(t, ctx)
 	consul := consulClient(t, s)
-	demo := dialDemo(t, ctx, consul)
-	userID := createUser(t, ctx, demo)
+	clients := dialDemo(t, ctx, consul)
+	userID := createUser(t, ctx, clients)
 
 	before, err := s.Nomad.JobVersion(ctx, "user")
 	if err != nil {
 		t.Fatal(err)
 	}
-	load := startSteadyLoad(ctx, loadRate, mixedCall(demo, userID))
+	load := startSteadyLoad(ctx, loadRate, mixedCall(clients, userID))
 	time.Sleep(2 * time.Second)
 	start := time.Now()
 	if err = s.RunJob(ctx, "user", map[string]string{"revision": "2"}); err != nil {
@@ -162,11 +164,11 @@ func TestRollingUpdateUnderLoad(t *testing.T) {
 	}
 }
 
-func createUser(t *testing.T, ctx context.Context, demo *devstack.DemoClients) string {
+func createUser(t *testing.T, ctx context.Context, clients *demo.Clients) string {
 	t.Helper()
 	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	created, err := demo.User.CreateUser(cctx, &userv1.CreateUserRequest{Name: "Grace Hopper", Email: "grace@example.com"})
+	created, err := clients.User.CreateUser(cctx, &userv1.CreateUserRequest{Name: "Grace Hopper", Email: "grace@example.com"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -175,13 +177,13 @@ func createUser(t *testing.T, ctx context.Context, demo *devstack.DemoClients) s
 
 // mixedCall alternates user.GetUser and order.CreateOrder (a fresh
 // idempotency key per call, so each is one order).
-func mixedCall(demo *devstack.DemoClients, userID string) func(ctx context.Context, i int) error {
+func mixedCall(clients *demo.Clients, userID string) func(ctx context.Context, i int) error {
 	return func(ctx context.Context, i int) error {
 		if i%2 == 0 {
-			_, err := demo.User.GetUser(ctx, &userv1.GetUserRequest{Id: userID})
+			_, err := clients.User.GetUser(ctx, &userv1.GetUserRequest{Id: userID})
 			return err
 		}
-		_, err := demo.Order.CreateOrder(ctx, &orderv1.CreateOrderRequest{
+		_, err := clients.Order.CreateOrder(ctx, &orderv1.CreateOrderRequest{
 			IdempotencyKey: uuid.NewString(), UserId: userID, Item: "compiler", Quantity: 1,
 		})
 		return err

@@ -19,8 +19,10 @@ import (
 	"google.golang.org/protobuf/types/dynamicpb"
 
 	userv1 "github.com/rampart-go/rampart/api/user/v1"
+	"github.com/rampart-go/rampart/cmd/devstack/demo"
 	"github.com/rampart-go/rampart/internal/conf"
 	"github.com/rampart-go/rampart/internal/devstack"
+	"github.com/rampart-go/rampart/internal/devstack/devstacktest"
 )
 
 const (
@@ -36,7 +38,7 @@ const (
 // another service would call it. Its example method calls user, so one user
 // instance runs too.
 func TestNewServiceRunsWithConsul(t *testing.T) {
-	ctx := devstack.ContextForTest(t, 12*time.Minute)
+	ctx := devstacktest.Context(t, 12*time.Minute)
 	dir := copyRepo(t, ctx)
 
 	before := treeHash(t, dir)
@@ -61,9 +63,9 @@ func TestNewServiceRunsWithConsul(t *testing.T) {
 	}
 
 	isolateConsul(t)
-	s := devstack.StackForTest(t, ctx, devstack.StackConfig{
+	s := devstacktest.Stack(t, ctx, devstack.StackConfig{
 		RepoRoot: dir,
-		Services: []devstack.ServiceCount{{Name: devstack.UserService, Instances: 1}, {Name: newName, Instances: 2}},
+		Services: []devstack.ServiceCount{{Name: demo.UserService, Instances: 1}, {Name: newName, Instances: 2}},
 	})
 	entries, _, err := s.Client.Health().Service(newName, "", true, nil)
 	if err != nil || len(entries) != 2 {
@@ -166,10 +168,10 @@ func dialDiscovery(t *testing.T, s *devstack.Stack, name string) *grpc.ClientCon
 	cl := conf.DefaultClient()
 	cl.Target = "discovery:///" + name
 	c.Clients = map[string]conf.Client{name: cl}
-	return devstack.DialForTest(t, s.ConsulAddr, c, name)
+	return devstacktest.Dial(t, s.ConsulAddr, c, name)
 }
 
 func userClient(t *testing.T, s *devstack.Stack) userv1.UserServiceClient {
 	t.Helper()
-	return userv1.NewUserServiceClient(dialDiscovery(t, s, devstack.UserService))
+	return userv1.NewUserServiceClient(dialDiscovery(t, s, demo.UserService))
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/rampart-go/rampart/internal/devstack"
+	"github.com/rampart-go/rampart/internal/devstack/devstacktest"
 )
 
 // TestRenameLeavesAWorkingTree renames a copy to another module path and
@@ -15,7 +16,7 @@ import (
 // file names the old path any more, a second run changes nothing, and a
 // service scaffolded afterwards lives under the new path.
 func TestRenameLeavesAWorkingTree(t *testing.T) {
-	ctx := devstack.ContextForTest(t, 12*time.Minute)
+	ctx := devstacktest.Context(t, 12*time.Minute)
 	dir := copyRepo(t, ctx)
 	const newPath = "example.com/acme/shop"
 

@@ -1,4 +1,14 @@
-package devstack
+// Package demo is the flow `make run` and `make nomad-up` show once the
+// stack is up: a user, an order for that user, then the user's profile,
+// each call crossing both services through Consul discovery. It lives with
+// cmd/devstack rather than in the launcher because it is a client of the
+// services (it links the client chain and data's dialing), which the
+// launcher must not be; the e2e and Nomad suites import it to run the same
+// flow the developer sees.
+//
+// The flow is about the user/order pair by nature, so this is the one place
+// that names them; the launcher finds services by convention.
+package demo
 
 import (
 	"context"
@@ -17,20 +27,40 @@ import (
 	"github.com/rampart-go/rampart/internal/conf"
 	"github.com/rampart-go/rampart/internal/consul"
 	"github.com/rampart-go/rampart/internal/data"
+	"github.com/rampart-go/rampart/internal/devstack"
 	"github.com/rampart-go/rampart/internal/middleware"
 	"github.com/rampart-go/rampart/internal/telemetry"
 )
 
-// DemoResult is what one run of the demo flow produced.
-type DemoResult struct {
+// The services the flow crosses, as in Consul and under cmd/.
+const (
+	UserService  = "user"
+	OrderService = "order"
+)
+
+// Services lists users instances of user and orders of order, user first
+// since order calls it, leaving out a service asked for zero times.
+func Services(users, orders int) []devstack.ServiceCount {
+	var out []devstack.ServiceCount
+	if users > 0 {
+		out = append(out, devstack.ServiceCount{Name: UserService, Instances: users})
+	}
+	if orders > 0 {
+		out = append(out, devstack.ServiceCount{Name: OrderService, Instances: orders})
+	}
+	return out
+}
+
+// Result is what one run of the flow produced.
+type Result struct {
 	User    *userv1.User
 	Order   *orderv1.Order
 	Profile *userv1.GetUserProfileReply
 }
 
-// DemoClients reach both services the way a real client would: through
+// Clients reach both services the way a real client would: through
 // Consul discovery, never by a fixed address.
-type DemoClients struct {
+type Clients struct {
 	User   userv1.UserServiceClient
 	Order  orderv1.OrderServiceClient
 	closes []func()
@@ -38,10 +68,10 @@ type DemoClients struct {
 	tracer trace.Tracer
 }
 
-// DialDemo dials discovery:///user and discovery:///order through client,
+// Dial dials discovery:///user and discovery:///order through client,
 // with the same client chain the services use on each other. With tel, each
-// demo step is a trace whose ID RunDemo prints; nil leaves calls untraced.
-func DialDemo(_ context.Context, client *api.Client, tel *telemetry.Telemetry) (*DemoClients, error) {
+// step of Run is a trace whose ID it prints; nil leaves calls untraced.
+func Dial(_ context.Context, client *api.Client, tel *telemetry.Telemetry) (*Clients, error) {
 	c := conf.Default()
 	c.Clients = map[string]conf.Client{}
 	for _, name := range []string{UserService, OrderService} {
@@ -54,7 +84,7 @@ func DialDemo(_ context.Context, client *api.Client, tel *telemetry.Telemetry) (
 	userConn, closeUser, err := data.DialService(UserService, c, reg, chains)
 	if err != nil {
 		_ = reg.Close()
-		return nil, err
+		return nil, err // DialService names the service
 	}
 	orderConn, closeOrder, err := data.DialService(OrderService, c, reg, chains)
 	if err != nil {
@@ -64,9 +94,9 @@ func DialDemo(_ context.Context, client *api.Client, tel *telemetry.Telemetry) (
 	}
 	tracer := noop.NewTracerProvider().Tracer("")
 	if tel != nil {
-		tracer = tel.TracerProvider().Tracer("github.com/rampart-go/rampart/internal/devstack")
+		tracer = tel.TracerProvider().Tracer("github.com/rampart-go/rampart/cmd/devstack/demo")
 	}
-	return &DemoClients{
+	return &Clients{
 		tracer: tracer,
 		User:   userv1.NewUserServiceClient(userConn),
 		Order:  orderv1.NewOrderServiceClient(orderConn),
@@ -76,19 +106,19 @@ func DialDemo(_ context.Context, client *api.Client, tel *telemetry.Telemetry) (
 }
 
 // Close closes both connections and the registry that fed them.
-func (c *DemoClients) Close() {
+func (c *Clients) Close() {
 	for _, closeConn := range c.closes {
 		closeConn()
 	}
 	_ = c.reg.Close()
 }
 
-// RunDemo runs the flow that crosses both services and writes each step to
+// Run runs the flow that crosses both services and writes each step to
 // out with its trace ID: create a user, create an order (order asks user
 // whether the buyer exists), then fetch the profile (user asks order for
 // the orders).
-func RunDemo(ctx context.Context, c *DemoClients, out io.Writer) (*DemoResult, error) {
-	var res DemoResult
+func Run(ctx context.Context, c *Clients, out io.Writer) (*Result, error) {
+	var res Result
 	err := c.step(ctx, out, "user.CreateUser", func(ctx context.Context) (string, error) {
 		created, err := c.User.CreateUser(ctx, &userv1.CreateUserRequest{Name: "Ada Lovelace", Email: "ada@example.com"})
 		res.User = created.GetUser()
@@ -119,9 +149,9 @@ func RunDemo(ctx context.Context, c *DemoClients, out io.Writer) (*DemoResult, e
 	return &res, nil
 }
 
-// step runs one demo call under a root span of its own and prints its
-// result with the trace ID to look it up by.
-func (c *DemoClients) step(ctx context.Context, out io.Writer, name string, call func(context.Context) (string, error)) error {
+// step runs one call under a root span of its own and prints its result
+// with the trace ID to look it up by.
+func (c *Clients) step(ctx context.Context, out io.Writer, name string, call func(context.Context) (string, error)) error {
 	ctx, span := c.tracer.Start(ctx, "demo "+name)
 	defer span.End()
 	summary, err := call(ctx)

@@ -1,0 +1,160 @@
+// Package devstacktest is the test side of devstack: helpers that start a
+// Consul agent, a stack or a client for one test and stop it in
+// tb.Cleanup, printing the logs' tails when the test failed. It is kept
+// apart from the launcher so that `testing`, the client chain and data's
+// dialing are linked only into test binaries, never into cmd/devstack.
+//
+// Every helper fails the test itself (tb.Fatal) when it cannot give what it
+// promises, so callers read as a list of what the test needs.
+package devstacktest
+
+import (
+	"context"
+	"io"
+	"testing"
+	"time"
+
+	"github.com/go-kratos/kratos/v2/log"
+	"github.com/hashicorp/consul/api"
+	"google.golang.org/grpc"
+
+	"github.com/rampart-go/rampart/cmd/devstack/demo"
+	"github.com/rampart-go/rampart/internal/conf"
+	"github.com/rampart-go/rampart/internal/consul"
+	"github.com/rampart-go/rampart/internal/data"
+	"github.com/rampart-go/rampart/internal/devstack"
+	"github.com/rampart-go/rampart/internal/middleware"
+)
+
+// consulTimeout covers building bin/consul on a fresh machine (a few
+// minutes) plus the agent's start-up.
+const consulTimeout = 15 * time.Minute
+
+// logTailLines is how much of each log a failed test prints.
+const logTailLines = 40
+
+// Consul starts a fresh Consul dev agent for one test, building bin/consul
+// first if needed, and stops it in tb.Cleanup. Every test gets its own
+// agent on its own ports, so tests run alone or in parallel. When the test
+// failed, the tail of the agent log is written to the test log. Extra
+// options (e.g. devstack.WithConsulHTTPPort) are applied after the defaults.
+func Consul(tb testing.TB, opts ...devstack.ConsulOption) *devstack.ConsulAgent {
+	tb.Helper()
+	root, err := devstack.RepoRoot()
+	if err != nil {
+		tb.Fatalf("consul for test: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), consulTimeout)
+	defer cancel()
+	bin, err := devstack.EnsureConsulBinary(ctx, root)
+	if err != nil {
+		tb.Fatalf("consul for test: %v", err)
+	}
+	// tb.TempDir is removed after our cleanup below has run (cleanups run
+	// last-in first-out), so the log is still there to dump.
+	all := append([]devstack.ConsulOption{devstack.WithConsulBinary(bin), devstack.WithConsulDir(tb.TempDir())}, opts...)
+	agent, err := devstack.StartConsul(ctx, all...)
+	if err != nil {
+		tb.Fatalf("consul for test: %v", err) // the error carries the log tail
+	}
+	tb.Cleanup(func() {
+		if tb.Failed() {
+			tb.Logf("consul agent %s log tail (%s):\n%s", agent.NodeName(), agent.LogPath(), agent.LogTail(60))
+		}
+		if err := agent.Stop(); err != nil {
+			tb.Errorf("stop consul agent: %v", err)
+		}
+	})
+	return agent
+}
+
+// Port reserves a loopback port for the whole test (see
+// devstack.ReservePort), for an address that must be known before the
+// process that binds it starts, or one that must stay unanswered.
+func Port(tb testing.TB) int {
+	tb.Helper()
+	port, release, err := devstack.ReservePort()
+	if err != nil {
+		tb.Fatalf("port for test: %v", err)
+	}
+	tb.Cleanup(release)
+	return port
+}
+
+// Stack starts a stack in a directory of the test and stops it in
+// tb.Cleanup; if the start fails or the test does, the tail of every log
+// is written to the test log. cfg.WorkDir is ignored.
+func Stack(tb testing.TB, ctx context.Context, cfg devstack.StackConfig) *devstack.Stack {
+	tb.Helper()
+	cfg.WorkDir = tb.TempDir()
+	dump := func() {
+		for _, p := range devstack.Logs(cfg.WorkDir) {
+			tb.Logf("--- %s (last %d lines) ---\n%s", p, logTailLines, devstack.LogTail(p, logTailLines))
+		}
+	}
+	s, err := devstack.StartStack(ctx, cfg)
+	if err != nil {
+		// StartStack has stopped what it started; its logs are still here.
+		dump()
+		tb.Fatalf("start stack: %v", err)
+	}
+	tb.Cleanup(func() {
+		if tb.Failed() {
+			dump()
+		}
+		if err := s.Stop(); err != nil {
+			tb.Errorf("stop stack: %v", err)
+		}
+	})
+	return s
+}
+
+// ConsulClient is a client of the agent at addr whose idle connections are
+// closed when the test ends, so no transport goroutine outlives it.
+func ConsulClient(tb testing.TB, addr string) *api.Client {
+	tb.Helper()
+	cfg := api.DefaultNonPooledConfig()
+	cfg.Address = addr
+	c, err := api.NewClient(cfg)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(cfg.Transport.CloseIdleConnections)
+	return c
+}
+
+// Demo dials the demo clients (untraced) and closes them when the test
+// ends.
+func Demo(tb testing.TB, ctx context.Context, consul *api.Client) *demo.Clients {
+	tb.Helper()
+	c, err := demo.Dial(ctx, consul, nil)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(c.Close)
+	return c
+}
+
+// Dial dials clients.<name> of c (normally discovery:///<name>) through
+// the agent at consulAddr, with the client chain every service uses on its
+// peers, untraced; the connection and its registry close when the test
+// ends.
+func Dial(tb testing.TB, consulAddr string, c *conf.Bootstrap, name string) *grpc.ClientConn {
+	tb.Helper()
+	reg := consul.New(ConsulClient(tb, consulAddr))
+	tb.Cleanup(func() { _ = reg.Close() })
+	conn, closeConn, err := data.DialService(name, c, reg, middleware.NewClients(c, log.NewStdLogger(io.Discard), nil))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(closeConn)
+	return conn
+}
+
+// Context returns a context that ends after d or when the test ends.
+func Context(tb testing.TB, d time.Duration) context.Context {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	tb.Cleanup(cancel)
+	return ctx
+}
