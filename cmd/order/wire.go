@@ -5,12 +5,12 @@ package main
 import (
 	"github.com/google/wire"
 
-	"github.com/rampart-go/rampart/internal/biz"
+	orderbiz "github.com/rampart-go/rampart/internal/biz/order"
 	"github.com/rampart-go/rampart/internal/conf"
-	"github.com/rampart-go/rampart/internal/data"
+	orderdata "github.com/rampart-go/rampart/internal/data/order"
 	"github.com/rampart-go/rampart/internal/middleware"
 	"github.com/rampart-go/rampart/internal/server"
-	"github.com/rampart-go/rampart/internal/service"
+	ordersvc "github.com/rampart-go/rampart/internal/service/order"
 )
 
 // wireApp assembles the order service, one provider set per layer.
@@ -18,8 +18,8 @@ func wireApp(*conf.Bootstrap) (*server.App, func(), error) {
 	panic(wire.Build(
 		server.ProviderSet,
 		middleware.ProviderSet,
-		service.OrderProviderSet,
-		biz.OrderProviderSet,
-		data.OrderProviderSet,
+		ordersvc.ProviderSet,
+		orderbiz.ProviderSet,
+		orderdata.ProviderSet,
 	))
 }

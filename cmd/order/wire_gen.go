@@ -7,12 +7,12 @@
 package main
 
 import (
-	"github.com/rampart-go/rampart/internal/biz"
+	order2 "github.com/rampart-go/rampart/internal/biz/order"
 	"github.com/rampart-go/rampart/internal/conf"
-	"github.com/rampart-go/rampart/internal/data"
+	"github.com/rampart-go/rampart/internal/data/order"
 	"github.com/rampart-go/rampart/internal/middleware"
 	"github.com/rampart-go/rampart/internal/server"
-	"github.com/rampart-go/rampart/internal/service"
+	order3 "github.com/rampart-go/rampart/internal/service/order"
 )
 
 // Injectors from wire.go:
@@ -32,7 +32,7 @@ func wireApp(bootstrap *conf.Bootstrap) (*server.App, func(), error) {
 	serverChain := middleware.NewServerChain(bootstrap, logger, injector, telemetry)
 	healthServer := server.NewHealth()
 	streams := server.NewStreams()
-	orderRepo, cleanup2, err := data.NewOrderRepo(bootstrap)
+	repo, cleanup2, err := order.NewRepo(bootstrap)
 	if err != nil {
 		cleanup()
 		return nil, nil, err
@@ -45,17 +45,17 @@ func wireApp(bootstrap *conf.Bootstrap) (*server.App, func(), error) {
 	}
 	registry, cleanup3 := server.NewRegistry(client, bootstrap, logger)
 	clients := middleware.NewClients(bootstrap, logger, telemetry)
-	userConn, cleanup4, err := data.NewUserConn(bootstrap, registry, clients)
+	userConn, cleanup4, err := order.NewUserConn(bootstrap, registry, clients)
 	if err != nil {
 		cleanup3()
 		cleanup2()
 		cleanup()
 		return nil, nil, err
 	}
-	userDirectory := data.NewUserDirectory(userConn)
-	orderUsecase := biz.NewOrderUsecase(orderRepo, userDirectory)
-	orderService := service.NewOrderService(orderUsecase, logger)
-	api := service.NewOrderAPI(orderService)
+	buyers := order.NewBuyers(userConn)
+	usecase := order2.NewUsecase(repo, buyers)
+	service := order3.NewService(usecase, logger)
+	api := order3.NewAPI(service)
 	grpcServer := server.NewGRPCServer(bootstrap, serverChain, healthServer, telemetry, streams, api)
 	probes := server.NewProbes()
 	httpServer := server.NewHTTPServer(bootstrap, probes, injector, telemetry)

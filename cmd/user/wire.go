@@ -5,12 +5,12 @@ package main
 import (
 	"github.com/google/wire"
 
-	"github.com/rampart-go/rampart/internal/biz"
+	userbiz "github.com/rampart-go/rampart/internal/biz/user"
 	"github.com/rampart-go/rampart/internal/conf"
-	"github.com/rampart-go/rampart/internal/data"
+	userdata "github.com/rampart-go/rampart/internal/data/user"
 	"github.com/rampart-go/rampart/internal/middleware"
 	"github.com/rampart-go/rampart/internal/server"
-	"github.com/rampart-go/rampart/internal/service"
+	usersvc "github.com/rampart-go/rampart/internal/service/user"
 )
 
 // wireApp assembles the user service, one provider set per layer.
@@ -18,8 +18,8 @@ func wireApp(*conf.Bootstrap) (*server.App, func(), error) {
 	panic(wire.Build(
 		server.ProviderSet,
 		middleware.ProviderSet,
-		service.UserProviderSet,
-		biz.UserProviderSet,
-		data.UserProviderSet,
+		usersvc.ProviderSet,
+		userbiz.ProviderSet,
+		userdata.ProviderSet,
 	))
 }

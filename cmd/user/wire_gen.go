@@ -7,12 +7,12 @@
 package main
 
 import (
-	"github.com/rampart-go/rampart/internal/biz"
+	user2 "github.com/rampart-go/rampart/internal/biz/user"
 	"github.com/rampart-go/rampart/internal/conf"
-	"github.com/rampart-go/rampart/internal/data"
+	"github.com/rampart-go/rampart/internal/data/user"
 	"github.com/rampart-go/rampart/internal/middleware"
 	"github.com/rampart-go/rampart/internal/server"
-	"github.com/rampart-go/rampart/internal/service"
+	user3 "github.com/rampart-go/rampart/internal/service/user"
 )
 
 // Injectors from wire.go:
@@ -32,7 +32,7 @@ func wireApp(bootstrap *conf.Bootstrap) (*server.App, func(), error) {
 	serverChain := middleware.NewServerChain(bootstrap, logger, injector, telemetry)
 	healthServer := server.NewHealth()
 	streams := server.NewStreams()
-	userRepo, cleanup2, err := data.NewUserRepo(bootstrap)
+	repo, cleanup2, err := user.NewRepo(bootstrap)
 	if err != nil {
 		cleanup()
 		return nil, nil, err
@@ -45,17 +45,17 @@ func wireApp(bootstrap *conf.Bootstrap) (*server.App, func(), error) {
 	}
 	registry, cleanup3 := server.NewRegistry(client, bootstrap, logger)
 	clients := middleware.NewClients(bootstrap, logger, telemetry)
-	orderConn, cleanup4, err := data.NewOrderConn(bootstrap, registry, clients)
+	orderConn, cleanup4, err := user.NewOrderConn(bootstrap, registry, clients)
 	if err != nil {
 		cleanup3()
 		cleanup2()
 		cleanup()
 		return nil, nil, err
 	}
-	orderHistory := data.NewOrderHistory(orderConn)
-	userUsecase := biz.NewUserUsecase(userRepo, orderHistory)
-	userService := service.NewUserService(userUsecase, logger)
-	api := service.NewUserAPI(userService)
+	orderHistory := user.NewOrderHistory(orderConn)
+	usecase := user2.NewUsecase(repo, orderHistory)
+	service := user3.NewService(usecase, logger)
+	api := user3.NewAPI(service)
 	grpcServer := server.NewGRPCServer(bootstrap, serverChain, healthServer, telemetry, streams, api)
 	probes := server.NewProbes()
 	httpServer := server.NewHTTPServer(bootstrap, probes, injector, telemetry)

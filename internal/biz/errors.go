@@ -2,22 +2,6 @@ package biz
 
 import "errors"
 
-// Domain errors. Use cases wrap them with %w; the service layer maps each to
-// a gRPC code and reason, and a calling service's data layer maps that
-// reason back, so errors.Is holds on both sides of the network.
-var (
-	// ErrUserNotFound: no user has the given ID.
-	ErrUserNotFound = errors.New("user not found")
-	// ErrOrderNotFound: no order has the given ID.
-	ErrOrderNotFound = errors.New("order not found")
-	// ErrInvalidQuantity: an order line must have a positive quantity.
-	ErrInvalidQuantity = errors.New("quantity must be positive")
-	// ErrInvalidUser: a user needs a name and an email.
-	ErrInvalidUser = errors.New("user needs a name and an email")
-	// ErrIdempotencyKeyReused: the key was first used for a different order.
-	ErrIdempotencyKeyReused = errors.New("idempotency key was used for a different order")
-)
-
 // ErrReplyTooLarge means a service this call needs answered, but with a
 // reply larger than this service accepts (gRPC's message size limit). The
 // dependency is healthy and asking again gets the same reply, so it is

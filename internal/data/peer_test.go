@@ -13,13 +13,19 @@ import (
 	"github.com/rampart-go/rampart/internal/biz"
 )
 
+// errUnknownUser stands for the caller's own domain error that a peer's
+// reason maps to.
+var errUnknownUser = errors.New("unknown user")
+
+var userReasons = map[string]error{userv1.ErrorReason_USER_NOT_FOUND.String(): errUnknownUser}
+
 func TestPeerError(t *testing.T) {
 	tests := []struct {
 		name string
 		in   error
 		want error
 	}{
-		{"known reason becomes the domain error", kerrors.NotFound(userv1.ErrorReason_USER_NOT_FOUND.String(), "x"), biz.ErrUserNotFound},
+		{"known reason becomes the domain error", kerrors.NotFound(userv1.ErrorReason_USER_NOT_FOUND.String(), "x"), errUnknownUser},
 		{"unavailable peer", status.Error(codes.Unavailable, "connection refused"), biz.ErrDependencyUnavailable},
 		{"shedding peer", status.Error(codes.ResourceExhausted, "shed"), biz.ErrDependencyUnavailable},
 		{"reply over our receive limit", status.Error(codes.ResourceExhausted, "grpc: received message larger than max (5480000 vs. 4194304)"), biz.ErrReplyTooLarge},
@@ -28,23 +34,23 @@ func TestPeerError(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got := peerError("user service", tt.in, userReasons)
+			got := PeerError("user service", tt.in, userReasons)
 			if !errors.Is(got, tt.want) {
-				t.Fatalf("peerError(%v) = %v, want errors.Is %v", tt.in, got, tt.want)
+				t.Fatalf("PeerError(%v) = %v, want errors.Is %v", tt.in, got, tt.want)
 			}
 		})
 	}
 	// The caller may learn which dependency is down; the service layer
 	// reads its name here, apart from the transport error.
-	dep, ok := errors.AsType[*biz.DependencyError](peerError("user service", status.Error(codes.Unavailable, "dial tcp 10.0.0.7:9000"), userReasons))
+	dep, ok := errors.AsType[*biz.DependencyError](PeerError("user service", status.Error(codes.Unavailable, "dial tcp 10.0.0.7:9000"), userReasons))
 	if !ok || dep.Dependency != "user service" || status.Code(dep.Err) != codes.Unavailable {
-		t.Fatalf("peerError(Unavailable) = %#v, want a DependencyError naming user service around the status", dep)
+		t.Fatalf("PeerError(Unavailable) = %#v, want a DependencyError naming user service around the status", dep)
 	}
 	// An unknown failure keeps its status so it is not mistaken for a
 	// domain error or an outage.
 	internal := status.Error(codes.Internal, "boom")
-	got := peerError("user service", internal, userReasons)
-	if errors.Is(got, biz.ErrDependencyUnavailable) || errors.Is(got, biz.ErrUserNotFound) || status.Code(errors.Unwrap(got)) != codes.Internal {
-		t.Fatalf("peerError(Internal) = %v", got)
+	got := PeerError("user service", internal, userReasons)
+	if errors.Is(got, biz.ErrDependencyUnavailable) || errors.Is(got, errUnknownUser) || status.Code(errors.Unwrap(got)) != codes.Internal {
+		t.Fatalf("PeerError(Internal) = %v", got)
 	}
 }

@@ -11,13 +11,14 @@ import (
 	_ "modernc.org/sqlite" // the pure-Go driver: no cgo, builds anywhere Go does
 )
 
-// openSQLite opens (creating if needed) the database file every instance of
+// OpenSQLite opens (creating if needed) the database file every instance of
 // a service on this host shares. WAL lets readers run beside the single
 // writer; busy_timeout makes a writer wait for another process's
 // transaction instead of failing; _txlock=immediate takes the write lock at
 // BEGIN, so a read-then-insert transaction cannot interleave with another
-// process's.
-func openSQLite(ctx context.Context, path string, schema string) (*sql.DB, func(), error) {
+// process's. schema runs on every open, so it must be idempotent (CREATE
+// ... IF NOT EXISTS); the cleanup closes the database.
+func OpenSQLite(ctx context.Context, path string, schema string) (*sql.DB, func(), error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return nil, nil, fmt.Errorf("sqlite %s: %w", path, err)
 	}
@@ -37,17 +38,20 @@ func openSQLite(ctx context.Context, path string, schema string) (*sql.DB, func(
 	return db, func() { _ = db.Close() }, nil
 }
 
-// writeGate lets one goroutine of this process write at a time. SQLite
+// WriteGate lets one goroutine of this process write at a time. SQLite
 // allows one writer per database anyway; without the gate every other
 // writer spins in SQLite's busy handler, which sleeps in growing steps (up
 // to 100 ms each), so under load a write waits seconds for a lock that was
 // free most of the time. Waiting here is a channel receive, and it gives up
-// with the caller's context.
-type writeGate chan struct{}
+// with the caller's context. Every SQL store holds one per database it
+// writes and brackets each write transaction with Acquire and Release.
+type WriteGate chan struct{}
 
-func newWriteGate() writeGate { return make(writeGate, 1) }
+// NewWriteGate returns an open gate.
+func NewWriteGate() WriteGate { return make(WriteGate, 1) }
 
-func (g writeGate) acquire(ctx context.Context) error {
+// Acquire waits for the gate, or returns the context's error wrapped.
+func (g WriteGate) Acquire(ctx context.Context) error {
 	select {
 	case g <- struct{}{}:
 		return nil
@@ -56,4 +60,5 @@ func (g writeGate) acquire(ctx context.Context) error {
 	}
 }
 
-func (g writeGate) release() { <-g }
+// Release opens the gate for the next writer.
+func (g WriteGate) Release() { <-g }

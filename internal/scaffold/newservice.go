@@ -60,8 +60,10 @@ func CheckServiceName(root, name string) error {
 }
 
 // NewService adds the service name to the repository at root: its proto
-// API and generated code, cmd/<name> with its wire injector, the biz, data
-// and service files, configs/<name>.yaml and deploy/nomad/<name>.nomad.hcl.
+// API and generated code, cmd/<name> with its wire injector, its own
+// packages internal/biz/<name>, internal/data/<name> and
+// internal/service/<name>, configs/<name>.yaml and
+// deploy/nomad/<name>.nomad.hcl.
 // `make run`, `make build` and `make generate` find it by convention. It
 // writes nothing when name is refused, and puts everything back when a
 // later step (generation, build) fails.

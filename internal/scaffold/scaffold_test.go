@@ -206,7 +206,7 @@ func TestNewServiceWritesNothingOnError(t *testing.T) {
 		failing := func(_ context.Context, dir, _ string, _ ...string) error {
 			// protoc wrote its output before wire failed.
 			_ = os.WriteFile(filepath.Join(dir, "api/payment/v1/payment.pb.go"), []byte("package v1"), 0o644)
-			return errors.New("wire: undefined: biz.PaymentProviderSet")
+			return errors.New("wire: undefined: paymentbiz.ProviderSet")
 		}
 		_, err := NewService(context.Background(), root, "payment", WithRunner(failing))
 		if err == nil || !strings.Contains(err.Error(), "nothing was changed") {
@@ -225,7 +225,9 @@ func TestNewServiceWritesEveryLayer(t *testing.T) {
 	for _, rel := range []string{
 		"api/payment/v1/payment.proto", "api/payment/v1/validate.go",
 		"cmd/payment/main.go", "cmd/payment/wire.go",
-		"internal/biz/payment.go", "internal/data/payment_store.go", "internal/service/payment.go",
+		"internal/biz/payment/payment.go", "internal/biz/payment/usecase_test.go",
+		"internal/data/payment/payment.go", "internal/data/payment/store.go", "internal/data/payment/user_client.go", "internal/data/payment/user_client_test.go",
+		"internal/service/payment/payment.go", "internal/service/payment/payment_test.go",
 		"configs/payment.yaml", "deploy/nomad/payment.nomad.hcl",
 	} {
 		b, err := os.ReadFile(filepath.Join(root, rel))

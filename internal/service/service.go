@@ -1,6 +1,15 @@
-// Package service is the gRPC boundary: it turns proto requests into use
-// case calls and domain errors into gRPC statuses carrying a reason. Detail that helps an operator but not a caller is logged here and
-// kept out of the reply.
+// Package service is the gRPC boundary every service shares: it turns
+// domain errors into gRPC statuses carrying a reason, and answers the
+// failures no domain owns (a dependency down or too large, a deadline, a
+// cancellation, a bug). Detail that helps an operator but not a caller is
+// logged here and kept out of the reply.
+//
+// Each service's handlers live in internal/service/<svc>: they turn proto
+// requests into calls of that service's use cases and hand their errors to
+// ToStatus with the service's own table of DomainError. The rule for the
+// sub-packages: a service's package imports its own biz package, its own
+// API and this one, never another service's biz or service package.
+// Importers alias a service's package as <svc>svc (usersvc, ordersvc).
 package service
 
 import (
@@ -9,7 +18,6 @@ import (
 	"strings"
 
 	"github.com/go-kratos/kratos/v2/log"
-	"github.com/google/wire"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -20,12 +28,6 @@ import (
 	"github.com/rampart-go/rampart/internal/rpc"
 )
 
-// UserProviderSet builds the user service's gRPC handlers.
-var UserProviderSet = wire.NewSet(NewUserService, NewUserAPI)
-
-// OrderProviderSet builds the order service's gRPC handlers.
-var OrderProviderSet = wire.NewSet(NewOrderService, NewOrderAPI)
-
 // API is what a service serves: its gRPC service descriptor and the handlers
 // behind it. Each service's provider set supplies one, so the server shell
 // is the same code for every service.
@@ -34,31 +36,33 @@ type API struct {
 	Impl any
 }
 
-// Reasons shared by both services for failures that are not domain errors.
+// Reasons every service answers with for failures that are not domain
+// errors; a service's own API names the reasons of its domain errors.
 const (
-	reasonDependencyUnavailable = "DEPENDENCY_UNAVAILABLE"
-	reasonDeadlineExceeded      = "DEADLINE_EXCEEDED"
-	reasonCanceled              = "CANCELED"
-	reasonInternal              = "INTERNAL"
+	ReasonDependencyUnavailable = "DEPENDENCY_UNAVAILABLE"
+	ReasonDeadlineExceeded      = "DEADLINE_EXCEEDED"
+	ReasonCanceled              = "CANCELED"
+	ReasonInternal              = "INTERNAL"
 )
 
-// domainError maps one domain error to the code and reason a caller
-// receives. Kratos errors speak HTTP codes and cannot say AlreadyExists, so
-// the boundary builds the gRPC status itself, with the reason in the same
-// ErrorInfo detail Kratos uses: kerrors.Reason still reads it.
-type domainError struct {
-	target error
-	code   codes.Code
-	reason string
-	field  string // set when the error is about one request field
+// DomainError maps one domain error to the code and reason a caller
+// receives; each service keeps a table of them. Kratos errors speak HTTP
+// codes and cannot say AlreadyExists, so the boundary builds the gRPC status
+// itself, with the reason in the same ErrorInfo detail Kratos uses:
+// kerrors.Reason still reads it.
+type DomainError struct {
+	Target error // matched with errors.Is
+	Code   codes.Code
+	Reason string
+	Field  string // set when the error is about one request field
 }
 
-func (d domainError) status(msg string) error {
+func (d DomainError) status(msg string) error {
 	var md map[string]string
-	if d.field != "" {
-		md = map[string]string{"field": d.field}
+	if d.Field != "" {
+		md = map[string]string{"field": d.Field}
 	}
-	return statusError(d.code, d.reason, msg, md)
+	return statusError(d.Code, d.Reason, msg, md)
 }
 
 func statusError(code codes.Code, reason, msg string, md map[string]string) error {
@@ -69,12 +73,13 @@ func statusError(code codes.Code, reason, msg string, md map[string]string) erro
 	return st.Err()
 }
 
-// toStatus maps err through the service's own table first, then the
-// failures every service shares. An unknown error is a bug: it is logged in
-// full and the caller sees only Internal.
-func toStatus(ctx context.Context, logger *log.Helper, err error, table []domainError) error {
+// ToStatus maps err through the service's own table first, then the
+// failures every service shares. The message is err's text, the use case's
+// context included. An unknown error is a bug: it is logged in full and the
+// caller sees only Internal.
+func ToStatus(ctx context.Context, logger *log.Helper, err error, table []DomainError) error {
 	for _, d := range table {
-		if errors.Is(err, d.target) {
+		if errors.Is(err, d.Target) {
 			return d.status(err.Error())
 		}
 	}
@@ -87,7 +92,7 @@ func toStatus(ctx context.Context, logger *log.Helper, err error, table []domain
 		// constant rather than flooding it.
 		logger.WithContext(ctx).Warnf("dependency unavailable: %v", err)
 		refuseRetry(ctx)
-		return statusError(codes.Unavailable, reasonDependencyUnavailable, unavailableMessage(err), nil)
+		return statusError(codes.Unavailable, ReasonDependencyUnavailable, unavailableMessage(err), nil)
 	case errors.Is(err, biz.ErrReplyTooLarge):
 		// Not the dependency being down: it answered, too much. Asking again
 		// gets the same reply, so the caller is told not to retry.
@@ -95,12 +100,12 @@ func toStatus(ctx context.Context, logger *log.Helper, err error, table []domain
 		refuseRetry(ctx)
 		return statusError(codes.ResourceExhausted, rpc.ReasonReplyTooLarge, replyTooLargeMessage(err), nil)
 	case errors.Is(err, context.DeadlineExceeded):
-		return statusError(codes.DeadlineExceeded, reasonDeadlineExceeded, err.Error(), nil)
+		return statusError(codes.DeadlineExceeded, ReasonDeadlineExceeded, err.Error(), nil)
 	case errors.Is(err, context.Canceled):
-		return statusError(codes.Canceled, reasonCanceled, err.Error(), nil)
+		return statusError(codes.Canceled, ReasonCanceled, err.Error(), nil)
 	}
 	logger.WithContext(ctx).Errorf("unmapped error: %v", err)
-	return statusError(codes.Internal, reasonInternal, "internal error", nil)
+	return statusError(codes.Internal, ReasonInternal, "internal error", nil)
 }
 
 // refuseRetry tells the caller not to retry this answer. This instance has

@@ -17,12 +17,18 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
-	orderv1 "github.com/rampart-go/rampart/api/order/v1"
-	userv1 "github.com/rampart-go/rampart/api/user/v1"
 	"github.com/rampart-go/rampart/internal/biz"
 	"github.com/rampart-go/rampart/internal/rpc"
 	"github.com/rampart-go/rampart/internal/telemetry"
 )
+
+// errThingNotFound stands for a service's domain error; the tables of the
+// real services are tested beside their handlers.
+var errThingNotFound = errors.New("thing not found")
+
+var thingErrors = []DomainError{
+	{Target: errThingNotFound, Code: codes.NotFound, Reason: "THING_NOT_FOUND", Field: "thing_id"},
+}
 
 func TestToStatus(t *testing.T) {
 	var logged strings.Builder
@@ -31,34 +37,38 @@ func TestToStatus(t *testing.T) {
 	tests := []struct {
 		name   string
 		err    error
-		table  []domainError
 		code   codes.Code
 		reason string
 	}{
-		{"user not found", wrap(biz.ErrUserNotFound), userErrors, codes.NotFound, userv1.ErrorReason_USER_NOT_FOUND.String()},
-		{"buyer not found", wrap(biz.ErrUserNotFound), orderErrors, codes.NotFound, orderv1.ErrorReason_BUYER_NOT_FOUND.String()},
-		{"order not found", wrap(biz.ErrOrderNotFound), orderErrors, codes.NotFound, orderv1.ErrorReason_ORDER_NOT_FOUND.String()},
-		{"key reused", wrap(biz.ErrIdempotencyKeyReused), orderErrors, codes.AlreadyExists, orderv1.ErrorReason_IDEMPOTENCY_KEY_REUSED.String()},
-		{"bad quantity", wrap(biz.ErrInvalidQuantity), orderErrors, codes.InvalidArgument, orderv1.ErrorReason_INVALID_ARGUMENT.String()},
-		{"dependency down", wrap(biz.ErrDependencyUnavailable), orderErrors, codes.Unavailable, reasonDependencyUnavailable},
-		{"dependency reply too large", wrap(fmt.Errorf("order service: %w: %w", biz.ErrReplyTooLarge, errors.New("rpc error: grpc: received message larger than max"))), userErrors, codes.ResourceExhausted, rpc.ReasonReplyTooLarge},
-		{"deadline", wrap(context.DeadlineExceeded), userErrors, codes.DeadlineExceeded, reasonDeadlineExceeded},
-		{"caller gone", wrap(context.Canceled), userErrors, codes.Canceled, reasonCanceled},
+		{"domain error in the table", wrap(errThingNotFound), codes.NotFound, "THING_NOT_FOUND"},
+		{"dependency down", wrap(biz.ErrDependencyUnavailable), codes.Unavailable, ReasonDependencyUnavailable},
+		{"dependency reply too large", wrap(fmt.Errorf("order service: %w: %w", biz.ErrReplyTooLarge, errors.New("rpc error: grpc: received message larger than max"))), codes.ResourceExhausted, rpc.ReasonReplyTooLarge},
+		{"deadline", wrap(context.DeadlineExceeded), codes.DeadlineExceeded, ReasonDeadlineExceeded},
+		{"caller gone", wrap(context.Canceled), codes.Canceled, ReasonCanceled},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got := toStatus(context.Background(), logger, tt.err, tt.table)
+			got := ToStatus(context.Background(), logger, tt.err, thingErrors)
 			if status.Code(got) != tt.code || kerrors.Reason(got) != tt.reason {
-				t.Fatalf("toStatus = %v (code %v, reason %q), want %v %q", got, status.Code(got), kerrors.Reason(got), tt.code, tt.reason)
+				t.Fatalf("ToStatus = %v (code %v, reason %q), want %v %q", got, status.Code(got), kerrors.Reason(got), tt.code, tt.reason)
 			}
 		})
+	}
+	// A domain error's message is the use case's whole error; its field
+	// travels in the ErrorInfo metadata.
+	got := ToStatus(context.Background(), logger, wrap(errThingNotFound), thingErrors)
+	if msg := status.Convert(got).Message(); msg != "use case: thing not found" {
+		t.Errorf("message %q, want the wrapped error's text", msg)
+	}
+	if md := kerrors.FromError(got).Metadata; md["field"] != "thing_id" {
+		t.Errorf("metadata %v, want field thing_id", md)
 	}
 	if strings.Contains(logged.String(), "unmapped") {
 		t.Fatalf("mapped errors were logged as unmapped: %s", logged.String())
 	}
 
 	bug := errors.New("nil map write in repo at 0xdeadbeef")
-	got := toStatus(context.Background(), logger, bug, userErrors)
+	got = ToStatus(context.Background(), logger, bug, thingErrors)
 	if status.Code(got) != codes.Internal || strings.Contains(kerrors.FromError(got).Message, "0xdeadbeef") {
 		t.Fatalf("unmapped error = %v; want Internal without internal detail", got)
 	}
@@ -79,9 +89,9 @@ func TestUnavailableNamesOnlyTheDependency(t *testing.T) {
 		`last connection error: connection error: desc = "transport: Error while dialing: dial tcp 127.0.0.1:33145: connect: connection refused"`)
 	err := fmt.Errorf("create order: check buyer u1: %w", &biz.DependencyError{Dependency: "user service", Err: transport})
 
-	got := toStatus(ctx, logger, err, orderErrors)
-	if status.Code(got) != codes.Unavailable || kerrors.Reason(got) != reasonDependencyUnavailable {
-		t.Fatalf("toStatus = %v, want Unavailable %s", got, reasonDependencyUnavailable)
+	got := ToStatus(ctx, logger, err, thingErrors)
+	if status.Code(got) != codes.Unavailable || kerrors.Reason(got) != ReasonDependencyUnavailable {
+		t.Fatalf("ToStatus = %v, want Unavailable %s", got, ReasonDependencyUnavailable)
 	}
 	if msg := status.Convert(got).Message(); msg != "user service is unavailable" {
 		t.Errorf("reply message %q, want only the dependency's name", msg)
@@ -118,12 +128,12 @@ func TestOnlyAGivenUpDependencyRefusesRetry(t *testing.T) {
 	}{
 		{&biz.DependencyError{Dependency: "user service", Err: errors.New("down")}, []string{"-1"}},
 		{fmt.Errorf("order service: %w", biz.ErrReplyTooLarge), []string{"-1"}},
-		{biz.ErrUserNotFound, nil},
+		{errThingNotFound, nil},
 		{context.DeadlineExceeded, nil},
 		{errors.New("bug"), nil},
 	} {
 		st := &trailerStream{}
-		_ = toStatus(grpc.NewContextWithServerTransportStream(context.Background(), st), logger, tt.err, orderErrors)
+		_ = ToStatus(grpc.NewContextWithServerTransportStream(context.Background(), st), logger, tt.err, thingErrors)
 		if got := st.trailer.Get(rpc.PushbackTrailer); !slices.Equal(got, tt.want) {
 			t.Errorf("%v: pushback trailer %q, want %q", tt.err, got, tt.want)
 		}

@@ -23,13 +23,14 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	userv1 "github.com/rampart-go/rampart/api/user/v1"
-	"github.com/rampart-go/rampart/internal/biz"
+	userbiz "github.com/rampart-go/rampart/internal/biz/user"
 	"github.com/rampart-go/rampart/internal/conf"
 	"github.com/rampart-go/rampart/internal/data"
+	userdata "github.com/rampart-go/rampart/internal/data/user"
 	"github.com/rampart-go/rampart/internal/leakcheck"
 	"github.com/rampart-go/rampart/internal/middleware"
 	"github.com/rampart-go/rampart/internal/server"
-	"github.com/rampart-go/rampart/internal/service"
+	usersvc "github.com/rampart-go/rampart/internal/service/user"
 	"github.com/rampart-go/rampart/internal/telemetry"
 	"github.com/rampart-go/rampart/test/bench"
 )
@@ -149,15 +150,15 @@ func TestCases(t *testing.T) {
 
 // users returns the handler every case serves, the user service over an
 // in-memory store holding one user, and that user's ID.
-func users(tb testing.TB) (*service.UserService, string) {
+func users(tb testing.TB) (*usersvc.Service, string) {
 	tb.Helper()
-	store := data.NewUserStore()
-	u, err := store.Create(tb.Context(), &biz.User{Name: "Ada", Email: "ada@example.com"})
+	store := userdata.NewStore()
+	u, err := store.Create(tb.Context(), &userbiz.User{Name: "Ada", Email: "ada@example.com"})
 	if err != nil {
 		tb.Fatalf("create user: %v", err)
 	}
 	// GetUser never asks for order history.
-	return service.NewUserService(biz.NewUserUsecase(store, nil), discard), u.ID
+	return usersvc.NewService(userbiz.NewUsecase(store, nil), discard), u.ID
 }
 
 // listen binds a free loopback port.
@@ -256,7 +257,7 @@ func rampart(tb testing.TB, sampled bool) fixture {
 	if err != nil {
 		tb.Fatalf("faults: %v", err)
 	}
-	srv := server.NewGRPCServer(c, middleware.NewServerChain(c, discard, inj, tel), server.NewHealth(), tel, server.NewStreams(), service.NewUserAPI(svc))
+	srv := server.NewGRPCServer(c, middleware.NewServerChain(c, discard, inj, tel), server.NewHealth(), tel, server.NewStreams(), usersvc.NewAPI(svc))
 	lis := listen(tb)
 	// As server.App does: hand over the listener bound beforehand.
 	kgrpc.Listener(lis)(srv)

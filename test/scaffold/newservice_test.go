@@ -52,7 +52,20 @@ func TestNewServiceRunsWithConsul(t *testing.T) {
 
 	run(t, ctx, dir, "make", "--no-print-directory", "new-service", "NAME="+newName)
 	run(t, ctx, dir, "go", "vet", "./...")
-	run(t, ctx, dir, "go", "test", "-count=1", "./internal/biz/", "./internal/data/", "./internal/service/", "./api/...")
+	run(t, ctx, dir, "go", "test", "-count=1", "./internal/biz/...", "./internal/data/...", "./internal/service/...", "./api/...")
+	// The new service has a package of its own in each layer and links no
+	// other service's domain.
+	deps := strings.Fields(run(t, ctx, dir, "go", "list", "-deps", "./cmd/"+newName))
+	for _, layer := range []string{"biz", "data", "service"} {
+		if own := devstack.RepoModulePath + "/internal/" + layer + "/" + newName; !slices.Contains(deps, own) {
+			t.Errorf("cmd/%s does not link %s", newName, own)
+		}
+		for _, other := range []string{"user", "order"} {
+			if theirs := devstack.RepoModulePath + "/internal/" + layer + "/" + other; slices.Contains(deps, theirs) {
+				t.Errorf("cmd/%s links %s, another service's package", newName, theirs)
+			}
+		}
+	}
 	// What CI checks on every commit holds for the new service too.
 	run(t, ctx, dir, "make", "--no-print-directory", "check-generated")
 	if out := run(t, ctx, dir, "make", "-n", "build"); !strings.Contains(out, " "+newName+" ") {

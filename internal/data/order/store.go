@@ -1,4 +1,4 @@
-package data
+package order
 
 import (
 	"container/list"
@@ -8,17 +8,17 @@ import (
 
 	"github.com/google/uuid"
 
-	"github.com/rampart-go/rampart/internal/biz"
+	orderbiz "github.com/rampart-go/rampart/internal/biz/order"
 )
 
-// OrderStore keeps orders in memory together with a bounded index of
+// Store keeps orders in memory together with a bounded index of
 // idempotency keys. Keys are forgotten after a TTL or when the index is
 // full, oldest first; the orders themselves are kept.
-type OrderStore struct {
+type Store struct {
 	keyOpts
 
 	mu     sync.Mutex
-	orders map[string]biz.Order
+	orders map[string]orderbiz.Order
 	byUser map[string][]string
 	keys   map[string]*list.Element
 	// byAge holds *keyEntry oldest first. Every key lives for the same TTL,
@@ -33,10 +33,10 @@ type keyEntry struct {
 	expires time.Time
 }
 
-var _ biz.OrderRepo = (*OrderStore)(nil)
+var _ orderbiz.Repo = (*Store)(nil)
 
-// OrderStoreOption bounds the idempotency index of either order store.
-type OrderStoreOption func(*keyOpts)
+// Option bounds the idempotency index of either order store.
+type Option func(*keyOpts)
 
 // keyOpts bounds an idempotency index.
 type keyOpts struct {
@@ -45,7 +45,7 @@ type keyOpts struct {
 	now      func() time.Time
 }
 
-func newKeyOpts(opts []OrderStoreOption) keyOpts {
+func newKeyOpts(opts []Option) keyOpts {
 	o := keyOpts{ttl: 24 * time.Hour, capacity: 100000, now: time.Now}
 	for _, opt := range opts {
 		opt(&o)
@@ -54,26 +54,26 @@ func newKeyOpts(opts []OrderStoreOption) keyOpts {
 }
 
 // WithIdempotencyTTL sets how long a key is remembered.
-func WithIdempotencyTTL(d time.Duration) OrderStoreOption {
+func WithIdempotencyTTL(d time.Duration) Option {
 	return func(o *keyOpts) { o.ttl = d }
 }
 
 // WithIdempotencyCapacity caps how many keys are remembered at once.
-func WithIdempotencyCapacity(n int) OrderStoreOption {
+func WithIdempotencyCapacity(n int) Option {
 	return func(o *keyOpts) { o.capacity = n }
 }
 
 // WithClock replaces time.Now, for tests of expiry.
-func WithClock(now func() time.Time) OrderStoreOption {
+func WithClock(now func() time.Time) Option {
 	return func(o *keyOpts) { o.now = now }
 }
 
-// NewOrderStore returns an empty store; by default keys live 24 h and at
+// NewStore returns an empty store; by default keys live 24 h and at
 // most 100,000 are kept.
-func NewOrderStore(opts ...OrderStoreOption) *OrderStore {
-	return &OrderStore{
+func NewStore(opts ...Option) *Store {
+	return &Store{
 		keyOpts: newKeyOpts(opts),
-		orders:  make(map[string]biz.Order),
+		orders:  make(map[string]orderbiz.Order),
 		byUser:  make(map[string][]string),
 		keys:    make(map[string]*list.Element),
 		byAge:   list.New(),
@@ -84,7 +84,7 @@ func NewOrderStore(opts ...OrderStoreOption) *OrderStore {
 // case it returns the order first stored under it. Holding one lock across
 // the lookup and the insert is what makes two concurrent retries of the same
 // request create one order.
-func (s *OrderStore) CreateOnce(_ context.Context, key string, o *biz.Order) (*biz.Order, bool, error) {
+func (s *Store) CreateOnce(_ context.Context, key string, o *orderbiz.Order) (*orderbiz.Order, bool, error) {
 	now := s.now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -105,34 +105,34 @@ func (s *OrderStore) CreateOnce(_ context.Context, key string, o *biz.Order) (*b
 }
 
 // expire drops keys whose TTL has passed; the caller holds mu.
-func (s *OrderStore) expire(now time.Time) {
+func (s *Store) expire(now time.Time) {
 	for el := s.byAge.Front(); el != nil && !now.Before(el.Value.(*keyEntry).expires); el = s.byAge.Front() {
 		s.forget(el)
 	}
 }
 
-func (s *OrderStore) forget(el *list.Element) {
+func (s *Store) forget(el *list.Element) {
 	delete(s.keys, el.Value.(*keyEntry).key)
 	s.byAge.Remove(el)
 }
 
-// Get returns a copy of the order, or biz.ErrOrderNotFound.
-func (s *OrderStore) Get(_ context.Context, id string) (*biz.Order, error) {
+// Get returns a copy of the order, or orderbiz.ErrNotFound.
+func (s *Store) Get(_ context.Context, id string) (*orderbiz.Order, error) {
 	s.mu.Lock()
 	o, ok := s.orders[id]
 	s.mu.Unlock()
 	if !ok {
-		return nil, biz.ErrOrderNotFound
+		return nil, orderbiz.ErrNotFound
 	}
 	return &o, nil
 }
 
 // ListByUser returns copies of the user's orders, oldest first.
-func (s *OrderStore) ListByUser(_ context.Context, userID string) ([]*biz.Order, error) {
+func (s *Store) ListByUser(_ context.Context, userID string) ([]*orderbiz.Order, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	ids := s.byUser[userID]
-	out := make([]*biz.Order, 0, len(ids))
+	out := make([]*orderbiz.Order, 0, len(ids))
 	for _, id := range ids {
 		o := s.orders[id]
 		out = append(out, &o)
@@ -141,7 +141,7 @@ func (s *OrderStore) ListByUser(_ context.Context, userID string) ([]*biz.Order,
 }
 
 // RememberedKeys reports how many idempotency keys are held.
-func (s *OrderStore) RememberedKeys(context.Context) (int, error) {
+func (s *Store) RememberedKeys(context.Context) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.byAge.Len(), nil

@@ -1,4 +1,4 @@
-package data_test
+package order_test
 
 import (
 	"context"
@@ -10,39 +10,25 @@ import (
 
 	"github.com/google/uuid"
 
-	"github.com/rampart-go/rampart/internal/biz"
-	"github.com/rampart-go/rampart/internal/data"
+	orderbiz "github.com/rampart-go/rampart/internal/biz/order"
+	orderdata "github.com/rampart-go/rampart/internal/data/order"
 )
 
-// orderStore is what the contract needs beyond biz.OrderRepo.
+// orderStore is what the contract needs beyond orderbiz.Repo.
 type orderStore interface {
-	biz.OrderRepo
+	orderbiz.Repo
 	RememberedKeys(ctx context.Context) (int, error)
 }
 
 // orderDrivers returns a constructor per driver, so every contract test
 // below runs against both and the drivers cannot drift apart.
-func orderDrivers() map[string]func(t *testing.T, opts ...data.OrderStoreOption) orderStore {
-	return map[string]func(t *testing.T, opts ...data.OrderStoreOption) orderStore{
-		"memory": func(_ *testing.T, opts ...data.OrderStoreOption) orderStore {
-			return data.NewOrderStore(opts...)
+func orderDrivers() map[string]func(t *testing.T, opts ...orderdata.Option) orderStore {
+	return map[string]func(t *testing.T, opts ...orderdata.Option) orderStore{
+		"memory": func(_ *testing.T, opts ...orderdata.Option) orderStore {
+			return orderdata.NewStore(opts...)
 		},
-		"sqlite": func(t *testing.T, opts ...data.OrderStoreOption) orderStore {
-			s, cleanup, err := data.NewSQLOrderStore(testContext(t), filepath.Join(t.TempDir(), "order.db"), opts...)
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(cleanup)
-			return s
-		},
-	}
-}
-
-func userDrivers() map[string]func(t *testing.T) biz.UserRepo {
-	return map[string]func(t *testing.T) biz.UserRepo{
-		"memory": func(*testing.T) biz.UserRepo { return data.NewUserStore() },
-		"sqlite": func(t *testing.T) biz.UserRepo {
-			s, cleanup, err := data.NewSQLUserStore(testContext(t), filepath.Join(t.TempDir(), "user.db"))
+		"sqlite": func(t *testing.T, opts ...orderdata.Option) orderStore {
+			s, cleanup, err := orderdata.NewSQLStore(testContext(t), filepath.Join(t.TempDir(), "order.db"), opts...)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -59,37 +45,11 @@ func testContext(t *testing.T) context.Context {
 	return ctx
 }
 
-func newOrder(userID string) *biz.Order {
-	return &biz.Order{UserID: userID, Item: "book", Quantity: 2}
+func newOrder(userID string) *orderbiz.Order {
+	return &orderbiz.Order{UserID: userID, Item: "book", Quantity: 2}
 }
 
-func TestUserRepoContract(t *testing.T) {
-	for name, open := range userDrivers() {
-		t.Run(name, func(t *testing.T) {
-			ctx := testContext(t)
-			repo := open(t)
-			created, err := repo.Create(ctx, &biz.User{Name: "Ada", Email: "ada@example.com"})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if _, err = uuid.Parse(created.ID); err != nil {
-				t.Fatalf("ID %q is not a UUID: %v", created.ID, err)
-			}
-			got, err := repo.Get(ctx, created.ID)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if *got != *created {
-				t.Fatalf("Get = %+v, want %+v", got, created)
-			}
-			if _, err := repo.Get(ctx, uuid.NewString()); !errors.Is(err, biz.ErrUserNotFound) {
-				t.Fatalf("Get(unknown) error = %v, want ErrUserNotFound", err)
-			}
-		})
-	}
-}
-
-func TestOrderRepoCreateOnce(t *testing.T) {
+func TestRepoCreateOnce(t *testing.T) {
 	for name, open := range orderDrivers() {
 		t.Run(name, func(t *testing.T) {
 			ctx := testContext(t)
@@ -99,7 +59,7 @@ func TestOrderRepoCreateOnce(t *testing.T) {
 			if err != nil || !created {
 				t.Fatalf("first CreateOnce = %v, created=%v", err, created)
 			}
-			again, created, err := repo.CreateOnce(ctx, "k1", &biz.Order{UserID: userID, Item: "other", Quantity: 9})
+			again, created, err := repo.CreateOnce(ctx, "k1", &orderbiz.Order{UserID: userID, Item: "other", Quantity: 9})
 			if err != nil || created {
 				t.Fatalf("repeat CreateOnce = %v, created=%v; want the stored order", err, created)
 			}
@@ -120,8 +80,8 @@ func TestOrderRepoCreateOnce(t *testing.T) {
 			if got, err := repo.Get(ctx, first.ID); err != nil || *got != *first {
 				t.Fatalf("Get = %+v, %v", got, err)
 			}
-			if _, err := repo.Get(ctx, uuid.NewString()); !errors.Is(err, biz.ErrOrderNotFound) {
-				t.Fatalf("Get(unknown) error = %v, want ErrOrderNotFound", err)
+			if _, err := repo.Get(ctx, uuid.NewString()); !errors.Is(err, orderbiz.ErrNotFound) {
+				t.Fatalf("Get(unknown) error = %v, want ErrNotFound", err)
 			}
 			if list, err := repo.ListByUser(ctx, uuid.NewString()); err != nil || len(list) != 0 {
 				t.Fatalf("ListByUser(no orders) = %v, %v; want empty", list, err)
@@ -130,7 +90,7 @@ func TestOrderRepoCreateOnce(t *testing.T) {
 	}
 }
 
-func TestOrderRepoConcurrentRetriesCreateOne(t *testing.T) {
+func TestRepoConcurrentRetriesCreateOne(t *testing.T) {
 	for name, open := range orderDrivers() {
 		t.Run(name, func(t *testing.T) {
 			ctx := testContext(t)
@@ -167,7 +127,7 @@ func TestOrderRepoConcurrentRetriesCreateOne(t *testing.T) {
 	}
 }
 
-func TestOrderRepoKeyExpires(t *testing.T) {
+func TestRepoKeyExpires(t *testing.T) {
 	for name, open := range orderDrivers() {
 		t.Run(name, func(t *testing.T) {
 			ctx := testContext(t)
@@ -175,7 +135,7 @@ func TestOrderRepoKeyExpires(t *testing.T) {
 			var mu sync.Mutex
 			clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
 			advance := func(d time.Duration) { mu.Lock(); now = now.Add(d); mu.Unlock() }
-			repo := open(t, data.WithIdempotencyTTL(time.Hour), data.WithClock(clock))
+			repo := open(t, orderdata.WithIdempotencyTTL(time.Hour), orderdata.WithClock(clock))
 			first, _, err := repo.CreateOnce(ctx, "k", newOrder(uuid.NewString()))
 			if err != nil {
 				t.Fatal(err)
@@ -197,11 +157,11 @@ func TestOrderRepoKeyExpires(t *testing.T) {
 	}
 }
 
-func TestOrderRepoCapacityForgetsOldest(t *testing.T) {
+func TestRepoCapacityForgetsOldest(t *testing.T) {
 	for name, open := range orderDrivers() {
 		t.Run(name, func(t *testing.T) {
 			ctx := testContext(t)
-			repo := open(t, data.WithIdempotencyCapacity(3))
+			repo := open(t, orderdata.WithIdempotencyCapacity(3))
 			userID := uuid.NewString()
 			firstIDs := map[string]string{}
 			for _, k := range []string{"a", "b", "c", "d", "e"} {
@@ -228,27 +188,27 @@ func TestOrderRepoCapacityForgetsOldest(t *testing.T) {
 
 // Two stores on one file stand for two order instances on one host: a
 // retry that lands on the other instance must find the first order.
-func TestSQLOrderStoreSharedAcrossInstances(t *testing.T) {
+func TestSQLStoreSharedAcrossInstances(t *testing.T) {
 	ctx := testContext(t)
 	path := filepath.Join(t.TempDir(), "order.db")
-	a, closeA, err := data.NewSQLOrderStore(ctx, path)
+	a, closeA, err := orderdata.NewSQLStore(ctx, path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer closeA()
-	b, closeB, err := data.NewSQLOrderStore(ctx, path)
+	b, closeB, err := orderdata.NewSQLStore(ctx, path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer closeB()
 	userID := uuid.NewString()
 	var wg sync.WaitGroup
-	results := make([]*biz.Order, 20)
+	results := make([]*orderbiz.Order, 20)
 	for i := range results {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			store := biz.OrderRepo(a)
+			store := orderbiz.Repo(a)
 			if i%2 == 1 {
 				store = b
 			}

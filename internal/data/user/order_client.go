@@ -1,4 +1,4 @@
-package data
+package user
 
 import (
 	"context"
@@ -7,8 +7,9 @@ import (
 	"google.golang.org/grpc"
 
 	orderv1 "github.com/rampart-go/rampart/api/order/v1"
-	"github.com/rampart-go/rampart/internal/biz"
+	userbiz "github.com/rampart-go/rampart/internal/biz/user"
 	"github.com/rampart-go/rampart/internal/conf"
+	"github.com/rampart-go/rampart/internal/data"
 	"github.com/rampart-go/rampart/internal/middleware"
 )
 
@@ -17,31 +18,34 @@ type OrderConn struct{ *grpc.ClientConn }
 
 // NewOrderConn dials clients.order; the cleanup closes the connection.
 func NewOrderConn(c *conf.Bootstrap, d registry.Discovery, clients *middleware.Clients) (*OrderConn, func(), error) {
-	conn, cleanup, err := DialService("order", c, d, clients)
+	conn, cleanup, err := data.DialService("order", c, d, clients)
 	if err != nil {
 		return nil, nil, err
 	}
 	return &OrderConn{conn}, cleanup, nil
 }
 
-// orderHistory answers biz.OrderHistory by asking the order service.
+// orderHistory answers userbiz.OrderHistory by asking the order service.
 type orderHistory struct {
 	client orderv1.OrderServiceClient
 }
 
-// NewOrderHistory returns a biz.OrderHistory backed by the order service.
-func NewOrderHistory(conn *OrderConn) biz.OrderHistory {
+// NewOrderHistory returns a userbiz.OrderHistory backed by the order service.
+func NewOrderHistory(conn *OrderConn) userbiz.OrderHistory {
 	return &orderHistory{client: orderv1.NewOrderServiceClient(conn)}
 }
 
-func (h *orderHistory) ListOrders(ctx context.Context, userID string) ([]*biz.Order, error) {
+// ListOrders maps the order service's records onto the user service's view
+// of an order. ListOrders has no domain failure (an unknown user has no
+// orders), so every error is the order service's and no reason is mapped.
+func (h *orderHistory) ListOrders(ctx context.Context, userID string) ([]*userbiz.Order, error) {
 	reply, err := h.client.ListOrders(ctx, &orderv1.ListOrdersRequest{UserId: userID})
 	if err != nil {
-		return nil, peerError("order service", err, nil)
+		return nil, data.PeerError("order service", err, nil)
 	}
-	out := make([]*biz.Order, 0, len(reply.GetOrders()))
+	out := make([]*userbiz.Order, 0, len(reply.GetOrders()))
 	for _, o := range reply.GetOrders() {
-		out = append(out, &biz.Order{ID: o.GetId(), UserID: o.GetUserId(), Item: o.GetItem(), Quantity: o.GetQuantity()})
+		out = append(out, &userbiz.Order{ID: o.GetId(), Item: o.GetItem(), Quantity: o.GetQuantity()})
 	}
 	return out, nil
 }

@@ -1,4 +1,4 @@
-package data
+package order
 
 import (
 	"context"
@@ -8,13 +8,14 @@ import (
 
 	"github.com/google/uuid"
 
-	"github.com/rampart-go/rampart/internal/biz"
+	orderbiz "github.com/rampart-go/rampart/internal/biz/order"
+	"github.com/rampart-go/rampart/internal/data"
 )
 
 // Orders keep their insertion sequence so a user's list comes back oldest
 // first; idempotency keys keep theirs so the oldest is the one forgotten
 // when the index is full.
-const orderSchema = `
+const schema = `
 CREATE TABLE IF NOT EXISTS orders (
 	seq      INTEGER PRIMARY KEY AUTOINCREMENT,
 	id       TEXT NOT NULL UNIQUE,
@@ -31,36 +32,36 @@ CREATE TABLE IF NOT EXISTS idempotency_keys (
 );
 CREATE INDEX IF NOT EXISTS idempotency_keys_by_expiry ON idempotency_keys (expires_at);`
 
-// SQLOrderStore keeps orders and the idempotency index in a SQLite file
+// SQLStore keeps orders and the idempotency index in a SQLite file
 // shared by every order instance on the host. Sharing is what makes the key
 // work across instances: a retry that lands on another instance still finds
 // the order the first attempt stored.
-type SQLOrderStore struct {
+type SQLStore struct {
 	keyOpts
 	db     *sql.DB
-	writes writeGate
+	writes data.WriteGate
 }
 
-var _ biz.OrderRepo = (*SQLOrderStore)(nil)
+var _ orderbiz.Repo = (*SQLStore)(nil)
 
-// NewSQLOrderStore opens path, creating the file and schema if needed; the
+// NewSQLStore opens path, creating the file and schema if needed; the
 // cleanup closes the database.
-func NewSQLOrderStore(ctx context.Context, path string, opts ...OrderStoreOption) (*SQLOrderStore, func(), error) {
-	db, cleanup, err := openSQLite(ctx, path, orderSchema)
+func NewSQLStore(ctx context.Context, path string, opts ...Option) (*SQLStore, func(), error) {
+	db, cleanup, err := data.OpenSQLite(ctx, path, schema)
 	if err != nil {
 		return nil, nil, err
 	}
-	return &SQLOrderStore{keyOpts: newKeyOpts(opts), db: db, writes: newWriteGate()}, cleanup, nil
+	return &SQLStore{keyOpts: newKeyOpts(opts), db: db, writes: data.NewWriteGate()}, cleanup, nil
 }
 
 // CreateOnce runs in one immediate transaction, which holds the database
 // write lock from BEGIN: two instances handling retries of the same request
 // are serialised, and the second finds the first one's key.
-func (s *SQLOrderStore) CreateOnce(ctx context.Context, key string, o *biz.Order) (_ *biz.Order, created bool, err error) {
-	if err = s.writes.acquire(ctx); err != nil {
+func (s *SQLStore) CreateOnce(ctx context.Context, key string, o *orderbiz.Order) (_ *orderbiz.Order, created bool, err error) {
+	if err = s.writes.Acquire(ctx); err != nil {
 		return nil, false, err
 	}
-	defer s.writes.release()
+	defer s.writes.Release()
 	now := s.now().UnixNano()
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
@@ -114,12 +115,12 @@ type queryRower interface {
 	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
 }
 
-func getOrder(ctx context.Context, q queryRower, id string) (*biz.Order, error) {
-	o := biz.Order{ID: id}
+func getOrder(ctx context.Context, q queryRower, id string) (*orderbiz.Order, error) {
+	o := orderbiz.Order{ID: id}
 	err := q.QueryRowContext(ctx, `SELECT user_id, item, quantity FROM orders WHERE id = ?`, id).
 		Scan(&o.UserID, &o.Item, &o.Quantity)
 	if errors.Is(err, sql.ErrNoRows) {
-		return nil, biz.ErrOrderNotFound
+		return nil, orderbiz.ErrNotFound
 	}
 	if err != nil {
 		return nil, fmt.Errorf("select order: %w", err)
@@ -127,21 +128,21 @@ func getOrder(ctx context.Context, q queryRower, id string) (*biz.Order, error) 
 	return &o, nil
 }
 
-// Get returns the order, or biz.ErrOrderNotFound.
-func (s *SQLOrderStore) Get(ctx context.Context, id string) (*biz.Order, error) {
+// Get returns the order, or orderbiz.ErrNotFound.
+func (s *SQLStore) Get(ctx context.Context, id string) (*orderbiz.Order, error) {
 	return getOrder(ctx, s.db, id)
 }
 
 // ListByUser returns the user's orders, oldest first.
-func (s *SQLOrderStore) ListByUser(ctx context.Context, userID string) ([]*biz.Order, error) {
+func (s *SQLStore) ListByUser(ctx context.Context, userID string) ([]*orderbiz.Order, error) {
 	rows, err := s.db.QueryContext(ctx, `SELECT id, item, quantity FROM orders WHERE user_id = ? ORDER BY seq`, userID)
 	if err != nil {
 		return nil, fmt.Errorf("select orders: %w", err)
 	}
 	defer func() { _ = rows.Close() }()
-	out := []*biz.Order{}
+	out := []*orderbiz.Order{}
 	for rows.Next() {
-		o := &biz.Order{UserID: userID}
+		o := &orderbiz.Order{UserID: userID}
 		if err := rows.Scan(&o.ID, &o.Item, &o.Quantity); err != nil {
 			return nil, fmt.Errorf("scan order: %w", err)
 		}
@@ -154,7 +155,7 @@ func (s *SQLOrderStore) ListByUser(ctx context.Context, userID string) ([]*biz.O
 }
 
 // RememberedKeys reports how many idempotency keys are held.
-func (s *SQLOrderStore) RememberedKeys(ctx context.Context) (int, error) {
+func (s *SQLStore) RememberedKeys(ctx context.Context) (int, error) {
 	var n int
 	if err := s.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM idempotency_keys`).Scan(&n); err != nil {
 		return 0, fmt.Errorf("count keys: %w", err)

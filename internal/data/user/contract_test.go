@@ -1,0 +1,63 @@
+package user_test
+
+import (
+	"context"
+	"errors"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	userbiz "github.com/rampart-go/rampart/internal/biz/user"
+	userdata "github.com/rampart-go/rampart/internal/data/user"
+)
+
+// userDrivers returns a constructor per driver, so the contract below runs
+// against both and the drivers cannot drift apart.
+func userDrivers() map[string]func(t *testing.T) userbiz.Repo {
+	return map[string]func(t *testing.T) userbiz.Repo{
+		"memory": func(*testing.T) userbiz.Repo { return userdata.NewStore() },
+		"sqlite": func(t *testing.T) userbiz.Repo {
+			s, cleanup, err := userdata.NewSQLStore(testContext(t), filepath.Join(t.TempDir(), "user.db"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(cleanup)
+			return s
+		},
+	}
+}
+
+func testContext(t *testing.T) context.Context {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func TestRepoContract(t *testing.T) {
+	for name, open := range userDrivers() {
+		t.Run(name, func(t *testing.T) {
+			ctx := testContext(t)
+			repo := open(t)
+			created, err := repo.Create(ctx, &userbiz.User{Name: "Ada", Email: "ada@example.com"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err = uuid.Parse(created.ID); err != nil {
+				t.Fatalf("ID %q is not a UUID: %v", created.ID, err)
+			}
+			got, err := repo.Get(ctx, created.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if *got != *created {
+				t.Fatalf("Get = %+v, want %+v", got, created)
+			}
+			if _, err := repo.Get(ctx, uuid.NewString()); !errors.Is(err, userbiz.ErrNotFound) {
+				t.Fatalf("Get(unknown) error = %v, want ErrNotFound", err)
+			}
+		})
+	}
+}
