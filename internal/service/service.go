@@ -18,11 +18,9 @@ import (
 	"strings"
 
 	"github.com/go-kratos/kratos/v2/log"
-	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
-	"google.golang.org/grpc/status"
 
 	"github.com/rampart-go/rampart/internal/biz"
 	"github.com/rampart-go/rampart/internal/rpc"
@@ -62,15 +60,7 @@ func (d DomainError) status(msg string) error {
 	if d.Field != "" {
 		md = map[string]string{"field": d.Field}
 	}
-	return statusError(d.Code, d.Reason, msg, md)
-}
-
-func statusError(code codes.Code, reason, msg string, md map[string]string) error {
-	st := status.New(code, msg)
-	if withInfo, err := st.WithDetails(&errdetails.ErrorInfo{Reason: reason, Metadata: md}); err == nil {
-		st = withInfo
-	}
-	return st.Err()
+	return rpc.Error(d.Code, d.Reason, msg, md)
 }
 
 // ToStatus maps err through the service's own table first, then the
@@ -92,20 +82,20 @@ func ToStatus(ctx context.Context, logger *log.Helper, err error, table []Domain
 		// constant rather than flooding it.
 		logger.WithContext(ctx).Warnf("dependency unavailable: %v", err)
 		refuseRetry(ctx)
-		return statusError(codes.Unavailable, ReasonDependencyUnavailable, unavailableMessage(err), nil)
+		return rpc.Error(codes.Unavailable, ReasonDependencyUnavailable, unavailableMessage(err), nil)
 	case errors.Is(err, biz.ErrReplyTooLarge):
 		// Not the dependency being down: it answered, too much. Asking again
 		// gets the same reply, so the caller is told not to retry.
 		logger.WithContext(ctx).Warnf("dependency reply too large: %v", err)
 		refuseRetry(ctx)
-		return statusError(codes.ResourceExhausted, rpc.ReasonReplyTooLarge, replyTooLargeMessage(err), nil)
+		return rpc.Error(codes.ResourceExhausted, rpc.ReasonReplyTooLarge, replyTooLargeMessage(err), nil)
 	case errors.Is(err, context.DeadlineExceeded):
-		return statusError(codes.DeadlineExceeded, ReasonDeadlineExceeded, err.Error(), nil)
+		return rpc.Error(codes.DeadlineExceeded, ReasonDeadlineExceeded, err.Error(), nil)
 	case errors.Is(err, context.Canceled):
-		return statusError(codes.Canceled, ReasonCanceled, err.Error(), nil)
+		return rpc.Error(codes.Canceled, ReasonCanceled, err.Error(), nil)
 	}
 	logger.WithContext(ctx).Errorf("unmapped error: %v", err)
-	return statusError(codes.Internal, ReasonInternal, "internal error", nil)
+	return rpc.Error(codes.Internal, ReasonInternal, "internal error", nil)
 }
 
 // refuseRetry tells the caller not to retry this answer. This instance has
