@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/rampart-go/rampart/internal/conf"
+	"github.com/rampart-go/rampart/internal/middleware"
 )
 
 func noEnv(string) (string, bool) { return "", false }
@@ -151,17 +152,17 @@ clients:
 		t.Fatal(err)
 	}
 	cl := c.Clients["user"]
-	def := conf.DefaultClient()
+	def := middleware.DefaultClientConfig()
 	if cl.Timeout != 3*time.Second || cl.Retry.MaxAttempts != 4 || cl.AttemptTimeout != def.AttemptTimeout || cl.Breaker != def.Breaker {
 		t.Fatalf("client policy = %+v; want file values over defaults", cl.Policy)
 	}
-	get := cl.PolicyFor("/user.v1.UserService/GetUser")
+	get := cl.Methods["/user.v1.UserService/GetUser"]
 	if get.Timeout != 300*time.Millisecond || get.AttemptTimeout != 100*time.Millisecond ||
 		get.Retry.MaxAttempts != 4 || get.Retry.InitialBackoff != def.Retry.InitialBackoff {
 		t.Fatalf("override = %+v; want its own timeouts and the client's retry", get)
 	}
-	if other := cl.PolicyFor("/user.v1.UserService/CreateUser"); other != cl.Policy {
-		t.Fatalf("method without override = %+v, want the client policy", other)
+	if len(cl.Methods) != 1 {
+		t.Fatalf("method overrides = %+v, want the one in the file", cl.Methods)
 	}
 	if cl.Keepalive != def.Keepalive || cl.Budget != def.Budget || cl.IdleTimeout != def.IdleTimeout || cl.Outlier != def.Outlier {
 		t.Fatalf("keepalive/budget/idle_timeout = %+v/%+v/%v, want defaults", cl.Keepalive, cl.Budget, cl.IdleTimeout)

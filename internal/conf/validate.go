@@ -3,15 +3,11 @@ package conf
 import (
 	"errors"
 	"fmt"
-	"math"
 	"net"
-	"net/url"
 	"regexp"
 	"sort"
 	"strings"
 	"time"
-
-	"github.com/rampart-go/rampart/internal/middleware/faults"
 )
 
 // KeyError names the config key that holds a bad value.
@@ -22,80 +18,22 @@ type KeyError struct {
 
 func (e *KeyError) Error() string { return e.Key + ": " + e.Reason }
 
-var (
-	serviceName = regexp.MustCompile(`^[a-z][a-z0-9-]{0,62}$`)
-	fullMethod  = regexp.MustCompile(`^/[A-Za-z_][\w.]*/[A-Za-z_]\w*$`)
-)
+var serviceName = regexp.MustCompile(`^[a-z][a-z0-9-]{0,62}$`)
 
-// maxAttempts is the most attempts a policy may ask for: beyond it a retry
-// policy stops protecting the caller and starts hurting the dependency.
-const maxAttempts = 5
-
-// finite reports v, under key, if it is NaN or infinite, which YAML can
-// spell (.nan, .inf) and which the range checks after it would let
-// through: every comparison with NaN is false, and +Inf passes a lower
-// bound. It returns whether v is finite, so a range check runs only then.
-func finite(key string, v float64, bad func(key, format string, args ...any)) bool {
-	if math.IsNaN(v) || math.IsInf(v, 0) {
-		bad(key, "must be a finite number, got %v", v)
-		return false
+// under reports each error of a policy's Validate, a single one or an
+// errors.Join of "field: reason", under key: the policy names its own field
+// and conf puts it where it sits in the file.
+func under(key string, err error, bad func(key, format string, args ...any)) {
+	if err == nil {
+		return
 	}
-	return true
-}
-
-func validatePolicy(key string, p Policy, bad func(key, format string, args ...any)) {
-	if p.Timeout <= 0 {
-		bad(key+".timeout", "must be > 0")
+	errs := []error{err}
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		errs = j.Unwrap()
 	}
-	if p.AttemptTimeout <= 0 {
-		bad(key+".attempt_timeout", "must be > 0")
-	} else if p.AttemptTimeout > p.Timeout && p.Timeout > 0 {
-		bad(key+".attempt_timeout", "must not exceed timeout (%s)", p.Timeout)
-	}
-	r := p.Retry
-	if r.MaxAttempts < 1 || r.MaxAttempts > maxAttempts {
-		bad(key+".retry.max_attempts", "must be between 1 and %d, got %d", maxAttempts, r.MaxAttempts)
-	}
-	if r.InitialBackoff <= 0 {
-		bad(key+".retry.initial_backoff", "must be > 0")
-	}
-	if r.MaxBackoff < r.InitialBackoff {
-		bad(key+".retry.max_backoff", "must be >= initial_backoff (%s)", r.InitialBackoff)
-	}
-	if finite(key+".retry.multiplier", r.Multiplier, bad) && r.Multiplier < 1 {
-		bad(key+".retry.multiplier", "must be >= 1, got %v", r.Multiplier)
-	}
-	b := p.Breaker
-	if finite(key+".breaker.success", b.Success, bad) && (b.Success <= 0 || b.Success > 1) {
-		bad(key+".breaker.success", "must be in (0, 1], got %v", b.Success)
-	}
-	if b.Request <= 0 {
-		bad(key+".breaker.request", "must be > 0")
-	}
-	if b.Window <= 0 {
-		bad(key+".breaker.window", "must be > 0")
-	}
-	if b.Bucket <= 0 {
-		bad(key+".breaker.bucket", "must be > 0")
-	}
-}
-
-func validateFaults(f Faults, bad func(key, format string, args ...any)) {
-	methods := make([]string, 0, len(f.Methods))
-	for m := range f.Methods {
-		methods = append(methods, m)
-	}
-	sort.Strings(methods)
-	for _, m := range methods {
-		key := "server.faults.methods." + m
-		if m != faults.AllMethods && !fullMethod.MatchString(m) {
-			bad(key, "must be * or a full method name like /user.v1.UserService/GetUser")
-		}
-		// The fault names its own field ("delay.percent: …"); put it under the key.
-		if err := f.Methods[m].Validate(); err != nil {
-			field, reason, _ := strings.Cut(err.Error(), ": ")
-			bad(key+"."+field, "%s", reason)
-		}
+	for _, e := range errs {
+		field, reason, _ := strings.Cut(e.Error(), ": ")
+		bad(key+"."+field, "%s", reason)
 	}
 }
 
@@ -156,52 +94,10 @@ func (c *Bootstrap) validate(earlier []error) error {
 	}
 	sort.Strings(names)
 	for _, name := range names {
-		cl := c.Clients[name]
-		key := "clients." + name
-		if u, err := url.Parse(cl.Target); err != nil || u.Scheme != "discovery" || strings.Trim(u.Path, "/") == "" {
-			bad(key+".target", "must look like discovery:///<service>, got %q", cl.Target)
-		}
-		positive(key+".keepalive.time", cl.Keepalive.Time)
-		positive(key+".keepalive.timeout", cl.Keepalive.Timeout)
-		if cl.IdleTimeout < 0 {
-			bad(key+".idle_timeout", "must be >= 0 (0: never idle), got %v", cl.IdleTimeout)
-		}
-		if finite(key+".budget.ratio", cl.Budget.Ratio, bad) && (cl.Budget.Ratio < 0 || cl.Budget.Ratio > 1) {
-			bad(key+".budget.ratio", "must be between 0 and 1, got %v", cl.Budget.Ratio)
-		}
-		if cl.Budget.MinPerSecond < 0 {
-			bad(key+".budget.min_per_second", "must be >= 0")
-		}
-		if err := cl.Outlier.Validate(); err != nil {
-			field, reason, _ := strings.Cut(err.Error(), ": ")
-			bad(key+".outlier."+field, "%s", reason)
-		}
-		validatePolicy(key, cl.Policy, bad)
-		methods := make([]string, 0, len(cl.Methods))
-		for m := range cl.Methods {
-			methods = append(methods, m)
-		}
-		sort.Strings(methods)
-		for _, m := range methods {
-			if !fullMethod.MatchString(m) {
-				bad(key+".methods."+m, "must be a full method name like /user.v1.UserService/GetUser")
-			}
-			validatePolicy(key+".methods."+m, cl.Methods[m], bad)
-		}
+		under("clients."+name, c.Clients[name].Validate(), bad)
 	}
-	validateFaults(c.Server.Faults, bad)
-	if sh := c.Server.Shedding; sh.Enabled {
-		if sh.CPUThreshold <= 0 || sh.CPUThreshold > 1000 {
-			bad("server.shedding.cpu_threshold", "must be in (0, 1000] per mille, got %d", sh.CPUThreshold)
-		}
-		positive("server.shedding.window", sh.Window)
-		if sh.Bucket <= 0 {
-			bad("server.shedding.bucket", "must be > 0")
-		}
-		if sh.Pushback < 0 {
-			bad("server.shedding.pushback", "must be >= 0")
-		}
-	}
+	under("server.faults", c.Server.Faults.Validate(), bad)
+	under("server.shedding", c.Server.Shedding.Validate(), bad)
 	positive("server.grpc.keepalive_min_time", c.Server.GRPC.KeepaliveMinTime)
 	if c.Server.GRPC.MaxConcurrentStreams == 0 {
 		bad("server.grpc.max_concurrent_streams", "must be > 0")
@@ -232,7 +128,7 @@ func (c *Bootstrap) validate(earlier []error) error {
 	}
 	// Telemetry names its own key (telemetry.sampler) or the OTEL_*
 	// variable that overrode it.
-	if _, err := c.Telemetry.Resolve(); err != nil {
+	if _, err := c.Telemetry.Resolve(c.Env); err != nil {
 		errs = append(errs, err)
 	}
 	if len(errs) == 0 {
