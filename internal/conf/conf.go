@@ -27,9 +27,9 @@ import (
 
 // Bootstrap is the whole configuration of one service process.
 type Bootstrap struct {
-	Service   Service           `yaml:"service"`
-	Server    Server            `yaml:"server"`
-	Registry  Registry          `yaml:"registry"`
+	Service   Service                  `yaml:"service"`
+	Server    Server                   `yaml:"server"`
+	Registry  Registry                 `yaml:"registry"`
 	Clients   middleware.ClientConfigs `yaml:"clients"`
 	Data      Data                     `yaml:"data"`
 	Log       Log                      `yaml:"log"`
@@ -43,6 +43,10 @@ type Bootstrap struct {
 
 // Lookup finds an environment variable, as os.LookupEnv does.
 type Lookup func(key string) (string, bool)
+
+// String keeps the effective-configuration log line readable: a function
+// would print as its address.
+func (Lookup) String() string { return "(environment)" }
 
 // Service names this service in Consul and in logs.
 type Service struct {
@@ -59,7 +63,7 @@ type Server struct {
 	// Consul, so that watchers have seen it go before connections close.
 	DrainDelay time.Duration `yaml:"drain_delay"`
 	// StopTimeout bounds GracefulStop; in-flight calls still running then are cut.
-	StopTimeout time.Duration `yaml:"stop_timeout"`
+	StopTimeout time.Duration   `yaml:"stop_timeout"`
 	Shedding    shedding.Config `yaml:"shedding"`
 	Faults      faults.Config   `yaml:"faults"`
 }

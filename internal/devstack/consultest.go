@@ -12,8 +12,8 @@ import (
 
 	"github.com/rampart-go/rampart/internal/conf"
 	"github.com/rampart-go/rampart/internal/consul"
-	"github.com/rampart-go/rampart/internal/data"
 	"github.com/rampart-go/rampart/internal/middleware"
+	"github.com/rampart-go/rampart/internal/server"
 )
 
 // consulForTestTimeout covers building bin/consul on a fresh machine (a few
@@ -153,7 +153,8 @@ func DialForTest(tb testing.TB, consulAddr string, c *conf.Bootstrap, name strin
 	tb.Helper()
 	reg := consul.New(ConsulClientForTest(tb, consulAddr))
 	tb.Cleanup(func() { _ = reg.Close() })
-	conn, closeConn, err := data.DialService(name, c, reg, middleware.NewClients(c, log.NewStdLogger(io.Discard), nil))
+	server.Setup()
+	conn, closeConn, err := server.NewDialer(reg, middleware.NewClients(c.Clients, log.NewStdLogger(io.Discard), nil)).Dial(name)
 	if err != nil {
 		tb.Fatal(err)
 	}

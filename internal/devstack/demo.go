@@ -14,10 +14,9 @@ import (
 
 	orderv1 "github.com/rampart-go/rampart/api/order/v1"
 	userv1 "github.com/rampart-go/rampart/api/user/v1"
-	"github.com/rampart-go/rampart/internal/conf"
 	"github.com/rampart-go/rampart/internal/consul"
-	"github.com/rampart-go/rampart/internal/data"
 	"github.com/rampart-go/rampart/internal/middleware"
+	"github.com/rampart-go/rampart/internal/server"
 	"github.com/rampart-go/rampart/internal/telemetry"
 )
 
@@ -42,21 +41,21 @@ type DemoClients struct {
 // with the same client chain the services use on each other. With tel, each
 // demo step is a trace whose ID RunDemo prints; nil leaves calls untraced.
 func DialDemo(_ context.Context, client *api.Client, tel *telemetry.Telemetry) (*DemoClients, error) {
-	c := conf.Default()
-	c.Clients = map[string]conf.Client{}
+	configs := middleware.ClientConfigs{}
 	for _, name := range []string{UserService, OrderService} {
-		cl := conf.DefaultClient()
+		cl := middleware.DefaultClientConfig()
 		cl.Target = "discovery:///" + name
-		c.Clients[name] = cl
+		configs[name] = cl
 	}
+	server.Setup()
 	reg := consul.New(client)
-	chains := middleware.NewClients(c, log.NewStdLogger(io.Discard), tel)
-	userConn, closeUser, err := data.DialService(UserService, c, reg, chains)
+	dialer := server.NewDialer(reg, middleware.NewClients(configs, log.NewStdLogger(io.Discard), tel))
+	userConn, closeUser, err := dialer.Dial(UserService)
 	if err != nil {
 		_ = reg.Close()
 		return nil, err
 	}
-	orderConn, closeOrder, err := data.DialService(OrderService, c, reg, chains)
+	orderConn, closeOrder, err := dialer.Dial(OrderService)
 	if err != nil {
 		closeUser()
 		_ = reg.Close()

@@ -68,8 +68,8 @@ func TestPanicIsAccessLoggedAsInternal(t *testing.T) {
 	// Kratos' own lines go to the global logger; set before the server
 	// starts and restored after it stopped, so no goroutine races the swap.
 	prev := log.GetLogger()
-	log.SetLogger(rec)
-	defer log.SetLogger(prev)
+	log.SetLogger(rec)        //nolint:forbidigo // the test reads what Kratos logs; restored below
+	defer log.SetLogger(prev) //nolint:forbidigo // as above
 
 	inj, err := NewFaults(faults.DefaultConfig(), nil)
 	if err != nil {

@@ -34,7 +34,7 @@ type ClientConfig struct {
 	Budget      retry.BudgetConfig `yaml:"budget"`
 	// Outlier is per-instance outlier ejection; the policy and its defaults
 	// are the outlier package's.
-	Outlier outlier.Config    `yaml:"outlier"`
+	Outlier outlier.Config `yaml:"outlier"`
 	Policy  `yaml:",inline"`
 	Methods map[string]Policy `yaml:"methods"`
 }
@@ -155,7 +155,7 @@ func (c ClientConfig) Validate() error {
 	}
 	errs = append(errs, under("budget", c.Budget.Validate())...)
 	errs = append(errs, under("outlier", c.Outlier.Validate())...)
-	errs = append(errs, c.Policy.validate()...)
+	errs = append(errs, validatePolicy(c.Policy)...)
 	methods := make([]string, 0, len(c.Methods))
 	for m := range c.Methods {
 		methods = append(methods, m)
@@ -165,14 +165,14 @@ func (c ClientConfig) Validate() error {
 		if !fullMethod.MatchString(m) {
 			errs = append(errs, fmt.Errorf("methods.%s: must be a full method name like /user.v1.UserService/GetUser", m))
 		}
-		for _, err := range c.Methods[m].validate() {
+		for _, err := range validatePolicy(c.Methods[m]) {
 			errs = append(errs, fmt.Errorf("methods.%s.%w", m, err))
 		}
 	}
 	return errors.Join(errs...)
 }
 
-func (p Policy) validate() []error {
+func validatePolicy(p Policy) []error {
 	var errs []error
 	if p.Timeout <= 0 {
 		errs = append(errs, errors.New("timeout: must be > 0"))

@@ -203,7 +203,9 @@ func TestConfigValidate(t *testing.T) {
 		want string // "" when valid
 	}{
 		{"defaults", func(*breaker.Config) {}, ""},
-		{"tuned", func(c *breaker.Config) { *c = breaker.Config{Success: 0.5, Request: 20, Window: time.Second, Bucket: 5} }, ""},
+		{"tuned", func(c *breaker.Config) {
+			*c = breaker.Config{Success: 0.5, Request: 20, Window: time.Second, Bucket: 5}
+		}, ""},
 		{"success above 1", func(c *breaker.Config) { c.Success = 1.5 }, "success: must be in (0, 1], got 1.5"},
 		{"success negative", func(c *breaker.Config) { c.Success = -0.1 }, "success: must be in (0, 1]"},
 		{"success NaN", func(c *breaker.Config) { c.Success = math.NaN() }, "success: must be a finite number, got NaN"},

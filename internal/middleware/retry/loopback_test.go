@@ -140,7 +140,9 @@ func (s *bigUsers) GetUser(context.Context, *userv1.GetUserRequest) (*userv1.Get
 func TestReplyOverTheReceiveLimitIsNotRetried(t *testing.T) {
 	srv := &bigUsers{size: 4 << 10}
 	client := loopback(t, srv, retry.Client("user",
-		func(string) retry.Config { return filled(retry.Config{MaxAttempts: 3, InitialBackoff: time.Millisecond}) },
+		func(string) retry.Config {
+			return filled(retry.Config{MaxAttempts: 3, InitialBackoff: time.Millisecond})
+		},
 		retry.NewBudget(retry.BudgetConfig{Ratio: 0.2, MinPerSecond: 10})))
 
 	_, err := client.GetUser(testCtx(t), &userv1.GetUserRequest{Id: "u1"}, grpc.MaxCallRecvMsgSize(1<<10))

@@ -132,10 +132,10 @@ func (c Config) Validate() error {
 
 // backoff returns the jittered wait before the n-th retry (n >= 1) given a
 // jitter sample r in [0,1).
-func (p Config) backoff(n int, r float64) time.Duration {
-	bound := float64(p.InitialBackoff) * math.Pow(p.Multiplier, float64(n-1))
-	if bound > float64(p.MaxBackoff) || math.IsNaN(bound) {
-		bound = float64(p.MaxBackoff)
+func (c Config) backoff(n int, r float64) time.Duration {
+	bound := float64(c.InitialBackoff) * math.Pow(c.Multiplier, float64(n-1))
+	if bound > float64(c.MaxBackoff) || math.IsNaN(bound) {
+		bound = float64(c.MaxBackoff)
 	}
 	return time.Duration(r * bound)
 }
