@@ -211,3 +211,29 @@ func TestSelfRegister(t *testing.T) {
 		})
 	}
 }
+
+// The OTEL_* variables are read through the lookup Parse is given, like
+// every other override, never from the process: a variable set in the
+// process but not in the lookup changes nothing.
+func TestTelemetryReadsTheParseLookup(t *testing.T) {
+	t.Setenv("OTEL_TRACES_SAMPLER", "bogus")
+	if _, err := conf.Parse([]byte("service: {name: user}"), noEnv); err != nil {
+		t.Fatalf("Parse read the process environment: %v", err)
+	}
+	_, err := conf.Parse([]byte("service: {name: user}"), env(map[string]string{"OTEL_TRACES_SAMPLER": "bogus"}))
+	if err == nil || !strings.Contains(err.Error(), `OTEL_TRACES_SAMPLER: unknown sampler "bogus"`) {
+		t.Fatalf("Parse error = %v, want the lookup's OTEL_TRACES_SAMPLER named", err)
+	}
+}
+
+// budget.ratio 0 is a meaning, not a default: only the min_per_second
+// floor of retries (internal/middleware/retry.BudgetConfig).
+func TestBudgetRatioZeroIsKept(t *testing.T) {
+	c, err := conf.Parse([]byte("service: {name: user}\nclients: {order: {target: discovery:///order, budget: {ratio: 0}}}"), noEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b := c.Clients["order"].Budget; b.Ratio != 0 || b.MinPerSecond != 10 {
+		t.Fatalf("budget = %+v, want ratio 0 kept and the default floor", b)
+	}
+}
