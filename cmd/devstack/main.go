@@ -109,7 +109,8 @@ func run() error {
 // with its trace ID. The launcher traces it like any client: its spans go
 // wherever the OTEL_* variables send the services' spans.
 func runDemo(ctx context.Context, consul *api.Client) error {
-	tel, err := telemetry.New(ctx, telemetry.Config{}, telemetry.ResourceInfo{ServiceName: "devstack", ServiceVersion: "dev", InstanceID: "devstack"})
+	tel, err := telemetry.New(ctx, telemetry.Config{}, telemetry.ResourceInfo{ServiceName: "devstack", ServiceVersion: "dev", InstanceID: "devstack"},
+		telemetry.WithLookup(os.LookupEnv))
 	if err != nil {
 		return err
 	}

@@ -19,33 +19,47 @@ import (
 
 // wireApp assembles the order service, one provider set per layer.
 func wireApp(bootstrap *conf.Bootstrap) (*server.App, func(), error) {
-	instance := server.NewInstance(bootstrap)
-	logger := server.NewLogger(bootstrap, instance)
-	injector, err := middleware.NewFaults(bootstrap)
+	service := bootstrap.Service
+	instance := server.NewInstance(service)
+	log := bootstrap.Log
+	logger := server.NewLogger(log, instance)
+	confServer := bootstrap.Server
+	grpc := confServer.GRPC
+	config := confServer.Shedding
+	faultsConfig := confServer.Faults
+	telemetryConfig := bootstrap.Telemetry
+	lookup := bootstrap.Env
+	telemetry, cleanup, err := server.NewTelemetry(telemetryConfig, lookup, instance, logger)
 	if err != nil {
 		return nil, nil, err
 	}
-	telemetry, cleanup, err := server.NewTelemetry(bootstrap, instance, logger)
-	if err != nil {
-		return nil, nil, err
-	}
-	serverChain := middleware.NewServerChain(bootstrap, logger, injector, telemetry)
-	healthServer := server.NewHealth()
-	streams := server.NewStreams()
-	repo, cleanup2, err := order.NewRepo(bootstrap)
+	meterProvider := server.NewMeterProvider(telemetry)
+	injector, err := middleware.NewFaults(faultsConfig, meterProvider)
 	if err != nil {
 		cleanup()
 		return nil, nil, err
 	}
-	client, err := server.NewConsulClient(bootstrap)
+	serverChain := middleware.NewServerChain(config, logger, injector, meterProvider)
+	healthServer := server.NewHealth()
+	streams := server.NewStreams()
+	data := bootstrap.Data
+	repo, cleanup2, err := order.NewRepo(data)
+	if err != nil {
+		cleanup()
+		return nil, nil, err
+	}
+	registry := bootstrap.Registry
+	client, err := server.NewConsulClient(registry)
 	if err != nil {
 		cleanup2()
 		cleanup()
 		return nil, nil, err
 	}
-	registry, cleanup3 := server.NewRegistry(client, bootstrap, logger)
-	clients := middleware.NewClients(bootstrap, logger, telemetry)
-	userConn, cleanup4, err := order.NewUserConn(bootstrap, registry, clients)
+	consulRegistry, cleanup3 := server.NewRegistry(client, registry, logger)
+	clientConfigs := bootstrap.Clients
+	clients := middleware.NewClients(clientConfigs, logger, telemetry)
+	dialer := server.NewDialer(consulRegistry, clients)
+	userConn, cleanup4, err := order.NewUserConn(dialer)
 	if err != nil {
 		cleanup3()
 		cleanup2()
@@ -54,12 +68,12 @@ func wireApp(bootstrap *conf.Bootstrap) (*server.App, func(), error) {
 	}
 	buyers := order.NewBuyers(userConn)
 	usecase := order2.NewUsecase(repo, buyers)
-	service := order3.NewService(usecase, logger)
-	api := order3.NewAPI(service)
-	grpcServer := server.NewGRPCServer(bootstrap, serverChain, healthServer, telemetry, streams, api)
+	orderService := order3.NewService(usecase, logger)
+	api := order3.NewAPI(orderService)
+	grpcServer := server.NewGRPCServer(grpc, serverChain, healthServer, telemetry, streams, api)
 	probes := server.NewProbes()
-	httpServer := server.NewHTTPServer(bootstrap, probes, injector, telemetry)
-	app := server.NewApp(bootstrap, instance, logger, grpcServer, httpServer, registry, healthServer, probes, streams)
+	httpServer := server.NewHTTPServer(faultsConfig, probes, injector, telemetry)
+	app := server.NewApp(bootstrap, instance, logger, grpcServer, httpServer, consulRegistry, healthServer, probes, streams)
 	return app, func() {
 		cleanup4()
 		cleanup3()

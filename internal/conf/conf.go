@@ -2,6 +2,13 @@
 // one YAML file, overridden by environment variables for addresses and
 // secrets, and validated before anything starts, so a bad value stops the
 // process with the key named instead of failing later on first use.
+//
+// Policy: conf composes; it owns no policy's settings. Each policy package
+// (internal/middleware/<policy>, the client chain in internal/middleware,
+// internal/telemetry) declares its Config, DefaultConfig and Validate, and
+// conf embeds those types, starts from those defaults and puts those
+// errors under their keys. The dependency runs one way: conf imports the
+// policies, never the reverse.
 package conf
 
 import (
@@ -12,21 +19,34 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/rampart-go/rampart/internal/middleware"
 	"github.com/rampart-go/rampart/internal/middleware/faults"
-	"github.com/rampart-go/rampart/internal/middleware/outlier"
+	"github.com/rampart-go/rampart/internal/middleware/shedding"
 	"github.com/rampart-go/rampart/internal/telemetry"
 )
 
 // Bootstrap is the whole configuration of one service process.
 type Bootstrap struct {
-	Service   Service           `yaml:"service"`
-	Server    Server            `yaml:"server"`
-	Registry  Registry          `yaml:"registry"`
-	Clients   map[string]Client `yaml:"clients"`
-	Data      Data              `yaml:"data"`
-	Log       Log               `yaml:"log"`
-	Telemetry telemetry.Config  `yaml:"telemetry"`
+	Service   Service                  `yaml:"service"`
+	Server    Server                   `yaml:"server"`
+	Registry  Registry                 `yaml:"registry"`
+	Clients   middleware.ClientConfigs `yaml:"clients"`
+	Data      Data                     `yaml:"data"`
+	Log       Log                      `yaml:"log"`
+	Telemetry telemetry.Config         `yaml:"telemetry"`
+	// Env is the environment the file was parsed with (os.LookupEnv in a
+	// service). What reads variables after parsing, telemetry's OTEL_*,
+	// reads them through it, so tests and tools can hand a process a
+	// different environment without touching the real one.
+	Env Lookup `yaml:"-"`
 }
+
+// Lookup finds an environment variable, as os.LookupEnv does.
+type Lookup func(key string) (string, bool)
+
+// String keeps the effective-configuration log line readable: a function
+// would print as its address.
+func (Lookup) String() string { return "(environment)" }
 
 // Service names this service in Consul and in logs.
 type Service struct {
@@ -43,32 +63,9 @@ type Server struct {
 	// Consul, so that watchers have seen it go before connections close.
 	DrainDelay time.Duration `yaml:"drain_delay"`
 	// StopTimeout bounds GracefulStop; in-flight calls still running then are cut.
-	StopTimeout time.Duration `yaml:"stop_timeout"`
-	Shedding    Shedding      `yaml:"shedding"`
-	Faults      Faults        `yaml:"faults"`
-}
-
-// Shedding configures adaptive load shedding (aegis BBR): past the CPU
-// threshold, calls beyond the measured capacity are refused with
-// ResourceExhausted and a pushback hint instead of queueing.
-type Shedding struct {
-	Enabled bool `yaml:"enabled"`
-	// CPUThreshold is in per mille of the machine's CPU (800 = 80%).
-	CPUThreshold int64         `yaml:"cpu_threshold"`
-	Window       time.Duration `yaml:"window"`
-	Bucket       int           `yaml:"bucket"`
-	// Pushback is the retry delay the server asks clients to wait.
-	Pushback time.Duration `yaml:"pushback"`
-}
-
-// Faults configures fault injection, for demos and resilience tests.
-type Faults struct {
-	// Endpoint serves /debug/faults on the HTTP side port (loopback callers
-	// only), to change faults on a running instance.
-	Endpoint bool `yaml:"endpoint"`
-	// Methods maps a full method ("/user.v1.UserService/GetUser") or "*" to
-	// its fault. Empty: no fault, and the injector costs one atomic load.
-	Methods map[string]faults.Fault `yaml:"methods"`
+	StopTimeout time.Duration   `yaml:"stop_timeout"`
+	Shedding    shedding.Config `yaml:"shedding"`
+	Faults      faults.Config   `yaml:"faults"`
 }
 
 // GRPC is the API listener. Port 0 picks a free port; the registrar
@@ -131,138 +128,12 @@ type ConsulTLS struct {
 	InsecureSkipVerify bool   `yaml:"insecure_skip_verify"`
 }
 
-// Client configures the connection to another service and the policy of
-// the calls made through it. Methods override the policy per full method
-// name; a key an override leaves out keeps the client's value.
-type Client struct {
-	// Target is a Kratos discovery URL such as discovery:///user.
-	Target    string    `yaml:"target"`
-	Keepalive Keepalive `yaml:"keepalive"`
-	// IdleTimeout is how long the connection may go without a call before
-	// gRPC puts it in idle mode (connections closed, discovery watch
-	// stopped); 0 keeps it active for good.
-	IdleTimeout time.Duration `yaml:"idle_timeout"`
-	Budget      Budget        `yaml:"budget"`
-	// Outlier is per-instance outlier ejection; the policy and its defaults
-	// are the outlier package's.
-	Outlier outlier.Config `yaml:"outlier"`
-	Policy  `yaml:",inline"`
-	Methods map[string]Policy `yaml:"methods"`
-}
-
-// Policy is how one call is made: its time limits, retries and breaker.
-type Policy struct {
-	// Timeout bounds one logical call, retries included; a caller's shorter
-	// deadline wins.
-	Timeout time.Duration `yaml:"timeout"`
-	// AttemptTimeout bounds one attempt, so a hung instance costs one
-	// attempt and the retry goes elsewhere.
-	AttemptTimeout time.Duration `yaml:"attempt_timeout"`
-	Retry          Retry         `yaml:"retry"`
-	Breaker        Breaker       `yaml:"breaker"`
-}
-
-// Retry is exponential backoff with full jitter. Only methods the proto
-// marks NO_SIDE_EFFECTS or IDEMPOTENT are retried.
-type Retry struct {
-	// MaxAttempts counts the first attempt; 1 disables retry, 5 is the most.
-	MaxAttempts    int           `yaml:"max_attempts"`
-	InitialBackoff time.Duration `yaml:"initial_backoff"`
-	MaxBackoff     time.Duration `yaml:"max_backoff"`
-	Multiplier     float64       `yaml:"multiplier"`
-}
-
-// Budget caps retries per client target: retries may not exceed Ratio of
-// the requests in a sliding window plus MinPerSecond, so an outage cannot
-// multiply the load on the dependency.
-type Budget struct {
-	Ratio        float64 `yaml:"ratio"`
-	MinPerSecond int     `yaml:"min_per_second"`
-}
-
-// Breaker is the aegis SRE adaptive breaker: it rejects locally with a
-// probability that grows as accepted calls fall below Success of requests.
-type Breaker struct {
-	Success float64       `yaml:"success"`
-	Request int64         `yaml:"request"`
-	Window  time.Duration `yaml:"window"`
-	Bucket  int           `yaml:"bucket"`
-}
-
-// Keepalive pings idle connections so a peer that vanished without closing
-// them is noticed in Time+Timeout, without waiting for Consul.
-type Keepalive struct {
-	Time    time.Duration `yaml:"time"`
-	Timeout time.Duration `yaml:"timeout"`
-}
-
-// DefaultClient is the client every clients.<name> entry starts from.
-func DefaultClient() Client {
-	return Client{
-		Keepalive: Keepalive{Time: 10 * time.Second, Timeout: 2 * time.Second},
-		// gRPC's own default.
-		IdleTimeout: 30 * time.Minute,
-		Budget:      Budget{Ratio: 0.2, MinPerSecond: 10},
-		Outlier:     outlier.DefaultConfig(),
-		Policy: Policy{
-			Timeout:        2 * time.Second,
-			AttemptTimeout: 500 * time.Millisecond,
-			Retry:          Retry{MaxAttempts: 3, InitialBackoff: 50 * time.Millisecond, MaxBackoff: time.Second, Multiplier: 2},
-			Breaker:        Breaker{Success: 0.6, Request: 100, Window: 3 * time.Second, Bucket: 10},
-		},
-	}
-}
-
-// UnmarshalYAML starts from DefaultClient, and each method override from
-// the client's own policy, so a file states only what differs.
-func (c *Client) UnmarshalYAML(n *yaml.Node) error {
-	var raw struct {
-		Target      string         `yaml:"target"`
-		Keepalive   yaml.Node      `yaml:"keepalive"`
-		IdleTimeout *time.Duration `yaml:"idle_timeout"`
-		Budget      yaml.Node      `yaml:"budget"`
-		Outlier     yaml.Node      `yaml:"outlier"`
-		Policy      `yaml:",inline"`
-		Methods     map[string]yaml.Node `yaml:"methods"`
-	}
-	*c = DefaultClient()
-	raw.Policy = c.Policy
-	if err := n.Decode(&raw); err != nil {
-		return err
-	}
-	c.Target, c.Policy = raw.Target, raw.Policy
-	if raw.IdleTimeout != nil {
-		c.IdleTimeout = *raw.IdleTimeout
-	}
-	// Decoding a sub-node onto the defaults keeps the keys it leaves out.
-	if err := decodeOver(&raw.Keepalive, &c.Keepalive); err != nil {
-		return err
-	}
-	if err := decodeOver(&raw.Budget, &c.Budget); err != nil {
-		return err
-	}
-	if err := decodeOver(&raw.Outlier, &c.Outlier); err != nil {
-		return err
-	}
-	if len(raw.Methods) > 0 {
-		c.Methods = make(map[string]Policy, len(raw.Methods))
-	}
-	for name, node := range raw.Methods {
-		p := c.Policy
-		if err := node.Decode(&p); err != nil {
-			return err
-		}
-		c.Methods[name] = p
-	}
-	return nil
-}
-
 // emptyNullClients makes a client entry without a body ("order:" or
 // "order: ~") an empty one ("order: {}"). yaml.v3 does not call
-// UnmarshalYAML for null, so the entry would skip DefaultClient and fail a
-// dozen "must be > 0" checks on keys the file never set. As {} it starts
-// from the defaults like any entry and fails once, on the required target:
-// one error that says what the entry lacks.
+// UnmarshalYAML for null, so the entry would skip the client defaults and
+// fail a dozen "must be > 0" checks on keys the file never set. As {} it
+// starts from the defaults like any entry and fails once, on the required
+// target: one error that says what the entry lacks.
 func emptyNullClients(doc *yaml.Node) {
 	root := doc.Content[0]
 	if root.Kind != yaml.MappingNode {
@@ -279,21 +150,6 @@ func emptyNullClients(doc *yaml.Node) {
 			}
 		}
 	}
-}
-
-func decodeOver(n *yaml.Node, dst any) error {
-	if n.Kind == 0 {
-		return nil
-	}
-	return n.Decode(dst)
-}
-
-// PolicyFor returns the policy of a full method name.
-func (c *Client) PolicyFor(method string) Policy {
-	if p, ok := c.Methods[method]; ok {
-		return p
-	}
-	return c.Policy
 }
 
 // Data configures the storage side.
@@ -357,13 +213,16 @@ func Parse(raw []byte, lookup func(string) (string, bool)) (*Bootstrap, error) {
 			return nil, fmt.Errorf("parse config: %w", err)
 		}
 	}
+	c.Env = lookup
 	if err := c.validate(c.applyEnv(lookup)); err != nil {
 		return nil, err
 	}
 	return c, nil
 }
 
-// Default is the configuration a key falls back to when the file omits it.
+// Default is the configuration a key falls back to when the file omits it;
+// the policies' parts are their own DefaultConfig. A clients.<name> entry
+// starts from middleware.DefaultClientConfig.
 func Default() *Bootstrap {
 	return &Bootstrap{
 		Service: Service{Version: "dev"},
@@ -374,9 +233,8 @@ func Default() *Bootstrap {
 			HTTP:        HTTP{Addr: "127.0.0.1:0"},
 			DrainDelay:  time.Second,
 			StopTimeout: 10 * time.Second,
-			Shedding: Shedding{
-				Enabled: true, CPUThreshold: 800, Window: 10 * time.Second, Bucket: 100, Pushback: 100 * time.Millisecond,
-			},
+			Shedding:    shedding.DefaultConfig(),
+			Faults:      faults.DefaultConfig(),
 		},
 		Registry: Registry{SelfRegister: true, Consul: Consul{
 			Address:         "127.0.0.1:8500",
@@ -390,8 +248,13 @@ func Default() *Bootstrap {
 			Idempotency: Idempotency{TTL: 24 * time.Hour, Capacity: 100000},
 		},
 		Log: Log{Level: "info", Format: "text"},
+		Env: noEnv,
 	}
 }
+
+// noEnv is the environment of a configuration that was not parsed: no
+// variable is set.
+func noEnv(string) (string, bool) { return "", false }
 
 // Masked returns a copy safe to log: secrets are replaced by a marker that
 // still shows whether one is set.

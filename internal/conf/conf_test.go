@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/rampart-go/rampart/internal/conf"
+	"github.com/rampart-go/rampart/internal/middleware"
 )
 
 func noEnv(string) (string, bool) { return "", false }
@@ -151,17 +152,17 @@ clients:
 		t.Fatal(err)
 	}
 	cl := c.Clients["user"]
-	def := conf.DefaultClient()
+	def := middleware.DefaultClientConfig()
 	if cl.Timeout != 3*time.Second || cl.Retry.MaxAttempts != 4 || cl.AttemptTimeout != def.AttemptTimeout || cl.Breaker != def.Breaker {
 		t.Fatalf("client policy = %+v; want file values over defaults", cl.Policy)
 	}
-	get := cl.PolicyFor("/user.v1.UserService/GetUser")
+	get := cl.Methods["/user.v1.UserService/GetUser"]
 	if get.Timeout != 300*time.Millisecond || get.AttemptTimeout != 100*time.Millisecond ||
 		get.Retry.MaxAttempts != 4 || get.Retry.InitialBackoff != def.Retry.InitialBackoff {
 		t.Fatalf("override = %+v; want its own timeouts and the client's retry", get)
 	}
-	if other := cl.PolicyFor("/user.v1.UserService/CreateUser"); other != cl.Policy {
-		t.Fatalf("method without override = %+v, want the client policy", other)
+	if len(cl.Methods) != 1 {
+		t.Fatalf("method overrides = %+v, want the one in the file", cl.Methods)
 	}
 	if cl.Keepalive != def.Keepalive || cl.Budget != def.Budget || cl.IdleTimeout != def.IdleTimeout || cl.Outlier != def.Outlier {
 		t.Fatalf("keepalive/budget/idle_timeout = %+v/%+v/%v, want defaults", cl.Keepalive, cl.Budget, cl.IdleTimeout)
@@ -208,5 +209,31 @@ func TestSelfRegister(t *testing.T) {
 				t.Fatalf("self_register = %v, want %v", c.Registry.SelfRegister, tt.want)
 			}
 		})
+	}
+}
+
+// The OTEL_* variables are read through the lookup Parse is given, like
+// every other override, never from the process: a variable set in the
+// process but not in the lookup changes nothing.
+func TestTelemetryReadsTheParseLookup(t *testing.T) {
+	t.Setenv("OTEL_TRACES_SAMPLER", "bogus")
+	if _, err := conf.Parse([]byte("service: {name: user}"), noEnv); err != nil {
+		t.Fatalf("Parse read the process environment: %v", err)
+	}
+	_, err := conf.Parse([]byte("service: {name: user}"), env(map[string]string{"OTEL_TRACES_SAMPLER": "bogus"}))
+	if err == nil || !strings.Contains(err.Error(), `OTEL_TRACES_SAMPLER: unknown sampler "bogus"`) {
+		t.Fatalf("Parse error = %v, want the lookup's OTEL_TRACES_SAMPLER named", err)
+	}
+}
+
+// budget.ratio 0 is a meaning, not a default: only the min_per_second
+// floor of retries (internal/middleware/retry.BudgetConfig).
+func TestBudgetRatioZeroIsKept(t *testing.T) {
+	c, err := conf.Parse([]byte("service: {name: user}\nclients: {order: {target: discovery:///order, budget: {ratio: 0}}}"), noEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b := c.Clients["order"].Budget; b.Ratio != 0 || b.MinPerSecond != 10 {
+		t.Fatalf("budget = %+v, want ratio 0 kept and the default floor", b)
 	}
 }

@@ -67,6 +67,9 @@ func yamlFields(t reflect.Type) []yamlField {
 	for i := range t.NumField() {
 		f := t.Field(i)
 		name, flags, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+		if name == "-" {
+			continue // not read from the file
+		}
 		if flags == "inline" && f.Type.Kind() == reflect.Struct {
 			fields = append(fields, yamlFields(f.Type)...)
 			continue

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/rampart-go/rampart/internal/middleware"
 )
 
 // shippedConfig is one of configs/*.yaml, raw and loaded.
@@ -18,20 +20,27 @@ type shippedConfig struct {
 	c    *Bootstrap
 }
 
-// shippedConfigs loads every configs/*.yaml as a service would, without
-// environment overrides, failing the test on any that does not load.
+// scaffoldConfig is the config template make new-service writes; it is
+// checked as shipped, rendered for a service named payment.
+const scaffoldConfig = "../../internal/scaffold/templates/service/configs/NAME.yaml.tmpl"
+
+// shippedConfigs loads every configs/*.yaml and the scaffold's template as
+// a service would, without environment overrides, failing the test on any
+// that does not load.
 func shippedConfigs(t *testing.T) []shippedConfig {
 	t.Helper()
 	files, err := filepath.Glob("../../configs/*.yaml")
 	if err != nil || len(files) == 0 {
 		t.Fatalf("no configs found: %v", err)
 	}
+	files = append(files, scaffoldConfig)
 	out := make([]shippedConfig, 0, len(files))
 	for _, f := range files {
 		raw, err := os.ReadFile(f)
 		if err != nil {
 			t.Fatal(err)
 		}
+		raw = []byte(strings.ReplaceAll(string(raw), "{{.Name}}", "payment"))
 		c, err := Parse(raw, func(string) (string, bool) { return "", false })
 		if err != nil {
 			t.Fatalf("%s: %v", f, err)
@@ -60,10 +69,10 @@ func TestShippedConfigsNoteWhatDiffers(t *testing.T) {
 	for _, sc := range shippedConfigs(t) {
 		f, raw, c := sc.path, sc.raw, sc.c
 		def := Default()
-		def.Clients = map[string]Client{}
+		def.Clients = middleware.ClientConfigs{}
 		noDefault := map[string]bool{"service.name": true}
 		for name := range c.Clients {
-			def.Clients[name] = DefaultClient()
+			def.Clients[name] = middleware.DefaultClientConfig()
 			noDefault["clients."+name+".target"] = true
 		}
 		var doc yaml.Node
@@ -75,6 +84,54 @@ func TestShippedConfigsNoteWhatDiffers(t *testing.T) {
 				t.Errorf("%s: %s differs from the code default without a note", f, key)
 			}
 		})
+	}
+}
+
+// TestShippedConfigsShowEveryKey holds configs/*.yaml to the other half of
+// their header: every key is shown. A key of the schema that a file leaves
+// out is an error, for each client the file has too; the entries of free
+// maps (method overrides, faults) are examples, not required.
+func TestShippedConfigsShowEveryKey(t *testing.T) {
+	schema := schemaKeys(reflect.TypeFor[Bootstrap](), "")
+	for _, sc := range shippedConfigs(t) {
+		var doc yaml.Node
+		if err := yaml.Unmarshal(sc.raw, &doc); err != nil {
+			t.Fatal(err)
+		}
+		shown := map[string]bool{}
+		fileKeys(doc.Content[0], "", shown)
+		for _, k := range schema {
+			for _, key := range expand(k, sc.c) {
+				if !strings.Contains(key, "<") && !shown[key] {
+					t.Errorf("%s: key %s is not shown", sc.path, key)
+				}
+			}
+		}
+	}
+}
+
+// expand turns the <client> placeholder of a schema key into the clients
+// the file configures; other placeholders stay, marking optional keys.
+func expand(key string, c *Bootstrap) []string {
+	rest, ok := strings.CutPrefix(key, "clients.<client>.")
+	if !ok {
+		return []string{key}
+	}
+	keys := make([]string, 0, len(c.Clients))
+	for name := range c.Clients {
+		keys = append(keys, "clients."+name+"."+rest)
+	}
+	return keys
+}
+
+// fileKeys records the dotted path of every scalar or empty value in n.
+func fileKeys(n *yaml.Node, prefix string, into map[string]bool) {
+	if n.Kind != yaml.MappingNode || len(n.Content) == 0 {
+		into[prefix] = true
+		return
+	}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		fileKeys(n.Content[i+1], strings.TrimPrefix(prefix+"."+n.Content[i].Value, "."), into)
 	}
 }
 

@@ -19,10 +19,9 @@ import (
 	kmiddleware "github.com/go-kratos/kratos/v2/middleware"
 	"github.com/go-kratos/kratos/v2/selector"
 	"github.com/google/wire"
+	"go.opentelemetry.io/otel/metric"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/keepalive"
 
-	"github.com/rampart-go/rampart/internal/conf"
 	"github.com/rampart-go/rampart/internal/middleware/accesslog"
 	"github.com/rampart-go/rampart/internal/middleware/breaker"
 	"github.com/rampart-go/rampart/internal/middleware/faults"
@@ -46,50 +45,20 @@ type ServerChain []kmiddleware.Middleware
 // inside it, turns a panic anywhere below into Internal instead of a crash.
 // Shedding comes before any work is spent on a call it will refuse;
 // validation before fault injection, so a bad request is refused the same
-// way under faults.
-//
-// It takes the telemetry so that wire builds the OpenTelemetry providers
-// first: shedding and faults create their counters on the global provider.
-func NewServerChain(c *conf.Bootstrap, logger log.Logger, inj *faults.Injector, _ *telemetry.Telemetry) ServerChain {
+// way under faults. Shedding records its counter through mp.
+func NewServerChain(sh shedding.Config, logger log.Logger, inj *faults.Injector, mp metric.MeterProvider) ServerChain {
 	chain := ServerChain{accesslog.Server(logger), recovery.Server(logger)}
-	if sh := c.Server.Shedding; sh.Enabled {
-		chain = append(chain, shedding.Server(
-			shedding.WithCPUThreshold(sh.CPUThreshold),
-			shedding.WithWindow(sh.Window),
-			shedding.WithBucket(sh.Bucket),
-			shedding.WithPushback(sh.Pushback),
-		))
+	if sh.Enabled {
+		chain = append(chain, shedding.Server(sh, shedding.WithMeterProvider(mp)))
 	}
 	return append(chain, retry.Server(), validation.Server(), inj.Middleware())
 }
 
-// ServerOptions are the gRPC server options the chain relies on: clients
-// ping idle connections (see Client.Dial), and the server must allow it.
-func ServerOptions(c *conf.Bootstrap) []grpc.ServerOption {
-	return []grpc.ServerOption{
-		grpc.MaxConcurrentStreams(c.Server.GRPC.MaxConcurrentStreams),
-		grpc.KeepaliveEnforcementPolicy(serverKeepalive(c.Server.GRPC)),
-	}
-}
-
-// serverKeepalive lets clients ping, idle connections included, as often as
-// server.grpc.keepalive_min_time: a server that refused pings without a
-// stream would answer every idle client's ping with GOAWAY too_many_pings.
-func serverKeepalive(g conf.GRPC) keepalive.EnforcementPolicy {
-	return keepalive.EnforcementPolicy{MinTime: g.KeepaliveMinTime, PermitWithoutStream: true}
-}
-
-// clientKeepalive pings idle connections too: the point is to find a peer
-// that vanished without closing the connection before the next call pays
-// for it, and a connection with a call in flight would notice soon anyway.
-func clientKeepalive(k conf.Keepalive) keepalive.ClientParameters {
-	return keepalive.ClientParameters{Time: k.Time, Timeout: k.Timeout, PermitWithoutStream: true}
-}
-
-// NewFaults returns the fault injector with server.faults.methods; it is
-// built even when empty so /debug/faults can switch faults on at run time.
-func NewFaults(c *conf.Bootstrap) (*faults.Injector, error) {
-	inj, err := faults.New(c.Server.Faults.Methods)
+// NewFaults returns the fault injector with server.faults.methods, counting
+// through mp; it is built even when empty so /debug/faults can switch
+// faults on at run time.
+func NewFaults(c faults.Config, mp metric.MeterProvider) (*faults.Injector, error) {
+	inj, err := faults.New(c.Methods, faults.WithMeterProvider(mp))
 	if err != nil {
 		return nil, fmt.Errorf("server.faults: %w", err)
 	}
@@ -98,6 +67,8 @@ func NewFaults(c *conf.Bootstrap) (*faults.Injector, error) {
 
 // Client is the chain for one client target.
 type Client struct {
+	// Target is the discovery URL the chain is for (clients.<name>.target).
+	Target string
 	// Middleware are Kratos middleware; Kratos runs them around the whole
 	// call, outside every interceptor.
 	Middleware []kmiddleware.Middleware
@@ -112,46 +83,81 @@ type Client struct {
 
 // Clients builds the chain of each configured client target.
 type Clients struct {
-	c      *conf.Bootstrap
-	logger log.Logger
-	tel    *telemetry.Telemetry
+	configs ClientConfigs
+	logger  log.Logger
+	tel     *telemetry.Telemetry
 }
 
 // NewClients returns the chain factory over clients.* in the config. With
 // telemetry, each call gets a logical span that parents one span per
-// attempt; nil leaves calls untraced (tools and tests).
-func NewClients(c *conf.Bootstrap, logger log.Logger, tel *telemetry.Telemetry) *Clients {
-	return &Clients{c: c, logger: logger, tel: tel}
+// attempt, and the policies count through its meter provider; nil leaves
+// calls untraced and counts through the OpenTelemetry global (tools and
+// tests).
+func NewClients(configs ClientConfigs, logger log.Logger, tel *telemetry.Telemetry) *Clients {
+	return &Clients{configs: configs, logger: logger, tel: tel}
+}
+
+// policies is one client's policy per method, compiled once when its chain
+// is built: a call looks its method up in a map of ready values and falls
+// back to the client's own, with no conversion on the hot path.
+type policies struct {
+	client  *Policy
+	methods map[string]*Policy
+}
+
+func compilePolicies(c ClientConfig) *policies {
+	p := &policies{client: &c.Policy}
+	if len(c.Methods) > 0 {
+		p.methods = make(map[string]*Policy, len(c.Methods))
+		for m, mp := range c.Methods {
+			p.methods[m] = &mp
+		}
+	}
+	return p
+}
+
+// of returns the policy of a full method name.
+func (p *policies) of(method string) *Policy {
+	if mp, ok := p.methods[method]; ok {
+		return mp
+	}
+	return p.client
 }
 
 // For returns the chain for clients.<name>. Each target gets its own retry
 // budget and breakers, so one failing dependency cannot spend another's.
 func (cs *Clients) For(name string) (Client, error) {
-	cl, ok := cs.c.Clients[name]
+	cl, ok := cs.configs[name]
 	if !ok {
 		return Client{}, fmt.Errorf("config has no clients.%s", name)
 	}
-	total := func(m string) time.Duration { return cl.PolicyFor(m).Timeout }
-	attempt := func(m string) time.Duration { return cl.PolicyFor(m).AttemptTimeout }
-	retryPolicy := func(m string) retry.Policy {
-		r := cl.PolicyFor(m).Retry
-		return retry.Policy{MaxAttempts: r.MaxAttempts, InitialBackoff: r.InitialBackoff, MaxBackoff: r.MaxBackoff, Multiplier: r.Multiplier}
+	pol := compilePolicies(cl)
+	var mp metric.MeterProvider
+	if cs.tel != nil {
+		mp = cs.tel.MeterProvider()
 	}
-	breakerConfig := func(m string) breaker.Config {
-		b := cl.PolicyFor(m).Breaker
-		return breaker.Config{Success: b.Success, Request: b.Request, Window: b.Window, Bucket: b.Bucket}
+	var (
+		retryOpts   []retry.Option
+		breakerOpts []breaker.Option
+		outlierOpts = []outlier.Option{outlier.WithLogger(cs.logger)}
+	)
+	if mp != nil {
+		retryOpts = append(retryOpts, retry.WithMeterProvider(mp))
+		breakerOpts = append(breakerOpts, breaker.WithMeterProvider(mp))
+		outlierOpts = append(outlierOpts, outlier.WithMeterProvider(mp))
 	}
-	ejection := outlier.New(name, cl.Outlier, outlier.WithLogger(cs.logger))
+	ejection := outlier.New(name, cl.Outlier, outlierOpts...)
 	chain := Client{
+		Target:     cl.Target,
 		Middleware: []kmiddleware.Middleware{accesslog.Client(cs.logger)},
 		Interceptors: []grpc.UnaryClientInterceptor{
-			timeout.Client(total),
-			retry.Client(name, retryPolicy, retry.NewBudget(cl.Budget.Ratio, cl.Budget.MinPerSecond)),
-			breaker.Client(name, breakerConfig),
+			timeout.Client(func(m string) time.Duration { return pol.of(m).Timeout }),
+			retry.Client(name, func(m string) retry.Config { return pol.of(m).Retry }, retry.NewBudget(cl.Budget), retryOpts...),
+			breaker.Client(name, func(m string) breaker.Config { return pol.of(m).Breaker }, breakerOpts...),
 			ejection.Interceptor(),
-			timeout.Client(attempt),
+			timeout.Client(func(m string) time.Duration { return pol.of(m).AttemptTimeout }),
 		},
-		Dial:        []grpc.DialOption{grpc.WithKeepaliveParams(clientKeepalive(cl.Keepalive)), grpc.WithIdleTimeout(cl.IdleTimeout)},
+		Dial:        []grpc.DialOption{grpc.WithKeepaliveParams(cl.Keepalive.Params()), grpc.WithIdleTimeout(cl.IdleTimeout)},
 		NodeFilters: []selector.NodeFilter{ejection.Filter(), retry.AvoidTried()},
 	}
 	if cs.tel != nil {

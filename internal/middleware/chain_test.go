@@ -3,9 +3,6 @@ package middleware
 import (
 	"context"
 	"fmt"
-	"net/url"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -20,59 +17,10 @@ import (
 	"google.golang.org/grpc/status"
 
 	userv1 "github.com/rampart-go/rampart/api/user/v1"
-	"github.com/rampart-go/rampart/internal/conf"
+	"github.com/rampart-go/rampart/internal/middleware/faults"
+	"github.com/rampart-go/rampart/internal/middleware/shedding"
 	"github.com/rampart-go/rampart/internal/rpc"
 )
-
-// TestKeepaliveSidesAgree checks every client of the shipped configs
-// against the server it calls: the client pings idle connections, and the
-// server lets it, at the client's rate. Otherwise the server would close
-// each idle connection with GOAWAY too_many_pings.
-func TestKeepaliveSidesAgree(t *testing.T) {
-	files, err := filepath.Glob("../../configs/*.yaml")
-	if err != nil || len(files) == 0 {
-		t.Fatalf("no configs found: %v", err)
-	}
-	services := map[string]*conf.Bootstrap{}
-	for _, f := range files {
-		raw, err := os.ReadFile(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		c, err := conf.Parse(raw, func(string) (string, bool) { return "", false })
-		if err != nil {
-			t.Fatalf("%s: %v", f, err)
-		}
-		services[c.Service.Name] = c
-	}
-	var checked int
-	for caller, c := range services {
-		for name, cl := range c.Clients {
-			u, err := url.Parse(cl.Target)
-			if err != nil {
-				t.Fatal(err)
-			}
-			callee, ok := services[strings.Trim(u.Path, "/")]
-			if !ok {
-				t.Fatalf("%s: clients.%s calls %s, which has no config", caller, name, cl.Target)
-			}
-			client, server := clientKeepalive(cl.Keepalive), serverKeepalive(callee.Server.GRPC)
-			if !client.PermitWithoutStream {
-				t.Errorf("%s -> %s: client does not ping idle connections", caller, name)
-			}
-			if !server.PermitWithoutStream {
-				t.Errorf("%s -> %s: server refuses pings on idle connections", caller, name)
-			}
-			if client.Time < server.MinTime {
-				t.Errorf("%s -> %s: client pings every %s, server allows at most every %s", caller, name, client.Time, server.MinTime)
-			}
-			checked++
-		}
-	}
-	if checked == 0 {
-		t.Fatal("no client checked")
-	}
-}
 
 // syncRecorder keeps every log line as text; the server logs from its own
 // goroutines.
@@ -120,16 +68,15 @@ func TestPanicIsAccessLoggedAsInternal(t *testing.T) {
 	// Kratos' own lines go to the global logger; set before the server
 	// starts and restored after it stopped, so no goroutine races the swap.
 	prev := log.GetLogger()
-	log.SetLogger(rec)
-	defer log.SetLogger(prev)
+	log.SetLogger(rec)        //nolint:forbidigo // the test reads what Kratos logs; restored below
+	defer log.SetLogger(prev) //nolint:forbidigo // as above
 
-	c := conf.Default()
-	inj, err := NewFaults(c)
+	inj, err := NewFaults(faults.DefaultConfig(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	srv := kgrpc.NewServer(kgrpc.Address("127.0.0.1:0"), kgrpc.CustomHealth())
-	srv.Use("/"+userv1.UserService_ServiceDesc.ServiceName+"/*", NewServerChain(c, rec, inj, nil)...)
+	srv.Use("/"+userv1.UserService_ServiceDesc.ServiceName+"/*", NewServerChain(shedding.DefaultConfig(), rec, inj, nil)...)
 	userv1.RegisterUserServiceServer(srv, panicking{})
 	endpoint, err := srv.Endpoint()
 	if err != nil {
@@ -163,5 +110,38 @@ func TestPanicIsAccessLoggedAsInternal(t *testing.T) {
 	}
 	if strings.Contains(logged, secret) {
 		t.Errorf("the request is in the log:\n%s", logged)
+	}
+}
+
+// TestPoliciesAreCompiledOnce checks what a call costs to find its policy:
+// a method override and the client's own policy are the values compiled
+// when the chain was built, found without allocating.
+func TestPoliciesAreCompiledOnce(t *testing.T) {
+	const get, list = "/user.v1.UserService/GetUser", "/user.v1.UserService/ListUsers"
+	c := DefaultClientConfig()
+	override := c.Policy
+	override.Timeout = 300 * time.Millisecond
+	c.Methods = map[string]Policy{get: override}
+	p := compilePolicies(c)
+
+	tests := []struct {
+		method string
+		want   *Policy
+	}{
+		{get, p.methods[get]},
+		{list, p.client},
+	}
+	for _, tt := range tests {
+		t.Run(tt.method, func(t *testing.T) {
+			if got := p.of(tt.method); got != tt.want || p.of(tt.method) != got {
+				t.Fatalf("of(%s) = %p, want the compiled %p every time", tt.method, got, tt.want)
+			}
+			if allocs := testing.AllocsPerRun(100, func() { _ = p.of(tt.method).Retry }); allocs != 0 {
+				t.Fatalf("finding the policy allocates %v times per call, want 0", allocs)
+			}
+		})
+	}
+	if p.of(get).Timeout != 300*time.Millisecond || p.of(list).Timeout != c.Timeout {
+		t.Fatalf("timeouts %v/%v, want the override's and the client's", p.of(get).Timeout, p.of(list).Timeout)
 	}
 }

@@ -71,8 +71,8 @@ func newApp(ctx context.Context, t *testing.T, c *conf.Bootstrap, reg registry.R
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = tel.Shutdown(context.Background()) })
-	return server.NewApp(c, server.NewInstance(c), log.NewStdLogger(&strings.Builder{}), grpcSrv,
-		server.NewHTTPServer(c, probes, nil, tel), reg, hs, probes, streams)
+	return server.NewApp(c, server.NewInstance(c.Service), log.NewStdLogger(&strings.Builder{}), grpcSrv,
+		server.NewHTTPServer(c.Server.Faults, probes, nil, tel), reg, hs, probes, streams)
 }
 
 // TestShutdownOrder checks the order that loses no call: by the time the

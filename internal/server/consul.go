@@ -13,8 +13,8 @@ import (
 // NewConsulClient builds a client from registry.consul (environment
 // overrides already applied by conf). It does not contact the agent: an
 // agent that is down at start is retried in the background, not fatal.
-func NewConsulClient(c *conf.Bootstrap) (*api.Client, error) {
-	cc := c.Registry.Consul
+func NewConsulClient(r conf.Registry) (*api.Client, error) {
+	cc := r.Consul
 	cfg := api.DefaultConfig()
 	cfg.Address = cc.Address
 	cfg.Scheme = cc.Scheme
@@ -35,8 +35,8 @@ func NewConsulClient(c *conf.Bootstrap) (*api.Client, error) {
 
 // NewRegistry returns the Consul registry with the health-check timings
 // from config; the cleanup stops its background retries and watchers.
-func NewRegistry(client *api.Client, c *conf.Bootstrap, logger log.Logger) (*consul.Registry, func()) {
-	cc := c.Registry.Consul
+func NewRegistry(client *api.Client, rc conf.Registry, logger log.Logger) (*consul.Registry, func()) {
+	cc := rc.Consul
 	r := consul.New(client,
 		consul.WithHealthCheck(cc.HealthInterval, cc.HealthTimeout, cc.DeregisterAfter),
 		consul.WithLogger(logger),

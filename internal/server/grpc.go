@@ -2,8 +2,10 @@ package server
 
 import (
 	kgrpc "github.com/go-kratos/kratos/v2/transport/grpc"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/keepalive"
 
 	"github.com/rampart-go/rampart/internal/conf"
 	"github.com/rampart-go/rampart/internal/middleware"
@@ -27,19 +29,31 @@ func NewHealth() *health.Server {
 // The chain is scoped to the API service so that Consul's health check,
 // once a second per instance, neither fills the log nor meets the API's
 // load shedding and fault injection.
-func NewGRPCServer(c *conf.Bootstrap, chain middleware.ServerChain, hs *health.Server, tel *telemetry.Telemetry,
+func NewGRPCServer(g conf.GRPC, chain middleware.ServerChain, hs *health.Server, tel *telemetry.Telemetry,
 	streams *Streams, api service.API,
 ) *kgrpc.Server {
 	srv := kgrpc.NewServer(
-		kgrpc.Timeout(c.Server.GRPC.Timeout),
+		kgrpc.Timeout(g.Timeout),
 		kgrpc.CustomHealth(),
 		kgrpc.StreamInterceptor(streams.Interceptor()),
 		// The stats handler opens the server span before any middleware, so
 		// every log line of the call carries its trace id.
-		kgrpc.Options(append(middleware.ServerOptions(c), tel.ServerStatsHandler())...),
+		kgrpc.Options(
+			grpc.MaxConcurrentStreams(g.MaxConcurrentStreams),
+			grpc.KeepaliveEnforcementPolicy(serverKeepalive(g)),
+			tel.ServerStatsHandler(),
+		),
 	)
 	srv.Use("/"+api.Desc.ServiceName+"/*", chain...)
 	srv.RegisterService(api.Desc, api.Impl)
 	healthpb.RegisterHealthServer(srv, hs)
 	return srv
+}
+
+// serverKeepalive lets clients ping, idle connections included, as often as
+// server.grpc.keepalive_min_time: the client chain pings idle connections
+// (middleware.Keepalive.Params), and a server that refused pings without a
+// stream would answer every idle client's ping with GOAWAY too_many_pings.
+func serverKeepalive(g conf.GRPC) keepalive.EnforcementPolicy {
+	return keepalive.EnforcementPolicy{MinTime: g.KeepaliveMinTime, PermitWithoutStream: true}
 }

@@ -5,7 +5,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/rampart-go/rampart/internal/conf"
 	"github.com/rampart-go/rampart/internal/middleware/faults"
 	"github.com/rampart-go/rampart/internal/telemetry"
 )
@@ -27,10 +26,10 @@ func (p *Probes) SetReady(ready bool) { p.ready.Store(ready) }
 // process runs, /readyz 200 only while it takes calls, /metrics serves
 // Prometheus, and /debug/faults (loopback callers only) changes injected
 // faults when server.faults.endpoint is on.
-func NewHTTPServer(c *conf.Bootstrap, p *Probes, inj *faults.Injector, tel *telemetry.Telemetry) *http.Server {
+func NewHTTPServer(f faults.Config, p *Probes, inj *faults.Injector, tel *telemetry.Telemetry) *http.Server {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", tel.MetricsHandler())
-	if c.Server.Faults.Endpoint {
+	if f.Endpoint {
 		mux.Handle("/debug/faults", inj.Handler())
 	}
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {

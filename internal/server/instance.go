@@ -22,24 +22,25 @@ type Instance struct {
 // NewInstance gives the process an ID that is unique even when two
 // instances share a host and a port number across restarts, so Consul never
 // confuses a new instance with the one it replaced.
-func NewInstance(c *conf.Bootstrap) Instance {
+func NewInstance(s conf.Service) Instance {
 	return Instance{
-		ID:      c.Service.Name + "-" + uuid.NewString()[:8],
-		Name:    c.Service.Name,
-		Version: c.Service.Version,
+		ID:      s.Name + "-" + uuid.NewString()[:8],
+		Name:    s.Name,
+		Version: s.Version,
 	}
 }
 
 // NewLogger returns the process logger: every line carries the service
 // name and instance ID, and is JSON when log.format is json. Kratos' own
-// lines ("[gRPC] server listening on", "[resolver] …") go through it too.
-func NewLogger(c *conf.Bootstrap, inst Instance) log.Logger {
+// lines ("[gRPC] server listening on", "[resolver] …") go through it too,
+// once Setup has made Kratos' global logger forward here.
+func NewLogger(c conf.Log, inst Instance) log.Logger {
 	return newLogger(os.Stderr, c, inst)
 }
 
-func newLogger(w io.Writer, c *conf.Bootstrap, inst Instance) log.Logger {
+func newLogger(w io.Writer, c conf.Log, inst Instance) log.Logger {
 	var base log.Logger
-	if c.Log.Format == "json" {
+	if c.Format == "json" {
 		base = newJSONLogger(w)
 	} else {
 		base = log.NewStdLogger(w)
@@ -53,19 +54,15 @@ func newLogger(w io.Writer, c *conf.Bootstrap, inst Instance) log.Logger {
 		"trace_id", telemetry.TraceID(),
 		"span_id", telemetry.SpanID(),
 	)
-	filtered := log.NewFilter(logger, log.FilterLevel(log.ParseLevel(c.Log.Level)))
+	filtered := log.NewFilter(logger, log.FilterLevel(log.ParseLevel(c.Level)))
 	kratosLogger.set(filtered)
 	return filtered
 }
 
-// kratosLogger is Kratos' global logger: it forwards to the logger NewLogger
-// built last (one per process, except in tests). Kratos reads its global
-// without a lock, so replacing it while anything logs is a data race; it is
-// set once, at init, before any goroutine can log, and only its target
-// changes afterwards. Until NewLogger runs it forwards to Kratos' default.
+// kratosLogger is what Setup makes Kratos' global logger: it forwards to
+// the logger NewLogger built last (one per process, except in tests). Until
+// NewLogger runs it forwards to Kratos' default.
 var kratosLogger = newForwarder(log.GetLogger())
-
-func init() { log.SetLogger(kratosLogger) }
 
 // forwarder is a logger whose target may change while others log through it.
 type forwarder struct {

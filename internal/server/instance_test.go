@@ -33,6 +33,7 @@ func (b *syncBuffer) String() string {
 // restoreKratosLogger puts Kratos' global logger back where it forwarded
 // before the test.
 func restoreKratosLogger(t *testing.T) {
+	Setup() // Kratos' global forwards to kratosLogger from here on
 	prev := *kratosLogger.target.Load()
 	t.Cleanup(func() { kratosLogger.set(prev) })
 }
@@ -45,9 +46,9 @@ func TestKratosLinesHaveTheProcessFormat(t *testing.T) {
 	c := conf.Default()
 	c.Service.Name = "user"
 	c.Log.Format = "json"
-	inst := NewInstance(c)
+	inst := NewInstance(c.Service)
 	var out syncBuffer
-	newLogger(&out, c, inst)
+	newLogger(&out, c.Log, inst)
 
 	log.Infof("[gRPC] server listening on: %s", "127.0.0.1:9000")
 
@@ -78,7 +79,7 @@ func TestNewLoggerWhileKratosLogs(t *testing.T) {
 	c := conf.Default()
 	c.Service.Name = "user"
 	var out syncBuffer
-	newLogger(&out, c, NewInstance(c))
+	newLogger(&out, c.Log, NewInstance(c.Service))
 
 	done := make(chan struct{})
 	go func() {
@@ -88,7 +89,7 @@ func TestNewLoggerWhileKratosLogs(t *testing.T) {
 		}
 	}()
 	for range 10 {
-		newLogger(&out, c, NewInstance(c))
+		newLogger(&out, c.Log, NewInstance(c.Service))
 	}
 	<-done
 	if n := strings.Count(out.String(), "[resolver] update"); n != 100 {

@@ -33,6 +33,7 @@ func Main(args []string, defaultConfig, version string, build Builder) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	Setup()
 	app, cleanup, err := build(c)
 	if err != nil {
 		return fmt.Errorf("build %s: %w", c.Service.Name, err)

@@ -2,6 +2,7 @@ package telemetry_test
 
 import (
 	"context"
+	"os"
 	"testing"
 
 	"google.golang.org/grpc"
@@ -17,7 +18,7 @@ func BenchmarkLogicalSpan(b *testing.B) {
 			for _, v := range otelVars {
 				b.Setenv(v, "")
 			}
-			tel, err := telemetry.New(context.Background(), telemetry.Config{Sampler: sampler}, testInfo)
+			tel, err := telemetry.New(context.Background(), telemetry.Config{Sampler: sampler}, testInfo, telemetry.WithLookup(os.LookupEnv))
 			if err != nil {
 				b.Fatal(err)
 			}

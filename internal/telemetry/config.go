@@ -3,15 +3,15 @@ package telemetry
 import (
 	"fmt"
 	"net/url"
-	"os"
 	"strconv"
 	"strings"
 
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 )
 
-// The standard OpenTelemetry variables New reads. They win over Config so
-// that one exported variable redirects every process, whatever its file says.
+// The standard OpenTelemetry variables Resolve reads, through the lookup it
+// is given. They win over Config so that one exported variable redirects
+// every process, whatever its file says.
 const (
 	EnvTracesExporter        = "OTEL_TRACES_EXPORTER"
 	EnvOTLPEndpoint          = "OTEL_EXPORTER_OTLP_ENDPOINT"
@@ -87,6 +87,8 @@ type Settings struct {
 	// SamplerArg is the ratio of the traceidratio samplers, else 0.
 	SamplerArg  float64
 	SamplerFrom string
+	// conv is the RPC attribute naming OTEL_SEMCONV_STABILITY_OPT_IN asks for.
+	conv semconvMode
 }
 
 // String renders the settings for a log line.
@@ -108,14 +110,21 @@ func (s Settings) String() string {
 	return b.String()
 }
 
-// Resolve applies the OTEL_* variables over c, fills in defaults and
-// validates the result. An invalid value is reported with the variable or
+// Resolve applies the OTEL_* variables lookup finds (os.LookupEnv in a
+// service, through internal/conf; nil finds none) over c, fills in defaults
+// and validates the result. An invalid value is reported with the variable or
 // the telemetry.* key it came from, so the process stops naming what to fix.
 //
 // Each field is resolved on its own: OTEL_TRACES_SAMPLER=traceidratio with
 // only telemetry.sampler_arg set uses the file's ratio.
-func (c Config) Resolve() (Settings, error) {
-	var s Settings
+func (c Config) Resolve(lookup func(string) (string, bool)) (Settings, error) {
+	if lookup == nil {
+		lookup = func(string) (string, bool) { return "", false }
+	}
+	pick := func(fileValue, key string, vars ...string) (value, from string) {
+		return pickFrom(lookup, fileValue, key, vars...)
+	}
+	s := Settings{conv: readSemconvMode(lookup)}
 
 	endpoint, endpointFrom := pick(c.OTLPEndpoint, "telemetry.otlp_endpoint", EnvOTLPEndpoint, EnvOTLPTracesEndpoint)
 	if endpoint != "" {
@@ -181,13 +190,14 @@ func (c Config) Resolve() (Settings, error) {
 	return s, nil
 }
 
-// pick returns the value of the last non-empty variable in vars, or else
+// pickFrom returns the value of the last non-empty variable in vars, or else
 // the file's value, with the name of its source. Later variables are the
 // more specific ones (the TRACES_ variants), which the specification lets
 // win over the generic ones.
-func pick(fileValue, key string, vars ...string) (value, from string) {
+func pickFrom(lookup func(string) (string, bool), fileValue, key string, vars ...string) (value, from string) {
 	for i := len(vars) - 1; i >= 0; i-- {
-		if v := strings.TrimSpace(os.Getenv(vars[i])); v != "" {
+		if v, _ := lookup(vars[i]); strings.TrimSpace(v) != "" {
+			v = strings.TrimSpace(v)
 			return v, vars[i]
 		}
 	}

@@ -1,6 +1,7 @@
 package telemetry_test
 
 import (
+	"os"
 	"strings"
 	"testing"
 
@@ -133,7 +134,7 @@ func TestResolvePrecedence(t *testing.T) {
 			for k, v := range tt.env {
 				t.Setenv(k, v)
 			}
-			got, err := tt.cfg.Resolve()
+			got, err := tt.cfg.Resolve(os.LookupEnv)
 			if err != nil {
 				t.Fatalf("Resolve: %v", err)
 			}
@@ -177,7 +178,7 @@ func TestResolveNamesTheCulprit(t *testing.T) {
 			for k, v := range tt.env {
 				t.Setenv(k, v)
 			}
-			_, err := tt.cfg.Resolve()
+			_, err := tt.cfg.Resolve(os.LookupEnv)
 			if err == nil || !strings.HasPrefix(err.Error(), tt.want+": ") {
 				t.Errorf("Resolve: %v, want an error starting with %q", err, tt.want+": ")
 			}
@@ -190,7 +191,7 @@ func TestResolveNamesTheCulprit(t *testing.T) {
 func TestNewRejectsInvalidSampler(t *testing.T) {
 	clearOTelEnv(t)
 	t.Setenv("OTEL_TRACES_SAMPLER", "parentbased_sometimes")
-	tel, err := telemetry.New(testCtx(t), telemetry.Config{}, testInfo)
+	tel, err := telemetry.New(testCtx(t), telemetry.Config{}, testInfo, telemetry.WithLookup(os.LookupEnv))
 	if err == nil {
 		_ = tel.Shutdown(testCtx(t))
 		t.Fatal("New accepted an invalid OTEL_TRACES_SAMPLER")

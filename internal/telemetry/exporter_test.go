@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -39,7 +40,7 @@ func (b *syncBuffer) String() string {
 // what Shutdown does.
 func newUnmanaged(t *testing.T, cfg telemetry.Config, opts ...telemetry.Option) *telemetry.Telemetry {
 	t.Helper()
-	tel, err := telemetry.New(testCtx(t), cfg, testInfo, opts...)
+	tel, err := telemetry.New(testCtx(t), cfg, testInfo, append(opts, telemetry.WithLookup(os.LookupEnv))...)
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}

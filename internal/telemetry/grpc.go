@@ -3,7 +3,6 @@ package telemetry
 import (
 	"context"
 	"errors"
-	"os"
 	"strconv"
 	"strings"
 
@@ -75,7 +74,7 @@ func (t *Telemetry) otelgrpcOptions() []otelgrpc.Option {
 // rpc.method and rpc.grpc.status_code, and with rpc/dup both. TargetKey
 // names target.
 func (t *Telemetry) LogicalSpan(target string) grpc.UnaryClientInterceptor {
-	conv := readSemconvMode()
+	conv := t.settings.conv
 	targetAttr := TargetKey.String(target)
 	return func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
 		name := strings.TrimPrefix(method, "/")
@@ -110,19 +109,21 @@ func statusOf(err error) *status.Status {
 }
 
 // semconvMode selects the RPC attribute names, read from the same variable
-// and with the same values as otelgrpc.
-type semconvMode struct{ current, old bool }
+// and with the same values as otelgrpc. The zero value is the default,
+// current names only.
+type semconvMode struct{ noCurrent, old bool }
 
-func readSemconvMode() semconvMode {
-	for part := range strings.SplitSeq(os.Getenv(envSemconvStabilityOptIn), ",") {
+func readSemconvMode(lookup func(string) (string, bool)) semconvMode {
+	v, _ := lookup(envSemconvStabilityOptIn)
+	for part := range strings.SplitSeq(v, ",") {
 		switch strings.TrimSpace(part) {
 		case "rpc/dup":
-			return semconvMode{current: true, old: true}
-		case "rpc/old":
 			return semconvMode{old: true}
+		case "rpc/old":
+			return semconvMode{noCurrent: true, old: true}
 		}
 	}
-	return semconvMode{current: true}
+	return semconvMode{}
 }
 
 // Attribute keys of the RPC conventions before semconv 1.39, which current
@@ -143,7 +144,7 @@ func (m semconvMode) startAttrs(fullMethod string, target attribute.KeyValue) []
 		service, method, _ := rpc.SplitMethod(fullMethod)
 		attrs = append(attrs, oldRPCSystemKey.String("grpc"), oldRPCServiceKey.String(service), oldRPCMethodKey.String(method))
 	}
-	if m.current {
+	if !m.noCurrent {
 		attrs = append(attrs, semconv.RPCSystemNameGRPC, semconv.RPCMethod(strings.TrimPrefix(fullMethod, "/")))
 	}
 	return append(attrs, target)
@@ -154,7 +155,7 @@ func (m semconvMode) endAttrs(st *status.Status) []attribute.KeyValue {
 	if m.old {
 		attrs = append(attrs, oldRPCGRPCStatusCodeKey.Int(int(st.Code())))
 	}
-	if m.current {
+	if !m.noCurrent {
 		attrs = append(attrs, semconv.RPCResponseStatusCode(codeName(st)))
 	}
 	return attrs

@@ -262,10 +262,10 @@ func TestLogicalSpanWithRetryInterceptor(t *testing.T) {
 	clearOTelEnv(t)
 	tel, rec := newTelemetry(t, telemetry.Config{})
 	addr := serve(t, tel, &backend{fail: 100})
-	policy := func(string) retry.Policy {
-		return retry.Policy{MaxAttempts: 2, InitialBackoff: time.Millisecond, MaxBackoff: time.Millisecond}
+	policy := func(string) retry.Config {
+		return retry.Config{MaxAttempts: 2, InitialBackoff: time.Millisecond, MaxBackoff: time.Millisecond, Multiplier: 2}
 	}
-	client := dial(t, tel, addr, tel.LogicalSpan("user"), retry.Client("user", policy, retry.NewBudget(0.5, 10)))
+	client := dial(t, tel, addr, tel.LogicalSpan("user"), retry.Client("user", policy, retry.NewBudget(retry.BudgetConfig{Ratio: 0.5, MinPerSecond: 10})))
 
 	_, err := client.GetUser(testCtx(t), &userv1.GetUserRequest{Id: "u1"})
 	if status.Code(err) != codes.Unavailable {

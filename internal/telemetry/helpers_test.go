@@ -3,6 +3,7 @@ package telemetry_test
 import (
 	"context"
 	"net"
+	"os"
 	"testing"
 	"time"
 
@@ -59,7 +60,7 @@ func clearOTelEnv(t *testing.T) {
 func newTelemetry(t *testing.T, cfg telemetry.Config, opts ...telemetry.Option) (*telemetry.Telemetry, *tracetest.SpanRecorder) {
 	t.Helper()
 	rec := tracetest.NewSpanRecorder()
-	tel, err := telemetry.New(testCtx(t), cfg, testInfo, append(opts, telemetry.WithSpanProcessor(rec))...)
+	tel, err := telemetry.New(testCtx(t), cfg, testInfo, append([]telemetry.Option{telemetry.WithLookup(os.LookupEnv)}, append(opts, telemetry.WithSpanProcessor(rec))...)...)
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}

@@ -2,13 +2,10 @@ package telemetry_test
 
 import (
 	"bytes"
-	"errors"
-	stdlog "log"
 	"strings"
 	"testing"
 
 	"github.com/go-kratos/kratos/v2/log"
-	"go.opentelemetry.io/otel"
 
 	"github.com/rampart-go/rampart/internal/telemetry"
 )
@@ -37,22 +34,5 @@ func TestLoggerAddsTraceIDs(t *testing.T) {
 	}
 	if want := "trace_id= span_id= "; !strings.Contains(lines[1], want) {
 		t.Errorf("line outside any span: %q, want it to contain %q", lines[1], want)
-	}
-}
-
-// OpenTelemetry's own errors (a failed export, say) go to the service's
-// logger, so they are JSON lines with the instance like the rest.
-func TestErrorLogger(t *testing.T) {
-	clearOTelEnv(t)
-	var buf bytes.Buffer
-	newTelemetry(t, telemetry.Config{}, telemetry.WithErrorLogger(log.NewStdLogger(&buf)))
-	// The handler is process-wide; leave one that does not write to this
-	// test's buffer.
-	t.Cleanup(func() { otel.SetErrorHandler(otel.ErrorHandlerFunc(func(err error) { stdlog.Print(err) })) })
-
-	otel.Handle(errors.New("export failed"))
-
-	if got, want := strings.TrimSpace(buf.String()), "WARN msg=opentelemetry: export failed"; got != want {
-		t.Errorf("logged %q, want %q", got, want)
 	}
 }

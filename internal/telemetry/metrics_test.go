@@ -8,7 +8,6 @@ import (
 	"strings"
 	"testing"
 
-	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/metric"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -19,7 +18,7 @@ import (
 	"github.com/rampart-go/rampart/internal/telemetry"
 )
 
-// The middleware's counters, created through the global meter provider
+// The middleware's counters, created through the process's meter provider
 // with the names and units the middleware uses, must be exposed under
 // exactly those names, next to the gRPC and runtime metrics.
 func TestMetricsEndpoint(t *testing.T) {
@@ -32,7 +31,7 @@ func TestMetricsEndpoint(t *testing.T) {
 
 	// Literal names rather than the middleware's constants: importing the
 	// shedding package starts aegis' CPU sampler, which goleak would flag.
-	meter := otel.GetMeterProvider().Meter("test")
+	meter := tel.MeterProvider().Meter("test")
 	for _, c := range []struct{ name, unit string }{
 		{"rampart_client_retries_total", "{retry}"},
 		{"rampart_retry_budget_exhausted_total", "{retry}"},

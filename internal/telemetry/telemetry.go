@@ -6,8 +6,9 @@
 // log valuers that put the trace and span IDs on every line logged inside a
 // request.
 //
-// The providers are also installed as the OpenTelemetry globals, because
-// the middleware records its counters and span events through them.
+// New installs nothing process-wide: the composition root (internal/server)
+// sets the OpenTelemetry globals from the providers it returns, and passes
+// the meter provider to the middleware explicitly.
 package telemetry
 
 import (
@@ -21,11 +22,9 @@ import (
 	"path"
 	"strings"
 
-	"github.com/go-kratos/kratos/v2/log"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.opentelemetry.io/contrib/instrumentation/runtime"
-	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracegrpc"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
@@ -60,7 +59,7 @@ type Option func(*options)
 type options struct {
 	processors  []sdktrace.SpanProcessor
 	traceWriter io.Writer
-	errorLogger log.Logger
+	lookup      func(string) (string, bool)
 }
 
 // WithSpanProcessor adds a span processor next to the configured exporter;
@@ -76,12 +75,11 @@ func WithTraceWriter(w io.Writer) Option {
 	return func(o *options) { o.traceWriter = w }
 }
 
-// WithErrorLogger routes OpenTelemetry's internal errors (a failed export,
-// an instrument the SDK refused) to logger at warn level instead of the
-// standard library's log package, so they carry the service and instance
-// like every other line. It replaces a process-wide handler.
-func WithErrorLogger(logger log.Logger) Option {
-	return func(o *options) { o.errorLogger = logger }
+// WithLookup is where New reads the OTEL_* variables (see Config.Resolve):
+// the lookup the configuration was parsed with, so the process environment
+// is read in one place. Without it New reads none.
+func WithLookup(lookup func(string) (string, bool)) Option {
+	return func(o *options) { o.lookup = lookup }
 }
 
 // Telemetry owns the providers of one process. Shutdown flushes them.
@@ -95,8 +93,8 @@ type Telemetry struct {
 }
 
 // New builds the providers described by cfg and the OTEL_* variables (see
-// Config.Resolve) and installs them, with the W3C trace-context and baggage
-// propagator, as the OpenTelemetry globals. With the none exporter the
+// Config.Resolve and WithLookup), and the W3C trace-context and baggage
+// propagator. With the none exporter the
 // tracer provider is still a real SDK provider: spans get IDs that logs and
 // downstream services can use, they are just not sent anywhere.
 //
@@ -107,7 +105,7 @@ func New(ctx context.Context, cfg Config, info ResourceInfo, opts ...Option) (*T
 	for _, opt := range opts {
 		opt(&o)
 	}
-	settings, err := cfg.Resolve()
+	settings, err := cfg.Resolve(o.lookup)
 	if err != nil {
 		return nil, err
 	}
@@ -146,15 +144,6 @@ func New(ctx context.Context, cfg Config, info ResourceInfo, opts ...Option) (*T
 		registry: registry,
 		tracer:   tp.Tracer(scopeName),
 	}
-	if o.errorLogger != nil {
-		helper := log.NewHelper(o.errorLogger)
-		otel.SetErrorHandler(otel.ErrorHandlerFunc(func(err error) {
-			helper.Warnf("opentelemetry: %v", err)
-		}))
-	}
-	otel.SetTracerProvider(tp)
-	otel.SetMeterProvider(mp)
-	otel.SetTextMapPropagator(t.prop)
 	return t, nil
 }
 
@@ -274,9 +263,9 @@ func (t *Telemetry) Settings() Settings { return t.settings }
 // TracerProvider returns the process's tracer provider.
 func (t *Telemetry) TracerProvider() trace.TracerProvider { return t.tp }
 
-// MeterProvider returns the process's meter provider. Passing it to the
-// middleware explicitly (their WithMeterProvider options) makes the order
-// of construction irrelevant; the globals work too once New has run.
+// MeterProvider returns the process's meter provider. The middleware gets
+// it explicitly (their WithMeterProvider options), so the order of
+// construction does not matter.
 func (t *Telemetry) MeterProvider() metric.MeterProvider { return t.mp }
 
 // Propagator returns the W3C trace-context and baggage propagator.
@@ -290,8 +279,8 @@ func (t *Telemetry) MetricsHandler() http.Handler {
 
 // Shutdown exports the spans still buffered and stops both providers. Call
 // it after the servers have stopped, so the last calls' spans are in the
-// flush; ctx bounds the flush. It leaves the globals pointing at the
-// stopped providers, which then record nothing.
+// flush; ctx bounds the flush. Globals set from the providers then point
+// at stopped providers, which record nothing.
 func (t *Telemetry) Shutdown(ctx context.Context) error {
 	var errs []error
 	if err := t.tp.Shutdown(ctx); err != nil {

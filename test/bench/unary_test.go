@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"net"
+	"os"
 	"runtime/metrics"
 	"sync/atomic"
 	"testing"
@@ -25,7 +26,6 @@ import (
 	userv1 "github.com/rampart-go/rampart/api/user/v1"
 	userbiz "github.com/rampart-go/rampart/internal/biz/user"
 	"github.com/rampart-go/rampart/internal/conf"
-	"github.com/rampart-go/rampart/internal/data"
 	userdata "github.com/rampart-go/rampart/internal/data/user"
 	"github.com/rampart-go/rampart/internal/leakcheck"
 	"github.com/rampart-go/rampart/internal/middleware"
@@ -36,9 +36,11 @@ import (
 )
 
 // Kratos servers log through the global logger when they start and stop;
-// the benchmark output is parsed, so that goes nowhere.
+// the benchmark output is parsed, so that goes nowhere. The stock Kratos
+// case needs Kratos' own globals, so this process does not run
+// server.Setup; it sets the two globals it compares itself.
 func TestMain(m *testing.M) {
-	log.SetLogger(discard)
+	log.SetLogger(discard) //nolint:forbidigo // silence Kratos' own lines; the output is parsed
 	leakcheck.Main(m)
 }
 
@@ -213,7 +215,7 @@ func kratosStock(tb testing.TB) fixture {
 
 	// Kratos' balancer reads the global selector when it builds a picker;
 	// the Rampart case switches it to P2C, so put back Kratos' default.
-	selector.SetGlobalSelector(wrr.NewBuilder())
+	selector.SetGlobalSelector(wrr.NewBuilder()) //nolint:forbidigo // the stock baseline runs Kratos' default
 	conn, err := kgrpc.DialInsecure(tb.Context(),
 		kgrpc.WithEndpoint(lis.Addr().String()),
 		kgrpc.WithMiddleware(
@@ -233,7 +235,7 @@ func kratosStock(tb testing.TB) fixture {
 // rampart is case (c), or (c') when sampled is false: the user service's
 // gRPC server and the connection the order service opens to it, built by
 // the constructors the services call (cmd/user/wire_gen.go,
-// data.DialService), from the defaults the config files document, tracing
+// server.Dialer), from the defaults the config files document, tracing
 // included. Only the target differs: the server's loopback address instead
 // of Consul discovery, so no registry is involved.
 func rampart(tb testing.TB, sampled bool) fixture {
@@ -244,32 +246,33 @@ func rampart(tb testing.TB, sampled bool) fixture {
 	if !sampled {
 		c.Telemetry.Sampler = telemetry.SamplerParentBasedAlwaysOff
 	}
-	user := conf.DefaultClient()
+	user := middleware.DefaultClientConfig()
 	user.Target = "discovery:///user"
-	c.Clients = map[string]conf.Client{"user": user}
+	c.Clients = middleware.ClientConfigs{"user": user}
 	clearOTELEnv(tb)
 	if err := c.Validate(); err != nil {
 		tb.Fatalf("config: %v", err)
 	}
 	tel, spans := rampartTelemetry(tb, c)
 
-	inj, err := middleware.NewFaults(c)
+	inj, err := middleware.NewFaults(c.Server.Faults, tel.MeterProvider())
 	if err != nil {
 		tb.Fatalf("faults: %v", err)
 	}
-	srv := server.NewGRPCServer(c, middleware.NewServerChain(c, discard, inj, tel), server.NewHealth(), tel, server.NewStreams(), usersvc.NewAPI(svc))
+	chain := middleware.NewServerChain(c.Server.Shedding, discard, inj, tel.MeterProvider())
+	srv := server.NewGRPCServer(c.Server.GRPC, chain, server.NewHealth(), tel, server.NewStreams(), usersvc.NewAPI(svc))
 	lis := listen(tb)
 	// As server.App does: hand over the listener bound beforehand.
 	kgrpc.Listener(lis)(srv)
 	start(tb, srv)
 
-	// Without a discovery, DialService dials the target as it is.
+	// Without a discovery, the Dialer dials the target as it is.
 	user.Target = lis.Addr().String()
 	c.Clients["user"] = user
-	// DialService sets P2C on its first call only; the Kratos case may have
-	// put round robin back since.
-	selector.SetGlobalSelector(p2c.NewBuilder())
-	conn, closeConn, err := data.DialService("user", c, nil, middleware.NewClients(c, discard, tel))
+	// P2C, as server.Setup chooses for the services; set here because the
+	// Kratos case may have put round robin back since.
+	selector.SetGlobalSelector(p2c.NewBuilder()) //nolint:forbidigo // server.Setup runs once; the stock case reset it
+	conn, closeConn, err := server.NewDialer(nil, middleware.NewClients(c.Clients, discard, tel)).Dial("user")
 	if err != nil {
 		tb.Fatalf("dial: %v", err)
 	}
@@ -284,8 +287,7 @@ func rampart(tb testing.TB, sampled bool) fixture {
 
 // rampartTelemetry sets up telemetry as server.NewTelemetry does, from
 // c.Telemetry, with a span processor that counts next to the (absent)
-// exporter. It installs the OpenTelemetry globals, as in the services, so
-// it comes before anything that records metrics through them.
+// exporter. The chains get its meter provider passed, as in the services.
 func rampartTelemetry(tb testing.TB, c *conf.Bootstrap) (*telemetry.Telemetry, *atomic.Int64) {
 	tb.Helper()
 	p := &countSpans{}
@@ -293,7 +295,7 @@ func rampartTelemetry(tb testing.TB, c *conf.Bootstrap) (*telemetry.Telemetry, *
 		ServiceName:    c.Service.Name,
 		ServiceVersion: c.Service.Version,
 		InstanceID:     c.Service.Name + "-bench",
-	}, telemetry.WithSpanProcessor(p))
+	}, telemetry.WithSpanProcessor(p), telemetry.WithLookup(os.LookupEnv))
 	if err != nil {
 		tb.Fatalf("telemetry: %v", err)
 	}

@@ -70,7 +70,7 @@ const StockTimeout = 2 * time.Second
 // Rampart's Consul adapter (Kratos' contrib one lags on changes; see
 // design.md); the balancer is whatever selector is global in the process,
 // which is Kratos' default, weighted round robin, unless something (as
-// data.DialService does) replaced it. Run it in a process of its own to be
+// server.Setup does) replaced it. Run it in a process of its own to be
 // sure of the stock selector.
 func DialStock(ctx context.Context, client *api.Client, service string) (*grpc.ClientConn, func(), error) {
 	reg := consul.New(client)

@@ -12,12 +12,11 @@ import (
 	"google.golang.org/grpc/codes"
 
 	userv1 "github.com/rampart-go/rampart/api/user/v1"
-	"github.com/rampart-go/rampart/internal/conf"
 	"github.com/rampart-go/rampart/internal/consul"
-	"github.com/rampart-go/rampart/internal/data"
 	"github.com/rampart-go/rampart/internal/devstack"
 	"github.com/rampart-go/rampart/internal/devstack/devstacktest"
 	"github.com/rampart-go/rampart/internal/middleware"
+	"github.com/rampart-go/rampart/internal/server"
 	"github.com/rampart-go/rampart/test/chaos"
 )
 
@@ -113,17 +112,18 @@ func firstRise(samples []sample, from time.Time) (time.Time, bool) {
 	return time.Time{}, false
 }
 
-// rampartUser dials user the way the services dial each other:
-// data.DialService with the client chain of configs/order.yaml's defaults.
+// rampartUser dials user the way the services dial each other: the
+// composition root's Setup (P2C), then its Dialer with the client chain of
+// configs/order.yaml's defaults.
 func rampartUser(t *testing.T, consulAddr string) userv1.UserServiceClient {
 	t.Helper()
-	c := conf.Default()
-	cl := conf.DefaultClient()
+	cl := middleware.DefaultClientConfig()
 	cl.Target = "discovery:///user"
-	c.Clients = map[string]conf.Client{"user": cl}
 	reg := consul.New(consulClient(t, consulAddr))
 	t.Cleanup(func() { _ = reg.Close() })
-	conn, cleanup, err := data.DialService("user", c, reg, middleware.NewClients(c, log.NewStdLogger(io.Discard), nil))
+	server.Setup()
+	clients := middleware.NewClients(middleware.ClientConfigs{"user": cl}, log.NewStdLogger(io.Discard), nil)
+	conn, cleanup, err := server.NewDialer(reg, clients).Dial("user")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -218,7 +218,7 @@ func failover(t *testing.T, sc *scenario, faultLen time.Duration,
 		Client: "Rampart, via order (CreateOrder → GetUser)", Calls: viaOrder,
 		Attempts: attemptsPerRequest(retried, len(viaOrder)), Recover: recovered(viaOrder),
 	})
-	sc.row(chaos.Row{Client: "Rampart client (data.DialService), GetUser", Calls: direct, Recover: recovered(direct)})
+	sc.row(chaos.Row{Client: "Rampart client (server.Dialer), GetUser", Calls: direct, Recover: recovered(direct)})
 	sc.row(chaos.Row{Client: "baseline: seed-style client, GetUser", Calls: seedCalls, Attempts: "1 (no retry)", Recover: recovered(seedCalls)})
 	sc.row(chaos.Row{Client: "baseline: Kratos stock client, GetUser", Calls: stockCalls, Attempts: "1 (no retry)", Recover: recovered(stockCalls)})
 	sc.note("time to recover: from the fault until the start of the last call that failed or took longer than attempt timeout + first backoff + a normal call (%s).", Dur(slowCall))

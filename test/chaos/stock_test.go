@@ -21,11 +21,11 @@ import (
 )
 
 // The Kratos stock client runs in a child process (this test binary run
-// again with stockChildEnv set): data.DialService, which the Rampart
-// client in this process uses, sets Kratos' global selector to P2C, and
-// Kratos' balancer reads that global each time it builds a picker. In a
-// process of its own the stock client keeps Kratos' default selector,
-// weighted round robin, as shipped.
+// again with stockChildEnv set): the Rampart client in this process needs
+// server.Setup, which sets Kratos' global selector to P2C, and Kratos'
+// balancer reads that global each time it builds a picker, with no
+// per-connection choice. In a process of its own the stock client keeps
+// Kratos' default selector, weighted round robin, as shipped.
 const (
 	stockChildEnv = "RAMPART_CHAOS_STOCK_CHILD"
 	stockReady    = "ready"

@@ -23,6 +23,7 @@ import (
 	"github.com/rampart-go/rampart/internal/conf"
 	"github.com/rampart-go/rampart/internal/devstack"
 	"github.com/rampart-go/rampart/internal/devstack/devstacktest"
+	"github.com/rampart-go/rampart/internal/middleware"
 )
 
 const (
@@ -178,9 +179,9 @@ func expectReason(t *testing.T, what string, err error, code codes.Code, reason 
 func dialDiscovery(t *testing.T, s *devstack.Stack, name string) *grpc.ClientConn {
 	t.Helper()
 	c := conf.Default()
-	cl := conf.DefaultClient()
+	cl := middleware.DefaultClientConfig()
 	cl.Target = "discovery:///" + name
-	c.Clients = map[string]conf.Client{name: cl}
+	c.Clients = middleware.ClientConfigs{name: cl}
 	return devstacktest.Dial(t, s.ConsulAddr, c, name)
 }
 

@@ -24,11 +24,10 @@ import (
 
 	orderv1 "github.com/rampart-go/rampart/api/order/v1"
 	userv1 "github.com/rampart-go/rampart/api/user/v1"
-	"github.com/rampart-go/rampart/internal/conf"
 	"github.com/rampart-go/rampart/internal/consul"
-	"github.com/rampart-go/rampart/internal/data"
 	"github.com/rampart-go/rampart/internal/devstack"
 	"github.com/rampart-go/rampart/internal/middleware"
+	"github.com/rampart-go/rampart/internal/server"
 	"github.com/rampart-go/rampart/internal/telemetry"
 )
 
@@ -72,21 +71,21 @@ type Clients struct {
 // with the same client chain the services use on each other. With tel, each
 // step of Run is a trace whose ID it prints; nil leaves calls untraced.
 func Dial(_ context.Context, client *api.Client, tel *telemetry.Telemetry) (*Clients, error) {
-	c := conf.Default()
-	c.Clients = map[string]conf.Client{}
+	configs := middleware.ClientConfigs{}
 	for _, name := range []string{UserService, OrderService} {
-		cl := conf.DefaultClient()
+		cl := middleware.DefaultClientConfig()
 		cl.Target = "discovery:///" + name
-		c.Clients[name] = cl
+		configs[name] = cl
 	}
+	server.Setup()
 	reg := consul.New(client)
-	chains := middleware.NewClients(c, log.NewStdLogger(io.Discard), tel)
-	userConn, closeUser, err := data.DialService(UserService, c, reg, chains)
+	dialer := server.NewDialer(reg, middleware.NewClients(configs, log.NewStdLogger(io.Discard), tel))
+	userConn, closeUser, err := dialer.Dial(UserService)
 	if err != nil {
 		_ = reg.Close()
-		return nil, err // DialService names the service
+		return nil, err // the dialer names the service
 	}
-	orderConn, closeOrder, err := data.DialService(OrderService, c, reg, chains)
+	orderConn, closeOrder, err := dialer.Dial(OrderService)
 	if err != nil {
 		closeUser()
 		_ = reg.Close()

@@ -23,13 +23,13 @@ var ProviderSet = wire.NewSet(NewRepo, NewUserConn, NewBuyers)
 
 // NewRepo returns the order store data.driver names, its idempotency index
 // bounded by data.idempotency; the cleanup closes it.
-func NewRepo(c *conf.Bootstrap) (orderbiz.Repo, func(), error) {
+func NewRepo(c conf.Data) (orderbiz.Repo, func(), error) {
 	opts := []Option{
-		WithIdempotencyTTL(c.Data.Idempotency.TTL),
-		WithIdempotencyCapacity(c.Data.Idempotency.Capacity),
+		WithIdempotencyTTL(c.Idempotency.TTL),
+		WithIdempotencyCapacity(c.Idempotency.Capacity),
 	}
-	if c.Data.Driver == conf.DriverSQLite {
-		return NewSQLStore(context.Background(), c.Data.SQLite.Path, opts...)
+	if c.Driver == conf.DriverSQLite {
+		return NewSQLStore(context.Background(), c.SQLite.Path, opts...)
 	}
 	return NewStore(opts...), func() {}, nil
 }

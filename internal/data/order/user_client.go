@@ -3,22 +3,19 @@ package order
 import (
 	"context"
 
-	"github.com/go-kratos/kratos/v2/registry"
 	"google.golang.org/grpc"
 
 	userv1 "github.com/rampart-go/rampart/api/user/v1"
 	orderbiz "github.com/rampart-go/rampart/internal/biz/order"
-	"github.com/rampart-go/rampart/internal/conf"
 	"github.com/rampart-go/rampart/internal/data"
-	"github.com/rampart-go/rampart/internal/middleware"
 )
 
 // UserConn is the order service's connection to the user service.
 type UserConn struct{ *grpc.ClientConn }
 
 // NewUserConn dials clients.user; the cleanup closes the connection.
-func NewUserConn(c *conf.Bootstrap, d registry.Discovery, clients *middleware.Clients) (*UserConn, func(), error) {
-	conn, cleanup, err := data.DialService("user", c, d, clients)
+func NewUserConn(d data.Dialer) (*UserConn, func(), error) {
+	conn, cleanup, err := d.Dial("user")
 	if err != nil {
 		return nil, nil, err
 	}

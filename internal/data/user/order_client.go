@@ -3,22 +3,19 @@ package user
 import (
 	"context"
 
-	"github.com/go-kratos/kratos/v2/registry"
 	"google.golang.org/grpc"
 
 	orderv1 "github.com/rampart-go/rampart/api/order/v1"
 	userbiz "github.com/rampart-go/rampart/internal/biz/user"
-	"github.com/rampart-go/rampart/internal/conf"
 	"github.com/rampart-go/rampart/internal/data"
-	"github.com/rampart-go/rampart/internal/middleware"
 )
 
 // OrderConn is the user service's connection to the order service.
 type OrderConn struct{ *grpc.ClientConn }
 
 // NewOrderConn dials clients.order; the cleanup closes the connection.
-func NewOrderConn(c *conf.Bootstrap, d registry.Discovery, clients *middleware.Clients) (*OrderConn, func(), error) {
-	conn, cleanup, err := data.DialService("order", c, d, clients)
+func NewOrderConn(d data.Dialer) (*OrderConn, func(), error) {
+	conn, cleanup, err := d.Dial("order")
 	if err != nil {
 		return nil, nil, err
 	}

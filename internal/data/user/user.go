@@ -20,9 +20,9 @@ import (
 var ProviderSet = wire.NewSet(NewRepo, NewOrderConn, NewOrderHistory)
 
 // NewRepo returns the user store data.driver names; the cleanup closes it.
-func NewRepo(c *conf.Bootstrap) (userbiz.Repo, func(), error) {
-	if c.Data.Driver == conf.DriverSQLite {
-		return NewSQLStore(context.Background(), c.Data.SQLite.Path)
+func NewRepo(c conf.Data) (userbiz.Repo, func(), error) {
+	if c.Driver == conf.DriverSQLite {
+		return NewSQLStore(context.Background(), c.SQLite.Path)
 	}
 	return NewStore(), func() {}, nil
 }

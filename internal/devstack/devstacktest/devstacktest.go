@@ -21,9 +21,9 @@ import (
 	"github.com/rampart-go/rampart/cmd/devstack/demo"
 	"github.com/rampart-go/rampart/internal/conf"
 	"github.com/rampart-go/rampart/internal/consul"
-	"github.com/rampart-go/rampart/internal/data"
 	"github.com/rampart-go/rampart/internal/devstack"
 	"github.com/rampart-go/rampart/internal/middleware"
+	"github.com/rampart-go/rampart/internal/server"
 )
 
 // consulTimeout covers building bin/consul on a fresh machine (a few
@@ -143,7 +143,8 @@ func Dial(tb testing.TB, consulAddr string, c *conf.Bootstrap, name string) *grp
 	tb.Helper()
 	reg := consul.New(ConsulClient(tb, consulAddr))
 	tb.Cleanup(func() { _ = reg.Close() })
-	conn, closeConn, err := data.DialService(name, c, reg, middleware.NewClients(c, log.NewStdLogger(io.Discard), nil))
+	server.Setup()
+	conn, closeConn, err := server.NewDialer(reg, middleware.NewClients(c.Clients, log.NewStdLogger(io.Discard), nil)).Dial(name)
 	if err != nil {
 		tb.Fatal(err)
 	}

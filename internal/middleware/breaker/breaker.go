@@ -32,7 +32,9 @@ package breaker
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"math"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -55,64 +57,50 @@ const (
 	MetricState      = "rampart_breaker_state"
 )
 
-// Defaults of Config, the same as aegis' SRE breaker.
-const (
-	DefaultSuccess = 0.6
-	DefaultRequest = 100
-	DefaultWindow  = 3 * time.Second
-	DefaultBucket  = 10
-)
-
-// Config tunes one method's breaker. A zero field takes its default.
+// Config tunes one method's breaker, the breaker block of a client or of a
+// method override in the config file.
 type Config struct {
 	// Success is the success ratio the backend is expected to keep, in
 	// (0, 1]; the breaker lets through about 1/Success times the calls that
 	// succeeded in the window and rejects the excess. Lower is more tolerant.
-	Success float64
+	Success float64 `yaml:"success"`
 	// Request is the number of calls in the window below which the breaker
 	// never rejects, so a handful of failures on a quiet method cannot trip it.
-	Request int64
+	Request int64 `yaml:"request"`
 	// Window is the statistical window the ratio is computed over.
-	Window time.Duration
+	Window time.Duration `yaml:"window"`
 	// Bucket is how many buckets the window is split into; the window slides
 	// one bucket at a time.
-	Bucket int
+	Bucket int `yaml:"bucket"`
 }
 
-// withDefaults returns c with every zero field set to its default.
-func (c Config) withDefaults() Config {
-	if c.Success == 0 {
-		c.Success = DefaultSuccess
-	}
-	if c.Request == 0 {
-		c.Request = DefaultRequest
-	}
-	if c.Window == 0 {
-		c.Window = DefaultWindow
-	}
-	if c.Bucket == 0 {
-		c.Bucket = DefaultBucket
-	}
-	return c
+// DefaultConfig is aegis' SRE breaker's own defaults.
+func DefaultConfig() Config {
+	return Config{Success: 0.6, Request: 100, Window: 3 * time.Second, Bucket: 10}
 }
 
-// Validate reports the first field of c (after defaults) that aegis cannot
-// work with, naming it, so the config layer can refuse it at start.
+// Validate reports every field aegis cannot work with, each as
+// "key: reason", so the config layer can refuse it at start.
 func (c Config) Validate() error {
-	c = c.withDefaults()
-	switch {
-	case !(c.Success > 0 && c.Success <= 1): // also rejects NaN
-		return fmt.Errorf("breaker: success %v must be in (0, 1]", c.Success)
-	case c.Request < 0:
-		return fmt.Errorf("breaker: request %d must not be negative", c.Request)
-	case c.Window < 0:
-		return fmt.Errorf("breaker: window %v must not be negative", c.Window)
-	case c.Bucket < 0:
-		return fmt.Errorf("breaker: bucket %d must not be negative", c.Bucket)
-	case c.Window/time.Duration(c.Bucket) <= 0:
-		return fmt.Errorf("breaker: window %v is too short for %d buckets", c.Window, c.Bucket)
+	var errs []error
+	// YAML can spell NaN (.nan), which every range comparison lets through.
+	if math.IsNaN(c.Success) || math.IsInf(c.Success, 0) {
+		errs = append(errs, fmt.Errorf("success: must be a finite number, got %v", c.Success))
+	} else if c.Success <= 0 || c.Success > 1 {
+		errs = append(errs, fmt.Errorf("success: must be in (0, 1], got %v", c.Success))
 	}
-	return nil
+	if c.Request <= 0 {
+		errs = append(errs, errors.New("request: must be > 0"))
+	}
+	if c.Window <= 0 {
+		errs = append(errs, errors.New("window: must be > 0"))
+	}
+	if c.Bucket <= 0 {
+		errs = append(errs, errors.New("bucket: must be > 0"))
+	} else if c.Window > 0 && c.Window/time.Duration(c.Bucket) <= 0 {
+		errs = append(errs, fmt.Errorf("window: %v is too short for %d buckets", c.Window, c.Bucket))
+	}
+	return errors.Join(errs...)
 }
 
 // Option configures Client.
@@ -150,9 +138,9 @@ type client struct {
 
 // Client returns the breaker interceptor for calls to target (the client's
 // service name; it labels metrics and errors). configFor gives the config of
-// a method the first time it is called, nil meaning defaults for all; a
+// a method the first time it is called, nil meaning DefaultConfig for all; a
 // config that fails Validate is reported through otel.Handle and replaced by
-// the defaults, because an interceptor cannot refuse to start.
+// DefaultConfig, because an interceptor cannot refuse to start.
 //
 // It exports rampart_breaker_rejections_total{target, method}, and
 // rampart_breaker_state{target, method}, which is 1 while the method's breaker
@@ -169,7 +157,7 @@ func Client(target string, configFor func(method string) Config, opts ...Option)
 		o.meterProvider = otel.GetMeterProvider()
 	}
 	if configFor == nil {
-		configFor = func(string) Config { return Config{} }
+		configFor = func(string) Config { return DefaultConfig() }
 	}
 	c := &client{target: target, configFor: configFor}
 	c.instrument(o.meterProvider.Meter("github.com/rampart-go/rampart/internal/middleware/breaker"))
@@ -248,9 +236,8 @@ func (c *client) entry(method string) *entry {
 	cfg := c.configFor(method)
 	if err := cfg.Validate(); err != nil {
 		otel.Handle(fmt.Errorf("breaker %s %s: %w; using defaults", c.target, method, err))
-		cfg = Config{}
+		cfg = DefaultConfig()
 	}
-	cfg = cfg.withDefaults()
 	e := &entry{
 		cb: sre.NewBreaker(
 			sre.WithSuccess(cfg.Success),

@@ -2,6 +2,7 @@ package breaker_test
 
 import (
 	"context"
+	"math"
 	"strings"
 	"testing"
 	"time"
@@ -33,7 +34,9 @@ const (
 // testConfig keeps the aegis defaults except for a long window, so a slow
 // run under -race cannot see its counts slide out of the window mid-test.
 func testConfig(string) breaker.Config {
-	return breaker.Config{Window: time.Minute}
+	c := breaker.DefaultConfig()
+	c.Window = time.Minute
+	return c
 }
 
 // fakeInvoker answers every call with err and counts calls.
@@ -164,7 +167,7 @@ func TestCancellationNotCounted(t *testing.T) {
 		if inv.calls == before {
 			break
 		}
-		if inv.calls > 3*breaker.DefaultRequest {
+		if int64(inv.calls) > 3*breaker.DefaultConfig().Request {
 			t.Fatalf("no rejection after %d failures: cancellations were counted as successes", inv.calls)
 		}
 	}
@@ -195,26 +198,34 @@ func TestPerMethodIsolation(t *testing.T) {
 
 func TestConfigValidate(t *testing.T) {
 	tests := []struct {
-		cfg   breaker.Config
-		field string // "" when valid
+		name string
+		edit func(*breaker.Config)
+		want string // "" when valid
 	}{
-		{breaker.Config{}, ""},
-		{breaker.Config{Success: 0.5, Request: 20, Window: time.Second, Bucket: 5}, ""},
-		{breaker.Config{Success: 1.5}, "success"},
-		{breaker.Config{Success: -0.1}, "success"},
-		{breaker.Config{Request: -1}, "request"},
-		{breaker.Config{Window: -time.Second}, "window"},
-		{breaker.Config{Bucket: -1}, "bucket"},
-		{breaker.Config{Window: 5, Bucket: 10}, "window"},
+		{"defaults", func(*breaker.Config) {}, ""},
+		{"tuned", func(c *breaker.Config) {
+			*c = breaker.Config{Success: 0.5, Request: 20, Window: time.Second, Bucket: 5}
+		}, ""},
+		{"success above 1", func(c *breaker.Config) { c.Success = 1.5 }, "success: must be in (0, 1], got 1.5"},
+		{"success negative", func(c *breaker.Config) { c.Success = -0.1 }, "success: must be in (0, 1]"},
+		{"success NaN", func(c *breaker.Config) { c.Success = math.NaN() }, "success: must be a finite number, got NaN"},
+		{"no request floor", func(c *breaker.Config) { c.Request = 0 }, "request: must be > 0"},
+		{"negative window", func(c *breaker.Config) { c.Window = -time.Second }, "window: must be > 0"},
+		{"no buckets", func(c *breaker.Config) { c.Bucket = 0 }, "bucket: must be > 0"},
+		{"window shorter than its buckets", func(c *breaker.Config) { c.Window, c.Bucket = 5, 10 }, "window: 5ns is too short for 10 buckets"},
 	}
 	for _, tt := range tests {
-		err := tt.cfg.Validate()
-		switch {
-		case tt.field == "" && err != nil:
-			t.Errorf("Validate(%+v) = %v, want nil", tt.cfg, err)
-		case tt.field != "" && (err == nil || !strings.Contains(err.Error(), tt.field)):
-			t.Errorf("Validate(%+v) = %v, want an error naming %q", tt.cfg, err, tt.field)
-		}
+		t.Run(tt.name, func(t *testing.T) {
+			c := breaker.DefaultConfig()
+			tt.edit(&c)
+			err := c.Validate()
+			switch {
+			case tt.want == "" && err != nil:
+				t.Fatalf("Validate(%+v) = %v, want nil", c, err)
+			case tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)):
+				t.Fatalf("Validate(%+v) = %v, want %q", c, err, tt.want)
+			}
+		})
 	}
 }
 

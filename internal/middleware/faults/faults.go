@@ -20,6 +20,7 @@ package faults
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"sort"
@@ -44,6 +45,41 @@ const AllMethods = "*"
 
 // MetricInjected counts injected faults per method and kind (delay, abort).
 const MetricInjected = "rampart_faults_injected_total"
+
+// Config is the server.faults block of the config file.
+type Config struct {
+	// Endpoint serves /debug/faults on the HTTP side port (loopback callers
+	// only), to change faults on a running instance.
+	Endpoint bool `yaml:"endpoint"`
+	// Methods maps a full method ("/user.v1.UserService/GetUser") or "*" to
+	// its fault. Empty: no fault, and the injector costs one atomic load.
+	Methods map[string]Fault `yaml:"methods"`
+}
+
+// DefaultConfig injects nothing and serves no endpoint: faults are for
+// demos and resilience tests, switched on by the file that wants them.
+func DefaultConfig() Config { return Config{} }
+
+// Validate reports every invalid method key and fault, each as
+// "methods.<method>[.field]: reason", in method order.
+func (c Config) Validate() error {
+	methods := make([]string, 0, len(c.Methods))
+	for m := range c.Methods {
+		methods = append(methods, m)
+	}
+	sort.Strings(methods)
+	var errs []error
+	for _, m := range methods {
+		key := "methods." + m
+		if validMethod(m) != nil {
+			errs = append(errs, fmt.Errorf("%s: must be * or a full method name like /user.v1.UserService/GetUser", key))
+		}
+		if err := c.Methods[m].Validate(); err != nil {
+			errs = append(errs, fmt.Errorf("%s.%w", key, err))
+		}
+	}
+	return errors.Join(errs...)
+}
 
 // Fault delays and/or aborts a share of the calls to a method.
 type Fault struct {

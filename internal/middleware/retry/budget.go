@@ -1,16 +1,50 @@
 package retry
 
 import (
+	"errors"
+	"fmt"
+	"math"
 	"sync"
 	"time"
 )
 
 const (
-	defaultBudgetRatio        = 0.2
-	defaultBudgetMinPerSecond = 10
-	defaultBudgetWindow       = 10 * time.Second
-	budgetBuckets             = 10
+	defaultBudgetWindow = 10 * time.Second
+	budgetBuckets       = 10
 )
+
+// BudgetConfig is a client target's retry budget, the budget block of a
+// client in the config file.
+type BudgetConfig struct {
+	// Ratio is the retries allowed per request in the window, in [0, 1].
+	// 0 is a meaning, not a default: no retries in proportion to traffic,
+	// only the MinPerSecond floor.
+	Ratio float64 `yaml:"ratio"`
+	// MinPerSecond is the floor: retries per second of window allowed
+	// whatever the traffic, so a quiet target can still retry its
+	// occasional failure. With Ratio 0 as well, nothing is ever retried.
+	MinPerSecond int `yaml:"min_per_second"`
+}
+
+// DefaultBudgetConfig is Finagle's budget: 20 % of requests plus ten
+// retries a second.
+func DefaultBudgetConfig() BudgetConfig {
+	return BudgetConfig{Ratio: 0.2, MinPerSecond: 10}
+}
+
+// Validate reports every invalid field, each as "key: reason".
+func (c BudgetConfig) Validate() error {
+	var errs []error
+	if math.IsNaN(c.Ratio) || math.IsInf(c.Ratio, 0) {
+		errs = append(errs, fmt.Errorf("ratio: must be a finite number, got %v", c.Ratio))
+	} else if c.Ratio < 0 || c.Ratio > 1 {
+		errs = append(errs, fmt.Errorf("ratio: must be between 0 and 1, got %v", c.Ratio))
+	}
+	if c.MinPerSecond < 0 {
+		errs = append(errs, errors.New("min_per_second: must be >= 0"))
+	}
+	return errors.Join(errs...)
+}
 
 // Budget limits the retries of one client target, as Finagle's and Linkerd's
 // retry budgets do: over a sliding window, a retry is allowed while
@@ -56,18 +90,12 @@ func WithBudgetClock(now func() time.Time) BudgetOption {
 	return func(b *Budget) { b.now = now }
 }
 
-// NewBudget returns a retry budget allowing ratio retries per request plus
-// minPerSecond retries per second of window. A zero or negative ratio or
-// minPerSecond takes its default, 0.2 and 10.
-func NewBudget(ratio float64, minPerSecond int, opts ...BudgetOption) *Budget {
-	if ratio <= 0 {
-		ratio = defaultBudgetRatio
-	}
-	if minPerSecond <= 0 {
-		minPerSecond = defaultBudgetMinPerSecond
-	}
+// NewBudget returns a retry budget allowing c.Ratio retries per request plus
+// c.MinPerSecond retries per second of window, as given: a zero is a zero
+// (see BudgetConfig), and the caller validates c.
+func NewBudget(c BudgetConfig, opts ...BudgetOption) *Budget {
 	b := &Budget{
-		ratio:  ratio,
+		ratio:  c.Ratio,
 		bucket: defaultBudgetWindow / budgetBuckets,
 		now:    time.Now,
 	}
@@ -75,7 +103,7 @@ func NewBudget(ratio float64, minPerSecond int, opts ...BudgetOption) *Budget {
 		opt(b)
 	}
 	window := b.bucket * budgetBuckets
-	b.floor = float64(minPerSecond) * window.Seconds()
+	b.floor = float64(c.MinPerSecond) * window.Seconds()
 	return b
 }
 

@@ -30,7 +30,7 @@ func drain(b *retry.Budget) int {
 func TestBudgetUnderABurst(t *testing.T) {
 	clock := &manualTime{t: time.Unix(1_700_000_000, 0)}
 	start := clock.t
-	b := retry.NewBudget(0.2, 10, retry.WithBudgetClock(clock.now))
+	b := retry.NewBudget(retry.BudgetConfig{Ratio: 0.2, MinPerSecond: 10}, retry.WithBudgetClock(clock.now))
 	steps := []struct {
 		name     string
 		at       time.Duration
@@ -65,8 +65,9 @@ func TestBudgetArithmetic(t *testing.T) {
 		requests     int
 		allowed      int
 	}{
-		{"defaults for zero", 0, 0, 0, 0, 100},
-		{"defaults for negative", -1, -5, 0, 50, 110},
+		{"defaults", 0.2, 10, 0, 0, 100},
+		{"ratio 0 leaves only the floor", 0, 1, time.Second, 100, 1},
+		{"ratio 0 and no floor allow nothing", 0, 0, 0, 100, 0},
 		{"floor scales with the window", 0.2, 5, 2 * time.Second, 0, 10},
 		{"ratio 0.5", 0.5, 1, time.Second, 10, 6},
 		{"float rounding grants no extra retry", 0.1, 1, time.Second, 30, 4},
@@ -79,7 +80,7 @@ func TestBudgetArithmetic(t *testing.T) {
 			if tt.window != 0 {
 				opts = append(opts, retry.WithBudgetWindow(tt.window))
 			}
-			b := retry.NewBudget(tt.ratio, tt.minPerSecond, opts...)
+			b := retry.NewBudget(retry.BudgetConfig{Ratio: tt.ratio, MinPerSecond: tt.minPerSecond}, opts...)
 			for range tt.requests {
 				b.Request()
 			}
@@ -94,7 +95,7 @@ func TestBudgetArithmetic(t *testing.T) {
 // count, retries taken 1 s ago do not.
 func TestBudgetWindowSlidesInBuckets(t *testing.T) {
 	clock := &manualTime{t: time.Unix(1_700_000_000, 0)}
-	b := retry.NewBudget(0.2, 10, retry.WithBudgetWindow(time.Second), retry.WithBudgetClock(clock.now))
+	b := retry.NewBudget(retry.BudgetConfig{Ratio: 0.2, MinPerSecond: 10}, retry.WithBudgetWindow(time.Second), retry.WithBudgetClock(clock.now))
 	if got := drain(b); got != 10 {
 		t.Fatalf("%d retries allowed, want the floor of 10", got)
 	}
@@ -111,7 +112,7 @@ func TestBudgetWindowSlidesInBuckets(t *testing.T) {
 // Concurrent use never grants more retries than the arithmetic allows.
 func TestBudgetConcurrent(t *testing.T) {
 	clock := time.Unix(1_700_000_000, 0)
-	b := retry.NewBudget(0.2, 10, retry.WithBudgetClock(func() time.Time { return clock }))
+	b := retry.NewBudget(retry.BudgetConfig{Ratio: 0.2, MinPerSecond: 10}, retry.WithBudgetClock(func() time.Time { return clock }))
 	var granted atomic.Int64
 	var wg sync.WaitGroup
 	for range 8 {

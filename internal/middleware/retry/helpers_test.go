@@ -142,14 +142,33 @@ type harness struct {
 	ic     grpc.UnaryClientInterceptor
 }
 
-func newHarness(p retry.Policy, jitter float64, opts ...retry.Option) *harness {
+// filled is c with every zero field taken from DefaultConfig, so a test
+// states only what it is about.
+func filled(c retry.Config) retry.Config {
+	def := retry.DefaultConfig()
+	if c.MaxAttempts == 0 {
+		c.MaxAttempts = def.MaxAttempts
+	}
+	if c.InitialBackoff == 0 {
+		c.InitialBackoff = def.InitialBackoff
+	}
+	if c.MaxBackoff == 0 {
+		c.MaxBackoff = def.MaxBackoff
+	}
+	if c.Multiplier == 0 {
+		c.Multiplier = def.Multiplier
+	}
+	return c
+}
+
+func newHarness(p retry.Config, jitter float64, opts ...retry.Option) *harness {
 	h := &harness{clock: newFakeClock()}
-	h.budget = retry.NewBudget(0.2, 10, retry.WithBudgetClock(h.clock.Now))
+	h.budget = retry.NewBudget(retry.BudgetConfig{Ratio: 0.2, MinPerSecond: 10}, retry.WithBudgetClock(h.clock.Now))
 	opts = append([]retry.Option{
 		retry.WithClock(h.clock),
 		retry.WithRand(func() float64 { return jitter }),
 	}, opts...)
-	h.ic = retry.Client("user", func(string) retry.Policy { return p }, h.budget, opts...)
+	h.ic = retry.Client("user", func(string) retry.Config { return p }, h.budget, opts...)
 	return h
 }
 

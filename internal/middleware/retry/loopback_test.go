@@ -72,10 +72,10 @@ func TestRetryOverLoopback(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			srv := &flakyUsers{n: tt.failures, pushback: tt.pushback}
 			client := loopback(t, srv, retry.Client("user",
-				func(string) retry.Policy {
-					return retry.Policy{MaxAttempts: 3, InitialBackoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond}
+				func(string) retry.Config {
+					return filled(retry.Config{MaxAttempts: 3, InitialBackoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond})
 				},
-				retry.NewBudget(0.2, 10)))
+				retry.NewBudget(retry.BudgetConfig{Ratio: 0.2, MinPerSecond: 10})))
 
 			_, err := client.GetUser(testCtx(t), &userv1.GetUserRequest{Id: "u1"})
 
@@ -141,8 +141,10 @@ func (s *bigUsers) GetUser(context.Context, *userv1.GetUserRequest) (*userv1.Get
 func TestReplyOverTheReceiveLimitIsNotRetried(t *testing.T) {
 	srv := &bigUsers{size: 4 << 10}
 	client := loopback(t, srv, retry.Client("user",
-		func(string) retry.Policy { return retry.Policy{MaxAttempts: 3, InitialBackoff: time.Millisecond} },
-		retry.NewBudget(0.2, 10)))
+		func(string) retry.Config {
+			return filled(retry.Config{MaxAttempts: 3, InitialBackoff: time.Millisecond})
+		},
+		retry.NewBudget(retry.BudgetConfig{Ratio: 0.2, MinPerSecond: 10})))
 
 	_, err := client.GetUser(testCtx(t), &userv1.GetUserRequest{Id: "u1"}, grpc.MaxCallRecvMsgSize(1<<10))
 

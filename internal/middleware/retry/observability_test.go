@@ -24,7 +24,7 @@ func TestRetriesAreObservable(t *testing.T) {
 		_ = mp.Shutdown(testCtx(t))
 		_ = tp.Shutdown(testCtx(t))
 	})
-	h := newHarness(retry.Policy{MaxAttempts: 3, InitialBackoff: 100 * time.Millisecond, MaxBackoff: time.Second}, 0.5,
+	h := newHarness(filled(retry.Config{MaxAttempts: 3, InitialBackoff: 100 * time.Millisecond, MaxBackoff: time.Second}), 0.5,
 		retry.WithMeterProvider(mp))
 
 	// Two retries, then success.

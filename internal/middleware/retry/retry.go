@@ -10,7 +10,7 @@
 //   - Safety: only methods whose proto declares idempotency_level
 //     NO_SIDE_EFFECTS or IDEMPOTENT are retried (IsSafeToRetry); the rest get
 //     one attempt.
-//   - Attempts: Policy.MaxAttempts counts the first attempt; default 3, never
+//   - Attempts: Config.MaxAttempts counts the first attempt; default 3, never
 //     more than 5.
 //   - Outcome: only what internal/rpc classifies as transient is retried:
 //     Unavailable, ResourceExhausted answered by the server, and
@@ -42,6 +42,8 @@ package retry
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"slices"
@@ -61,54 +63,61 @@ import (
 	"github.com/rampart-go/rampart/internal/rpc"
 )
 
-const (
-	defaultMaxAttempts    = 3
-	maxMaxAttempts        = 5
-	defaultInitialBackoff = 50 * time.Millisecond
-	defaultMaxBackoff     = time.Second
-	defaultMultiplier     = 2
-)
+// maxMaxAttempts is the most attempts a policy may ask for: beyond it a
+// retry policy stops protecting the caller and starts hurting the
+// dependency. Validate refuses more, and the interceptor never makes more.
+const maxMaxAttempts = 5
 
-// Policy is one method's retry policy. A zero or negative field takes its
-// default.
-type Policy struct {
+// Config is one method's retry policy, the retry block of a client or of a
+// method override in the config file. The interceptor uses it as given:
+// DefaultConfig holds the defaults and Validate the limits.
+type Config struct {
 	// MaxAttempts is the total number of attempts including the first;
-	// default 3, values above 5 are capped at 5, 1 means no retry.
-	MaxAttempts int
-	// InitialBackoff bounds the first retry's jittered wait; default 50ms.
-	InitialBackoff time.Duration
-	// MaxBackoff caps every jittered wait; default 1s.
-	MaxBackoff time.Duration
-	// Multiplier grows the bound after each retry; default 2.
-	Multiplier float64
+	// 1 means no retry, 5 is the most.
+	MaxAttempts int `yaml:"max_attempts"`
+	// InitialBackoff bounds the first retry's jittered wait.
+	InitialBackoff time.Duration `yaml:"initial_backoff"`
+	// MaxBackoff caps every jittered wait.
+	MaxBackoff time.Duration `yaml:"max_backoff"`
+	// Multiplier grows the bound after each retry.
+	Multiplier float64 `yaml:"multiplier"`
 }
 
-// withDefaults returns p with defaults filled in and MaxAttempts capped.
-func (p Policy) withDefaults() Policy {
-	if p.MaxAttempts <= 0 {
-		p.MaxAttempts = defaultMaxAttempts
+// DefaultConfig is gRPC's usual retry shape: three attempts, 50 ms growing
+// twofold up to a second.
+func DefaultConfig() Config {
+	return Config{MaxAttempts: 3, InitialBackoff: 50 * time.Millisecond, MaxBackoff: time.Second, Multiplier: 2}
+}
+
+// Validate reports every invalid field, each as "key: reason" with the key
+// of the config file.
+func (c Config) Validate() error {
+	var errs []error
+	if c.MaxAttempts < 1 || c.MaxAttempts > maxMaxAttempts {
+		errs = append(errs, fmt.Errorf("max_attempts: must be between 1 and %d, got %d", maxMaxAttempts, c.MaxAttempts))
 	}
-	if p.MaxAttempts > maxMaxAttempts {
-		p.MaxAttempts = maxMaxAttempts
+	if c.InitialBackoff <= 0 {
+		errs = append(errs, errors.New("initial_backoff: must be > 0"))
 	}
-	if p.InitialBackoff <= 0 {
-		p.InitialBackoff = defaultInitialBackoff
+	if c.MaxBackoff < c.InitialBackoff {
+		errs = append(errs, fmt.Errorf("max_backoff: must be >= initial_backoff (%s)", c.InitialBackoff))
 	}
-	if p.MaxBackoff <= 0 {
-		p.MaxBackoff = defaultMaxBackoff
+	// YAML can spell NaN and infinities (.nan, .inf); every comparison with
+	// NaN is false and +Inf passes a lower bound, so they are named first.
+	if math.IsNaN(c.Multiplier) || math.IsInf(c.Multiplier, 0) {
+		errs = append(errs, fmt.Errorf("multiplier: must be a finite number, got %v", c.Multiplier))
+	} else if c.Multiplier < 1 {
+		errs = append(errs, fmt.Errorf("multiplier: must be >= 1, got %v", c.Multiplier))
 	}
-	if p.Multiplier <= 0 || math.IsNaN(p.Multiplier) || math.IsInf(p.Multiplier, 0) {
-		p.Multiplier = defaultMultiplier
-	}
-	return p
+	return errors.Join(errs...)
 }
 
 // backoff returns the jittered wait before the n-th retry (n >= 1) given a
 // jitter sample r in [0,1).
-func (p Policy) backoff(n int, r float64) time.Duration {
-	bound := float64(p.InitialBackoff) * math.Pow(p.Multiplier, float64(n-1))
-	if bound > float64(p.MaxBackoff) || math.IsNaN(bound) {
-		bound = float64(p.MaxBackoff)
+func (c Config) backoff(n int, r float64) time.Duration {
+	bound := float64(c.InitialBackoff) * math.Pow(c.Multiplier, float64(n-1))
+	if bound > float64(c.MaxBackoff) || math.IsNaN(bound) {
+		bound = float64(c.MaxBackoff)
 	}
 	return time.Duration(r * bound)
 }
@@ -160,11 +169,14 @@ const meterName = "github.com/rampart-go/rampart/internal/middleware/retry"
 // Client returns the retry interceptor for one client target (e.g. "user").
 // policyFor is called once per call with the full method
 // ("/user.v1.UserService/GetUser"). budget is shared by every method of the
-// target; nil gives the target a default budget of its own (NewBudget(0, 0)).
-// A nil policyFor gives every method the default Policy.
-func Client(target string, policyFor func(method string) Policy, budget *Budget, opts ...Option) grpc.UnaryClientInterceptor {
+// target; nil gives the target a default budget of its own. A nil policyFor
+// gives every method DefaultConfig. The config is used as given, so the
+// caller validates it (internal/conf does at start); whatever it says, no
+// call makes more than five attempts.
+func Client(target string, policyFor func(method string) Config, budget *Budget, opts ...Option) grpc.UnaryClientInterceptor {
 	if policyFor == nil {
-		policyFor = func(string) Policy { return Policy{} }
+		def := DefaultConfig()
+		policyFor = func(string) Config { return def }
 	}
 	o := options{clock: realClock{}, rand: rand.Float64}
 	for _, opt := range opts {
@@ -174,7 +186,7 @@ func Client(target string, policyFor func(method string) Policy, budget *Budget,
 		o.mp = otel.GetMeterProvider()
 	}
 	if budget == nil {
-		budget = NewBudget(0, 0)
+		budget = NewBudget(DefaultBudgetConfig())
 	}
 	r := &retrier{
 		target:    target,
@@ -213,7 +225,7 @@ func counters(m metric.Meter) (retries, exhausted metric.Int64Counter) {
 // retrier is the state of one target's interceptor, shared by its calls.
 type retrier struct {
 	target    string
-	policyFor func(string) Policy
+	policyFor func(string) Config
 	budget    *Budget
 	clock     Clock
 	rand      func() float64
@@ -226,7 +238,7 @@ func (r *retrier) intercept(ctx context.Context, method string, req, reply any, 
 	if chainStopped(ctx) {
 		return invoker(rpc.WithAttempt(ctx, 1), method, req, reply, cc, opts...)
 	}
-	p := r.policyFor(method).withDefaults()
+	p := r.policyFor(method)
 	if p.MaxAttempts == 1 || !IsSafeToRetry(method) {
 		return invoker(rpc.WithAttempt(ctx, 1), method, req, reply, cc, opts...)
 	}
@@ -245,7 +257,7 @@ func (r *retrier) intercept(ctx context.Context, method string, req, reply any, 
 	for attempt := 1; ; attempt++ {
 		st.trailer, st.peer = nil, peer.Peer{}
 		err := invoker(rpc.WithAttempt(attemptCtx, attempt), method, req, reply, cc, callOpts...)
-		if err == nil || attempt >= p.MaxAttempts {
+		if err == nil || attempt >= p.MaxAttempts || attempt >= maxMaxAttempts {
 			return err
 		}
 		o := rpc.Classify(ctx, err)

@@ -52,7 +52,7 @@ func TestClassification(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			h := newHarness(retry.Policy{MaxAttempts: 3}, 0)
+			h := newHarness(filled(retry.Config{MaxAttempts: 3}), 0)
 			ctx, cancel := context.WithCancel(testCtx(t))
 			defer cancel()
 			if tt.callerDone == "deadline" {
@@ -87,8 +87,6 @@ func TestMaxAttempts(t *testing.T) {
 	tests := []struct {
 		configured, want int
 	}{
-		{configured: -1, want: 3},
-		{configured: 0, want: 3},
 		{configured: 1, want: 1},
 		{configured: 2, want: 2},
 		{configured: 5, want: 5},
@@ -97,7 +95,7 @@ func TestMaxAttempts(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(fmt.Sprint(tt.configured), func(t *testing.T) {
-			h := newHarness(retry.Policy{MaxAttempts: tt.configured}, 0)
+			h := newHarness(filled(retry.Config{MaxAttempts: tt.configured}), 0)
 			inv := failing(unavailable(), unavailable(), unavailable(), unavailable(), unavailable(), unavailable())
 
 			err := h.call(testCtx(t), getUser, inv)
@@ -125,7 +123,7 @@ func TestOnlySafeMethodsAreRetried(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.method, func(t *testing.T) {
-			h := newHarness(retry.Policy{}, 0)
+			h := newHarness(filled(retry.Config{}), 0)
 			inv := failing(unavailable(), unavailable(), unavailable())
 			_ = h.call(testCtx(t), tt.method, inv)
 			if inv.attempts() != tt.want {
@@ -137,19 +135,19 @@ func TestOnlySafeMethodsAreRetried(t *testing.T) {
 
 func TestBackoffBoundsWithFullJitter(t *testing.T) {
 	ms := time.Millisecond
-	capped := retry.Policy{MaxAttempts: 5, InitialBackoff: 50 * ms, MaxBackoff: 300 * ms, Multiplier: 2}
+	capped := filled(retry.Config{MaxAttempts: 5, InitialBackoff: 50 * ms, MaxBackoff: 300 * ms, Multiplier: 2})
 	tests := []struct {
 		name   string
-		policy retry.Policy
+		policy retry.Config
 		jitter float64
 		bounds []time.Duration // min(MaxBackoff, InitialBackoff*Multiplier^(n-1)) per retry
 	}{
 		{"rand=0 waits nothing", capped, 0, []time.Duration{50 * ms, 100 * ms, 200 * ms, 300 * ms}},
 		{"rand=0.5 waits half", capped, 0.5, []time.Duration{50 * ms, 100 * ms, 200 * ms, 300 * ms}},
 		{"rand->1 waits just under the bound", capped, almostOne, []time.Duration{50 * ms, 100 * ms, 200 * ms, 300 * ms}},
-		{"defaults", retry.Policy{}, almostOne, []time.Duration{50 * ms, 100 * ms}},
-		{"multiplier 3", retry.Policy{MaxAttempts: 4, InitialBackoff: 10 * ms, MaxBackoff: time.Second, Multiplier: 3}, almostOne, []time.Duration{10 * ms, 30 * ms, 90 * ms}},
-		{"max below initial caps the first wait", retry.Policy{MaxAttempts: 3, InitialBackoff: 80 * ms, MaxBackoff: 20 * ms, Multiplier: 2}, almostOne, []time.Duration{20 * ms, 20 * ms}},
+		{"defaults", filled(retry.Config{}), almostOne, []time.Duration{50 * ms, 100 * ms}},
+		{"multiplier 3", filled(retry.Config{MaxAttempts: 4, InitialBackoff: 10 * ms, MaxBackoff: time.Second, Multiplier: 3}), almostOne, []time.Duration{10 * ms, 30 * ms, 90 * ms}},
+		{"max below initial caps the first wait", filled(retry.Config{MaxAttempts: 3, InitialBackoff: 80 * ms, MaxBackoff: 20 * ms, Multiplier: 2}), almostOne, []time.Duration{20 * ms, 20 * ms}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -180,43 +178,43 @@ func TestNeverWaitsPastTheDeadline(t *testing.T) {
 	const hour = time.Hour
 	tests := []struct {
 		name     string
-		policy   retry.Policy
+		policy   retry.Config
 		outcomes []outcome
 		attempts int
 	}{
 		{
 			name:     "backoff ending before the deadline is taken",
-			policy:   retry.Policy{MaxAttempts: 2, InitialBackoff: hour / 2, MaxBackoff: hour},
+			policy:   filled(retry.Config{MaxAttempts: 2, InitialBackoff: hour / 2, MaxBackoff: hour}),
 			outcomes: []outcome{{err: unavailable()}},
 			attempts: 2,
 		},
 		{
 			name:     "backoff that would cross the deadline returns at once",
-			policy:   retry.Policy{MaxAttempts: 3, InitialBackoff: 2 * hour, MaxBackoff: 2 * hour},
+			policy:   filled(retry.Config{MaxAttempts: 3, InitialBackoff: 2 * hour, MaxBackoff: 2 * hour}),
 			outcomes: []outcome{{err: unavailable()}},
 			attempts: 1,
 		},
 		{
 			name:     "second backoff would cross: one retry, then the last error",
-			policy:   retry.Policy{MaxAttempts: 5, InitialBackoff: 25 * time.Minute, MaxBackoff: hour, Multiplier: 2},
+			policy:   filled(retry.Config{MaxAttempts: 5, InitialBackoff: 25 * time.Minute, MaxBackoff: hour, Multiplier: 2}),
 			outcomes: []outcome{{err: unavailable()}, {err: unavailable()}, {err: unavailable()}},
 			attempts: 2,
 		},
 		{
 			name:     "pushback ending exactly at the deadline returns at once",
-			policy:   retry.Policy{MaxAttempts: 3},
+			policy:   filled(retry.Config{MaxAttempts: 3}),
 			outcomes: []outcome{{err: unavailable(), pushback: []string{"3600000"}}},
 			attempts: 1,
 		},
 		{
 			name:     "pushback ending 1ms before the deadline is taken",
-			policy:   retry.Policy{MaxAttempts: 3},
+			policy:   filled(retry.Config{MaxAttempts: 3}),
 			outcomes: []outcome{{err: unavailable(), pushback: []string{"3599999"}}},
 			attempts: 2,
 		},
 		{
 			name:     "pushback beyond any duration returns at once",
-			policy:   retry.Policy{MaxAttempts: 3},
+			policy:   filled(retry.Config{MaxAttempts: 3}),
 			outcomes: []outcome{{err: unavailable(), pushback: []string{"99999999999999999"}}},
 			attempts: 1,
 		},
@@ -267,7 +265,7 @@ func TestPushback(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			h := newHarness(retry.Policy{MaxAttempts: 3}, 0.9)
+			h := newHarness(filled(retry.Config{MaxAttempts: 3}), 0.9)
 			inv := &fakeInvoker{outcomes: []outcome{{err: tt.err, pushback: tt.values}}}
 
 			err := h.call(testCtx(t), getUser, inv)
@@ -293,7 +291,7 @@ func TestPushback(t *testing.T) {
 
 // A server-dictated wait restarts the exponential backoff, as in gRPC A6.
 func TestPushbackResetsBackoff(t *testing.T) {
-	h := newHarness(retry.Policy{MaxAttempts: 5, InitialBackoff: 10 * time.Millisecond, MaxBackoff: time.Second, Multiplier: 2}, 0.5)
+	h := newHarness(filled(retry.Config{MaxAttempts: 5, InitialBackoff: 10 * time.Millisecond, MaxBackoff: time.Second, Multiplier: 2}), 0.5)
 	inv := &fakeInvoker{outcomes: []outcome{
 		{err: unavailable()},
 		{err: unavailable()},
@@ -312,7 +310,7 @@ func TestPushbackResetsBackoff(t *testing.T) {
 }
 
 func TestAttemptHeader(t *testing.T) {
-	h := newHarness(retry.Policy{MaxAttempts: 4}, 0)
+	h := newHarness(filled(retry.Config{MaxAttempts: 4}), 0)
 	ctx := metadata.AppendToOutgoingContext(testCtx(t), "x-caller", "order")
 	inv := failing(unavailable(), status.Error(codes.ResourceExhausted, "shed"))
 
@@ -339,7 +337,7 @@ func TestAttemptHeader(t *testing.T) {
 }
 
 func TestBudgetRefusalReturnsAtOnce(t *testing.T) {
-	h := newHarness(retry.Policy{MaxAttempts: 5}, 0)
+	h := newHarness(filled(retry.Config{MaxAttempts: 5}), 0)
 	err := unavailable()
 	inv := failing(err, err)
 	// Other calls drain the budget while the first attempt is in flight.
@@ -358,8 +356,8 @@ func TestBudgetRefusalReturnsAtOnce(t *testing.T) {
 // Calls that can never retry neither deposit requests in the budget nor
 // withdraw from it; only the floor is left afterwards.
 func TestCallsThatCannotRetryLeaveTheBudgetAlone(t *testing.T) {
-	h := newHarness(retry.Policy{}, 0)
-	one := retry.Client("user", func(string) retry.Policy { return retry.Policy{MaxAttempts: 1} }, h.budget,
+	h := newHarness(filled(retry.Config{}), 0)
+	one := retry.Client("user", func(string) retry.Config { return filled(retry.Config{MaxAttempts: 1}) }, h.budget,
 		retry.WithClock(h.clock))
 	stopped := chainStoppedCtx(t, "2")
 	for range 50 {
@@ -378,7 +376,7 @@ func TestCallsThatCannotRetryLeaveTheBudgetAlone(t *testing.T) {
 }
 
 func TestCancelDuringBackoff(t *testing.T) {
-	h := newHarness(retry.Policy{MaxAttempts: 3}, 0.5)
+	h := newHarness(filled(retry.Config{MaxAttempts: 3}), 0.5)
 	ctx, cancel := context.WithCancel(testCtx(t))
 	defer cancel()
 	h.clock.onSleep = cancel
@@ -393,7 +391,7 @@ func TestCancelDuringBackoff(t *testing.T) {
 
 // A nil budget gets a default one instead of unlimited retries.
 func TestNilBudget(t *testing.T) {
-	ic := retry.Client("user", func(string) retry.Policy { return retry.Policy{} }, nil,
+	ic := retry.Client("user", func(string) retry.Config { return filled(retry.Config{}) }, nil,
 		retry.WithClock(newFakeClock()), retry.WithRand(func() float64 { return 0 }))
 	inv := failing(unavailable())
 	if err := ic(testCtx(t), getUser, nil, nil, nil, inv.invoke); err != nil || inv.attempts() != 2 {
@@ -403,14 +401,14 @@ func TestNilBudget(t *testing.T) {
 
 func TestPolicyIsAskedPerMethod(t *testing.T) {
 	var asked []string
-	policyFor := func(method string) retry.Policy {
+	policyFor := func(method string) retry.Config {
 		asked = append(asked, method)
 		if method == createOrder {
-			return retry.Policy{MaxAttempts: 1}
+			return filled(retry.Config{MaxAttempts: 1})
 		}
-		return retry.Policy{MaxAttempts: 2}
+		return filled(retry.Config{MaxAttempts: 2})
 	}
-	ic := retry.Client("order", policyFor, retry.NewBudget(0, 0),
+	ic := retry.Client("order", policyFor, retry.NewBudget(retry.DefaultBudgetConfig()),
 		retry.WithClock(newFakeClock()), retry.WithRand(func() float64 { return 0 }))
 
 	get, create := failing(unavailable(), unavailable()), failing(unavailable())
@@ -431,7 +429,7 @@ func TestPolicyIsAskedPerMethod(t *testing.T) {
 const noRetryAllocs = 5
 
 func TestNoRetryPathAllocations(t *testing.T) {
-	h := newHarness(retry.Policy{}, 0)
+	h := newHarness(filled(retry.Config{}), 0)
 	ctx := testCtx(t)
 	invoker := succeed
 	_ = h.ic(ctx, getUser, nil, nil, nil, invoker) // warm the idempotency cache
@@ -459,7 +457,7 @@ func BenchmarkClientNoRetry(b *testing.B) {
 		{"unsafe=CreateUser", createUser},
 	}
 	for _, c := range cases {
-		ic := retry.Client("user", func(string) retry.Policy { return retry.Policy{} }, retry.NewBudget(0, 0))
+		ic := retry.Client("user", func(string) retry.Config { return filled(retry.Config{}) }, retry.NewBudget(retry.DefaultBudgetConfig()))
 		b.Run(c.name, func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {

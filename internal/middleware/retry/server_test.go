@@ -71,7 +71,7 @@ func TestServerChainStop(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			h := newHarness(retry.Policy{MaxAttempts: 3}, 0)
+			h := newHarness(filled(retry.Config{MaxAttempts: 3}), 0)
 			inv := failing(unavailable(), unavailable(), unavailable())
 			handler := retry.Server()(func(ctx context.Context, _ any) (any, error) {
 				// The handler calls the next hop through the client chain.

@@ -23,6 +23,8 @@ package shedding
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"strconv"
 	"time"
 
@@ -42,54 +44,65 @@ import (
 // MetricShed counts refused requests per method.
 const MetricShed = "rampart_shed_total"
 
-// Defaults of the options: aegis BBR's own threshold, window and buckets, and
-// a pushback long enough to let an overloaded instance drain a little yet
+// Config is the server.shedding block of the config file.
+type Config struct {
+	// Enabled puts the shedder in the server chain.
+	Enabled bool `yaml:"enabled"`
+	// CPUThreshold is the CPU usage, in per mille of the quota (800 = 80 %),
+	// above which BBR starts comparing in-flight requests to capacity.
+	CPUThreshold int64 `yaml:"cpu_threshold"`
+	// Window is what BBR measures throughput and latency over.
+	Window time.Duration `yaml:"window"`
+	// Bucket is how many buckets the window is split into.
+	Bucket int `yaml:"bucket"`
+	// Pushback is the wait a refused client is told to observe before
+	// retrying, sent in whole milliseconds; negative tells it not to retry.
+	Pushback time.Duration `yaml:"pushback"`
+}
+
+// DefaultConfig is aegis BBR's own threshold, window and buckets, and a
+// pushback long enough to let an overloaded instance drain a little yet
 // short next to a typical call budget.
-const (
-	DefaultCPUThreshold = 800 // ‰ of the CPU quota
-	DefaultWindow       = 10 * time.Second
-	DefaultBucket       = 100
-	DefaultPushback     = 100 * time.Millisecond
-)
+func DefaultConfig() Config {
+	return Config{Enabled: true, CPUThreshold: 800, Window: 10 * time.Second, Bucket: 100, Pushback: 100 * time.Millisecond}
+}
+
+// Validate reports every field BBR cannot work with, each as "key: reason".
+// A disabled shedder's settings are not checked: they are not used.
+func (c Config) Validate() error {
+	if !c.Enabled {
+		return nil
+	}
+	var errs []error
+	if c.CPUThreshold <= 0 || c.CPUThreshold > 1000 {
+		errs = append(errs, fmt.Errorf("cpu_threshold: must be in (0, 1000] per mille, got %d", c.CPUThreshold))
+	}
+	if c.Window <= 0 {
+		errs = append(errs, errors.New("window: must be > 0"))
+	}
+	if c.Bucket <= 0 {
+		errs = append(errs, errors.New("bucket: must be > 0"))
+	} else if c.Window > 0 && c.Window/time.Duration(c.Bucket) <= 0 {
+		// BBR divides the window by the bucket count.
+		errs = append(errs, fmt.Errorf("window: %v is too short for %d buckets", c.Window, c.Bucket))
+	}
+	if c.Pushback < 0 {
+		errs = append(errs, errors.New("pushback: must be >= 0"))
+	}
+	return errors.Join(errs...)
+}
 
 // Option configures Server.
 type Option func(*options)
 
 type options struct {
-	cpuThreshold  int64
-	window        time.Duration
-	bucket        int
-	pushback      time.Duration
 	limiter       ratelimit.Limiter
 	meterProvider metric.MeterProvider
 }
 
-// WithCPUThreshold sets the CPU usage, in ‰ of the quota, above which BBR
-// starts comparing in-flight requests to capacity. Default 800.
-func WithCPUThreshold(permille int64) Option {
-	return func(o *options) { o.cpuThreshold = permille }
-}
-
-// WithWindow sets the window BBR measures throughput and latency over.
-// Default 10 s.
-func WithWindow(d time.Duration) Option {
-	return func(o *options) { o.window = d }
-}
-
-// WithBucket sets how many buckets the window is split into. Default 100.
-func WithBucket(n int) Option {
-	return func(o *options) { o.bucket = n }
-}
-
-// WithPushback sets the wait a refused client is told to observe before
-// retrying; it is sent in whole milliseconds. A negative value tells clients
-// not to retry at all. Default 100 ms.
-func WithPushback(d time.Duration) Option {
-	return func(o *options) { o.pushback = d }
-}
-
 // WithLimiter replaces BBR with l, for tests that need a limiter that
-// refuses on demand. The CPU, window and bucket options are then unused.
+// refuses on demand. The config's CPU threshold, window and bucket are then
+// unused.
 func WithLimiter(l ratelimit.Limiter) Option {
 	return func(o *options) { o.limiter = l }
 }
@@ -100,27 +113,19 @@ func WithMeterProvider(mp metric.MeterProvider) Option {
 	return func(o *options) { o.meterProvider = mp }
 }
 
-// Server returns the load-shedding middleware. Every option has a working
-// default; a non-positive window or bucket count falls back to it, because
-// BBR divides by both.
-func Server(opts ...Option) middleware.Middleware {
-	o := options{
-		cpuThreshold: DefaultCPUThreshold,
-		window:       DefaultWindow,
-		bucket:       DefaultBucket,
-		pushback:     DefaultPushback,
-	}
+// Server returns the load-shedding middleware with c as given (Enabled is
+// the caller's decision); c must pass Validate, since BBR divides by the
+// window and the bucket count.
+func Server(c Config, opts ...Option) middleware.Middleware {
+	var o options
 	for _, opt := range opts {
 		opt(&o)
 	}
-	if o.window <= 0 || o.bucket <= 0 || o.window/time.Duration(o.bucket) <= 0 {
-		o.window, o.bucket = DefaultWindow, DefaultBucket
-	}
 	if o.limiter == nil {
 		o.limiter = bbr.NewLimiter(
-			bbr.WithCPUThreshold(o.cpuThreshold),
-			bbr.WithWindow(o.window),
-			bbr.WithBucket(o.bucket),
+			bbr.WithCPUThreshold(c.CPUThreshold),
+			bbr.WithWindow(c.Window),
+			bbr.WithBucket(c.Bucket),
 		)
 	}
 	if o.meterProvider == nil {
@@ -135,7 +140,7 @@ func Server(opts ...Option) middleware.Middleware {
 		otel.Handle(err)
 	}
 	// Built once: the trailer is the same for every refusal.
-	trailer := metadata.Pairs(rpc.PushbackTrailer, strconv.FormatInt(o.pushback.Milliseconds(), 10))
+	trailer := metadata.Pairs(rpc.PushbackTrailer, strconv.FormatInt(c.Pushback.Milliseconds(), 10))
 	limiter := o.limiter
 
 	return func(next middleware.Handler) middleware.Handler {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -101,9 +102,8 @@ func TestRefusedRequestGetsResourceExhaustedAndPushback(t *testing.T) {
 	mp, reader := newMeter(t)
 	lim := &limiter{}
 	lim.refuse.Store(true)
-	conn := startServer(t, shedding.Server(
+	conn := startServer(t, shedding.Server(withPushback(250*time.Millisecond),
 		shedding.WithLimiter(lim),
-		shedding.WithPushback(250*time.Millisecond),
 		shedding.WithMeterProvider(mp),
 	))
 	client := grpc_health_v1.NewHealthClient(conn)
@@ -148,7 +148,7 @@ func TestRefusalWithoutStream(t *testing.T) {
 	lim := &limiter{}
 	lim.refuse.Store(true)
 	called := false
-	h := shedding.Server(shedding.WithLimiter(lim), shedding.WithMeterProvider(mp))(
+	h := shedding.Server(shedding.DefaultConfig(), shedding.WithLimiter(lim), shedding.WithMeterProvider(mp))(
 		func(context.Context, any) (any, error) { called = true; return "ok", nil })
 
 	_, err := h(testContext(t), nil)
@@ -165,7 +165,7 @@ func TestRefusalWithoutStream(t *testing.T) {
 
 func TestDoneCalledEvenWhenHandlerPanics(t *testing.T) {
 	lim := &limiter{}
-	h := shedding.Server(shedding.WithLimiter(lim))(func(context.Context, any) (any, error) { panic("bug") })
+	h := shedding.Server(shedding.DefaultConfig(), shedding.WithLimiter(lim))(func(context.Context, any) (any, error) { panic("bug") })
 	func() {
 		defer func() { _ = recover() }()
 		_, _ = h(testContext(t), nil)
@@ -182,7 +182,7 @@ func TestDoneCalledEvenWhenHandlerPanics(t *testing.T) {
 func TestRealBBRShedsNothingWithoutLoad(t *testing.T) {
 	ctx := transport.NewServerContext(testContext(t), fakeTransport{})
 	mp, reader := newMeter(t)
-	h := shedding.Server(shedding.WithMeterProvider(mp))(func(context.Context, any) (any, error) {
+	h := shedding.Server(shedding.DefaultConfig(), shedding.WithMeterProvider(mp))(func(context.Context, any) (any, error) {
 		time.Sleep(100 * time.Microsecond)
 		return "ok", nil
 	})
@@ -244,9 +244,42 @@ func shedCount(t *testing.T, r *sdkmetric.ManualReader, method string) int64 {
 // lets through, for the chain's allocation budget.
 func BenchmarkServerAllowed(b *testing.B) {
 	ctx := transport.NewServerContext(context.Background(), fakeTransport{})
-	h := shedding.Server()(func(context.Context, any) (any, error) { return nil, nil })
+	h := shedding.Server(shedding.DefaultConfig())(func(context.Context, any) (any, error) { return nil, nil })
 	b.ReportAllocs()
 	for b.Loop() {
 		_, _ = h(ctx, nil)
+	}
+}
+
+// withPushback is the default config with pushback d.
+func withPushback(d time.Duration) shedding.Config {
+	c := shedding.DefaultConfig()
+	c.Pushback = d
+	return c
+}
+
+func TestConfigValidate(t *testing.T) {
+	tests := []struct {
+		name string
+		edit func(*shedding.Config)
+		want string
+	}{
+		{"defaults", func(*shedding.Config) {}, ""},
+		{"disabled is not checked", func(c *shedding.Config) { *c = shedding.Config{} }, ""},
+		{"threshold", func(c *shedding.Config) { c.CPUThreshold = 0 }, "cpu_threshold: must be in (0, 1000] per mille, got 0"},
+		{"window", func(c *shedding.Config) { c.Window = 0 }, "window: must be > 0"},
+		{"bucket", func(c *shedding.Config) { c.Bucket = -1 }, "bucket: must be > 0"},
+		{"too many buckets", func(c *shedding.Config) { c.Window, c.Bucket = 50, 100 }, "window: 50ns is too short for 100 buckets"},
+		{"pushback", func(c *shedding.Config) { c.Pushback = -time.Millisecond }, "pushback: must be >= 0"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := shedding.DefaultConfig()
+			tt.edit(&c)
+			err := c.Validate()
+			if tt.want == "" && err != nil || tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)) {
+				t.Fatalf("Validate() = %v, want %q", err, tt.want)
+			}
+		})
 	}
 }
