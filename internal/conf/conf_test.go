@@ -45,6 +45,8 @@ func TestBadValuesNameTheKey(t *testing.T) {
 		{"service: {name: user}\ntelemetry: {sampler: traceidratio, sampler_arg: NaN}", `telemetry.sampler_arg: invalid sampler ratio "NaN"`},
 		{"service: {name: user}\nserver: {faults: {methods: {'*': {abort: {percent: 10, code: TEAPOT}}}}}", `server.faults.methods.*.abort.code: "TEAPOT" is not a gRPC code name`},
 		{"service: {name: user}\nserver: {faults: {methods: {'*': {delay: {percent: 120, duration: 1s}}}}}", "server.faults.methods.*.delay.percent: 120 is not in 0..100"},
+		{"service: {name: user}\nserver: {faults: {methods: {'user.v1.UserService/GetUser': {delay: {percent: 10, duration: 1s}}}}}", "server.faults.methods.user.v1.UserService/GetUser: must be * or a full method name like /user.v1.UserService/GetUser"},
+		{"service: {name: user}\nserver: {faults: {methods: {'/user.v1.User Service/GetUser': {delay: {percent: 10, duration: 1s}}}}}", "server.faults.methods./user.v1.User Service/GetUser: must be * or a full method name like /user.v1.UserService/GetUser"},
 		{"service: {name: user}\nserver: {shedding: {cpu_threshold: 0}}", "server.shedding.cpu_threshold: must be in (0, 1000]"},
 		{"service: {name: user}\ndata: {driver: postgres}", "data.driver: must be memory or sqlite"},
 		{"service: {name: user}\ndata: {driver: sqlite}", "data.sqlite.path: must be set"},

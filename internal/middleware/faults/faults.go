@@ -329,7 +329,9 @@ func validMethod(m string) error {
 	if m == AllMethods {
 		return nil
 	}
-	if _, _, ok := rpc.SplitMethod(m); !ok {
+	// The injector matches the full method gRPC reports, which starts with
+	// a slash: a key without one would never match and inject nothing.
+	if _, _, ok := rpc.SplitMethod(m); !ok || !strings.HasPrefix(m, "/") || strings.ContainsAny(m, " \t") {
 		return fmt.Errorf(`method: want "*" or "/package.Service/Method"`)
 	}
 	return nil
