@@ -53,7 +53,7 @@ func (o *orderService) ListOrders(_ context.Context, req *orderv1.ListOrdersRequ
 // serveOrders serves svc on a free local port until the test ends.
 func serveOrders(t *testing.T, svc orderv1.OrderServiceServer) string {
 	t.Helper()
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	lis, err := new(net.ListenConfig).Listen(t.Context(), "tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
