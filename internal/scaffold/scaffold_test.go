@@ -240,7 +240,10 @@ func TestNewServiceWritesEveryLayer(t *testing.T) {
 		}
 	}
 	proto, _ := os.ReadFile(filepath.Join(root, "api/payment/v1/payment.proto"))
-	for _, want := range []string{`option go_package = "example.com/app/api/payment/v1;v1"`, "service PaymentService", "idempotency_level = IDEMPOTENT"} {
+	for _, want := range []string{
+		`option go_package = "example.com/app/api/payment/v1;v1"`, "service PaymentService", "idempotency_level = IDEMPOTENT",
+		"rpc ListPayments(ListPaymentsRequest)", "int32 page_size = 2;", "string page_token = 3;", "string next_page_token = 2;",
+	} {
 		if !strings.Contains(string(proto), want) {
 			t.Errorf("payment.proto lacks %q", want)
 		}

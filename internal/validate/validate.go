@@ -50,6 +50,16 @@ func Text(field, v string, limit int) error {
 	return nil
 }
 
+// PageSize checks an AIP-158 page size: 0 asks for the server's default and
+// a size above the server's maximum is lowered to it, so only a negative
+// size is invalid.
+func PageSize(field string, v int32) error {
+	if v < 0 {
+		return Field(field, "must not be negative, got %d", v)
+	}
+	return nil
+}
+
 // First returns the first non-nil error, so a Validate method reads as a list
 // of checks in field order.
 func First(errs ...error) error {

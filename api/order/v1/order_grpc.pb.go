@@ -36,7 +36,10 @@ type OrderServiceClient interface {
 	CreateOrder(ctx context.Context, in *CreateOrderRequest, opts ...grpc.CallOption) (*CreateOrderReply, error)
 	// GetOrder returns one order by ID.
 	GetOrder(ctx context.Context, in *GetOrderRequest, opts ...grpc.CallOption) (*GetOrderReply, error)
-	// ListOrders returns the orders of one user, oldest first.
+	// ListOrders returns one page of a user's orders, oldest first (AIP-158).
+	// Pages are keyset-paged in insertion order: an order created while a
+	// caller pages is never repeated and never makes the caller skip one
+	// that existed when the first page was read.
 	ListOrders(ctx context.Context, in *ListOrdersRequest, opts ...grpc.CallOption) (*ListOrdersReply, error)
 }
 
@@ -90,7 +93,10 @@ type OrderServiceServer interface {
 	CreateOrder(context.Context, *CreateOrderRequest) (*CreateOrderReply, error)
 	// GetOrder returns one order by ID.
 	GetOrder(context.Context, *GetOrderRequest) (*GetOrderReply, error)
-	// ListOrders returns the orders of one user, oldest first.
+	// ListOrders returns one page of a user's orders, oldest first (AIP-158).
+	// Pages are keyset-paged in insertion order: an order created while a
+	// caller pages is never repeated and never makes the caller skip one
+	// that existed when the first page was read.
 	ListOrders(context.Context, *ListOrdersRequest) (*ListOrdersReply, error)
 	mustEmbedUnimplementedOrderServiceServer()
 }

@@ -21,8 +21,15 @@ func (r *CreateOrderRequest) Validate() error {
 // Validate rejects a GetOrderRequest whose id is not a UUID.
 func (r *GetOrderRequest) Validate() error { return validate.ID("id", r.GetId()) }
 
-// Validate rejects a ListOrdersRequest whose user_id is not a UUID.
-func (r *ListOrdersRequest) Validate() error { return validate.ID("user_id", r.GetUserId()) }
+// Validate rejects a ListOrdersRequest whose user_id is not a UUID or whose
+// page_size is negative. A page_token is checked by the handler, which alone
+// can tell whether it was issued for this user_id.
+func (r *ListOrdersRequest) Validate() error {
+	return validate.First(
+		validate.ID("user_id", r.GetUserId()),
+		validate.PageSize("page_size", r.GetPageSize()),
+	)
+}
 
 func quantity(q int32) error {
 	if q <= 0 || q > MaxQuantity {

@@ -421,12 +421,21 @@ func (x *ProfileOrder) GetQuantity() int32 {
 	return 0
 }
 
+// GetUserProfileReply is bounded: a profile shows the user's first 50
+// orders, oldest first, so it stays small whatever the user has ordered.
 type GetUserProfileReply struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	User          *User                  `protobuf:"bytes,1,opt,name=user,proto3" json:"user,omitempty"`
-	Orders        []*ProfileOrder        `protobuf:"bytes,2,rep,name=orders,proto3" json:"orders,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state protoimpl.MessageState `protogen:"open.v1"`
+	User  *User                  `protobuf:"bytes,1,opt,name=user,proto3" json:"user,omitempty"`
+	// orders are the user's first orders, oldest first: all of them when
+	// orders_next_page_token is empty.
+	Orders []*ProfileOrder `protobuf:"bytes,2,rep,name=orders,proto3" json:"orders,omitempty"`
+	// orders_next_page_token is empty when orders holds every order of the
+	// user. Otherwise there are more: pass it as page_token to
+	// order.v1.OrderService.ListOrders with user_id set to this user's id to
+	// read the rest, page by page.
+	OrdersNextPageToken string `protobuf:"bytes,3,opt,name=orders_next_page_token,json=ordersNextPageToken,proto3" json:"orders_next_page_token,omitempty"`
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
 }
 
 func (x *GetUserProfileReply) Reset() {
@@ -473,6 +482,13 @@ func (x *GetUserProfileReply) GetOrders() []*ProfileOrder {
 	return nil
 }
 
+func (x *GetUserProfileReply) GetOrdersNextPageToken() string {
+	if x != nil {
+		return x.OrdersNextPageToken
+	}
+	return ""
+}
+
 var File_api_user_v1_user_proto protoreflect.FileDescriptor
 
 const file_api_user_v1_user_proto_rawDesc = "" +
@@ -496,10 +512,11 @@ const file_api_user_v1_user_proto_rawDesc = "" +
 	"\fProfileOrder\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04item\x18\x02 \x01(\tR\x04item\x12\x1a\n" +
-	"\bquantity\x18\x03 \x01(\x05R\bquantity\"g\n" +
+	"\bquantity\x18\x03 \x01(\x05R\bquantity\"\x9c\x01\n" +
 	"\x13GetUserProfileReply\x12!\n" +
 	"\x04user\x18\x01 \x01(\v2\r.user.v1.UserR\x04user\x12-\n" +
-	"\x06orders\x18\x02 \x03(\v2\x15.user.v1.ProfileOrderR\x06orders*U\n" +
+	"\x06orders\x18\x02 \x03(\v2\x15.user.v1.ProfileOrderR\x06orders\x123\n" +
+	"\x16orders_next_page_token\x18\x03 \x01(\tR\x13ordersNextPageToken*U\n" +
 	"\vErrorReason\x12\x1c\n" +
 	"\x18ERROR_REASON_UNSPECIFIED\x10\x00\x12\x12\n" +
 	"\x0eUSER_NOT_FOUND\x10\x01\x12\x14\n" +

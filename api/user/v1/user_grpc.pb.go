@@ -35,7 +35,9 @@ type UserServiceClient interface {
 	CreateUser(ctx context.Context, in *CreateUserRequest, opts ...grpc.CallOption) (*CreateUserReply, error)
 	// GetUser returns one user by ID.
 	GetUser(ctx context.Context, in *GetUserRequest, opts ...grpc.CallOption) (*GetUserReply, error)
-	// GetUserProfile returns a user with the orders placed by that user.
+	// GetUserProfile returns a user with the first orders placed by that user
+	// (at most 50, oldest first) and, when there are more, the token that
+	// reads the rest from order.v1.OrderService.ListOrders.
 	GetUserProfile(ctx context.Context, in *GetUserProfileRequest, opts ...grpc.CallOption) (*GetUserProfileReply, error)
 }
 
@@ -88,7 +90,9 @@ type UserServiceServer interface {
 	CreateUser(context.Context, *CreateUserRequest) (*CreateUserReply, error)
 	// GetUser returns one user by ID.
 	GetUser(context.Context, *GetUserRequest) (*GetUserReply, error)
-	// GetUserProfile returns a user with the orders placed by that user.
+	// GetUserProfile returns a user with the first orders placed by that user
+	// (at most 50, oldest first) and, when there are more, the token that
+	// reads the rest from order.v1.OrderService.ListOrders.
 	GetUserProfile(context.Context, *GetUserProfileRequest) (*GetUserProfileReply, error)
 	mustEmbedUnimplementedUserServiceServer()
 }

@@ -39,6 +39,11 @@ type Order struct {
 	UserID   string
 	Item     string
 	Quantity int32
+	// Seq is the order's position in the store's insertion order, assigned
+	// by the store: positive, unique, and larger for every later order. A
+	// list pages by it, so ListByUser sets it; other Repo methods may leave
+	// it 0. It is not part of the API.
+	Seq int64
 }
 
 // sameRequest reports whether o asks for the same thing as other, ignoring
@@ -54,7 +59,12 @@ func (o *Order) sameRequest(other *Order) bool {
 type Repo interface {
 	CreateOnce(ctx context.Context, key string, o *Order) (stored *Order, created bool, err error)
 	Get(ctx context.Context, id string) (*Order, error)
-	ListByUser(ctx context.Context, userID string) ([]*Order, error)
+	// ListByUser returns at most limit orders of userID with Seq > after,
+	// by Seq ascending, so a caller pages by passing the last Seq it got
+	// (keyset paging: no offset, so an insert between two pages never
+	// shifts the next one). after 0 starts at the oldest order. Callers ask
+	// for one more than they show to learn whether another page exists.
+	ListByUser(ctx context.Context, userID string, limit int, after int64) ([]*Order, error)
 }
 
 // Buyers tells whether a buyer exists: Check returns nil for a known user
@@ -104,12 +114,48 @@ func (uc *Usecase) GetOrder(ctx context.Context, id string) (*Order, error) {
 	return o, nil
 }
 
-// ListOrders returns the orders of one user, oldest first. A user with no
-// orders gets an empty list, not an error: the order service does not own users.
-func (uc *Usecase) ListOrders(ctx context.Context, userID string) ([]*Order, error) {
-	orders, err := uc.orders.ListByUser(ctx, userID)
+// Page sizes of ListOrders, in orders. The default keeps a reply small for
+// callers that name no size; the maximum keeps the largest reply (1000
+// orders of 200-character items, about 0.3 MB) far below gRPC's 4 MiB.
+const (
+	DefaultPageSize = 50
+	MaxPageSize     = 1000
+)
+
+// PageSize is the number of orders a page of the requested size holds: 0
+// (none asked) is DefaultPageSize, and more than MaxPageSize is MaxPageSize.
+// A negative size is rejected before the use case, as an invalid request.
+func PageSize(requested int) int {
+	switch {
+	case requested <= 0:
+		return DefaultPageSize
+	case requested > MaxPageSize:
+		return MaxPageSize
+	}
+	return requested
+}
+
+// Page is one page of a user's orders, oldest first.
+type Page struct {
+	Orders []*Order
+	// Next is the Seq to pass as after for the following page, or 0 when
+	// this page is the last.
+	Next int64
+}
+
+// ListOrders returns the page of userID's orders after Seq after (0: the
+// first page), of PageSize(size) orders at most. A user with no orders gets
+// an empty page, not an error: the order service does not own users.
+func (uc *Usecase) ListOrders(ctx context.Context, userID string, size int, after int64) (*Page, error) {
+	limit := PageSize(size)
+	orders, err := uc.orders.ListByUser(ctx, userID, limit+1, after)
 	if err != nil {
 		return nil, fmt.Errorf("list orders of user %s: %w", userID, err)
 	}
-	return orders, nil
+	page := &Page{Orders: orders}
+	if len(orders) > limit {
+		page.Orders = orders[:limit]
+		page.Next = orders[limit-1].Seq
+	}
+	return page, nil
 }

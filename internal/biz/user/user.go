@@ -42,10 +42,29 @@ type Order struct {
 	Quantity int32
 }
 
-// Profile is a user together with the orders they placed.
+// ProfileOrders is the most orders a profile shows. A profile is bounded
+// so that it answers whatever the user has ordered: 50 orders of the
+// longest items are about 15 KB, far below gRPC's 4 MiB reply limit, and
+// an unbounded one failed on that limit for a user with 20,000 orders.
+const ProfileOrders = 50
+
+// Profile is a user together with the first orders they placed.
 type Profile struct {
-	User   *User
+	User *User
+	// Orders are the user's first ProfileOrders orders at most, oldest first.
 	Orders []*Order
+	// MoreOrders is empty when Orders holds all the user's orders; otherwise
+	// the order service's page token for the rest (see OrderPage).
+	MoreOrders string
+}
+
+// OrderPage is the first page of a user's orders, oldest first.
+type OrderPage struct {
+	Orders []*Order
+	// NextPageToken is empty on the last page. Otherwise it is the order
+	// service's opaque token for the next page, which a caller passes to
+	// that service's ListOrders with the same user to read the rest.
+	NextPageToken string
 }
 
 // Repo stores users. Get returns ErrNotFound for an unknown ID.
@@ -55,9 +74,10 @@ type Repo interface {
 }
 
 // OrderHistory lists a user's orders, oldest first; in the user service it
-// is a client of the order service.
+// is a client of the order service. FirstOrders returns the first page of
+// at most limit orders (limit between 1 and 1000).
 type OrderHistory interface {
-	ListOrders(ctx context.Context, userID string) ([]*Order, error)
+	FirstOrders(ctx context.Context, userID string, limit int) (*OrderPage, error)
 }
 
 // Usecase is the user service's business logic.
@@ -92,16 +112,17 @@ func (uc *Usecase) GetUser(ctx context.Context, id string) (*User, error) {
 	return u, nil
 }
 
-// GetUserProfile returns the user and their orders. Without the order
+// GetUserProfile returns the user, their first ProfileOrders orders and,
+// when they have more, the token that reads the rest. Without the order
 // history the profile would be a lie, so an order-service failure fails the call.
 func (uc *Usecase) GetUserProfile(ctx context.Context, id string) (*Profile, error) {
 	u, err := uc.GetUser(ctx, id)
 	if err != nil {
 		return nil, err
 	}
-	orders, err := uc.orders.ListOrders(ctx, id)
+	page, err := uc.orders.FirstOrders(ctx, id, ProfileOrders)
 	if err != nil {
 		return nil, fmt.Errorf("list orders of user %s: %w", id, err)
 	}
-	return &Profile{User: u, Orders: orders}, nil
+	return &Profile{User: u, Orders: page.Orders, MoreOrders: page.NextPageToken}, nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"path/filepath"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -70,7 +71,7 @@ func TestRepoCreateOnce(t *testing.T) {
 			if err != nil || !created || second.ID == first.ID {
 				t.Fatalf("new key: %+v created=%v err=%v", second, created, err)
 			}
-			list, err := repo.ListByUser(ctx, userID)
+			list, err := repo.ListByUser(ctx, userID, 100, 0)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -83,7 +84,7 @@ func TestRepoCreateOnce(t *testing.T) {
 			if _, err := repo.Get(ctx, uuid.NewString()); !errors.Is(err, orderbiz.ErrNotFound) {
 				t.Fatalf("Get(unknown) error = %v, want ErrNotFound", err)
 			}
-			if list, err := repo.ListByUser(ctx, uuid.NewString()); err != nil || len(list) != 0 {
+			if list, err := repo.ListByUser(ctx, uuid.NewString(), 100, 0); err != nil || len(list) != 0 {
 				t.Fatalf("ListByUser(no orders) = %v, %v; want empty", list, err)
 			}
 		})
@@ -120,7 +121,7 @@ func TestRepoConcurrentRetriesCreateOne(t *testing.T) {
 					t.Fatalf("caller %d got order %s, caller 0 got %s", i, ids[i], ids[0])
 				}
 			}
-			if list, _ := repo.ListByUser(ctx, userID); len(list) != 1 {
+			if list, _ := repo.ListByUser(ctx, userID, 100, 0); len(list) != 1 {
 				t.Fatalf("%d orders stored, want 1", len(list))
 			}
 		})
@@ -226,7 +227,143 @@ func TestSQLStoreSharedAcrossInstances(t *testing.T) {
 			t.Fatalf("result %d = %+v, want order %s", i, o, results[0].ID)
 		}
 	}
-	if list, _ := b.ListByUser(ctx, userID); len(list) != 1 {
+	if list, _ := b.ListByUser(ctx, userID, 100, 0); len(list) != 1 {
 		t.Fatalf("%d orders stored across instances, want 1", len(list))
+	}
+}
+
+// createOrders stores n orders of userID and returns their IDs, oldest first.
+func createOrders(t *testing.T, ctx context.Context, repo orderbiz.Repo, userID string, n int) []string {
+	t.Helper()
+	ids := make([]string, 0, n)
+	for range n {
+		o, _, err := repo.CreateOnce(ctx, uuid.NewString(), newOrder(userID))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, o.ID)
+	}
+	return ids
+}
+
+// pageAll reads every page of userID's orders, size at a time, the way the
+// use case does, and returns the IDs and the size of each page. It fails
+// when a page is out of Seq order or the pages do not end.
+func pageAll(t *testing.T, ctx context.Context, repo orderbiz.Repo, userID string, size int, between func()) (ids []string, sizes []int) {
+	t.Helper()
+	var after int64
+	for range 1000 {
+		page, err := repo.ListByUser(ctx, userID, size, after)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, o := range page {
+			if o.Seq <= after {
+				t.Fatalf("order %s has Seq %d after %d: pages out of order", o.ID, o.Seq, after)
+			}
+			if o.UserID != userID {
+				t.Fatalf("order %s of user %s in the list of %s", o.ID, o.UserID, userID)
+			}
+			after = o.Seq
+			ids = append(ids, o.ID)
+		}
+		sizes = append(sizes, len(page))
+		if len(page) < size {
+			return ids, sizes
+		}
+		between()
+	}
+	t.Fatal("pages do not end")
+	return nil, nil
+}
+
+func TestRepoListByUserPages(t *testing.T) {
+	cases := []struct {
+		name      string
+		orders    int
+		size      int
+		wantSizes []int
+	}{
+		{"no orders", 0, 3, []int{0}},
+		{"exact multiple of the page size", 6, 3, []int{3, 3, 0}},
+		{"a short last page", 7, 3, []int{3, 3, 1}},
+		{"one page larger than the list", 2, 10, []int{2}},
+	}
+	for name, open := range orderDrivers() {
+		t.Run(name, func(t *testing.T) {
+			for _, tc := range cases {
+				t.Run(tc.name, func(t *testing.T) {
+					ctx := testContext(t)
+					repo := open(t)
+					userID, other := uuid.NewString(), uuid.NewString()
+					var want []string
+					// Another user's orders between this user's must not show.
+					for range tc.orders {
+						want = append(want, createOrders(t, ctx, repo, userID, 1)...)
+						createOrders(t, ctx, repo, other, 1)
+					}
+					got, sizes := pageAll(t, ctx, repo, userID, tc.size, func() {})
+					if !slices.Equal(got, want) || !slices.Equal(sizes, tc.wantSizes) {
+						t.Fatalf("pages of sizes %v holding %v, want %v holding %v", sizes, got, tc.wantSizes, want)
+					}
+				})
+			}
+		})
+	}
+}
+
+// Orders created while a caller pages, by other goroutines and between the
+// caller's pages, never make it see an order twice or miss one that existed
+// when it read the first page; they come after those, in order.
+func TestRepoPagingWhileOrdersAreCreated(t *testing.T) {
+	for name, open := range orderDrivers() {
+		t.Run(name, func(t *testing.T) {
+			ctx := testContext(t)
+			repo := open(t)
+			userID := uuid.NewString()
+			existing := createOrders(t, ctx, repo, userID, 20)
+
+			stop := make(chan struct{})
+			var wg sync.WaitGroup
+			stopWriters := sync.OnceFunc(func() { close(stop); wg.Wait() })
+			t.Cleanup(stopWriters) // also when the test fails first
+			for range 2 {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for {
+						select {
+						case <-stop:
+							return
+						default:
+						}
+						if _, _, err := repo.CreateOnce(ctx, uuid.NewString(), newOrder(userID)); err != nil {
+							t.Error(err)
+							return
+						}
+					}
+				}()
+			}
+			pages := 0
+			got, _ := pageAll(t, ctx, repo, userID, 3, func() {
+				pages++
+				createOrders(t, ctx, repo, userID, 1) // between two pages, for sure
+				if pages == 10 {
+					stopWriters() // so the list ends
+				}
+			})
+			stopWriters()
+			seen := make(map[string]bool, len(got))
+			for _, id := range got {
+				if seen[id] {
+					t.Fatalf("order %s listed twice", id)
+				}
+				seen[id] = true
+			}
+			if len(got) < len(existing) || !slices.Equal(got[:len(existing)], existing) {
+				t.Fatalf("the %d orders that existed at the first page do not lead the list in order", len(existing))
+			}
+			t.Logf("%d orders listed, %d of them created while paging", len(got), len(got)-len(existing))
+		})
 	}
 }

@@ -133,9 +133,13 @@ func (s *SQLStore) Get(ctx context.Context, id string) (*orderbiz.Order, error) 
 	return getOrder(ctx, s.db, id)
 }
 
-// ListByUser returns the user's orders, oldest first.
-func (s *SQLStore) ListByUser(ctx context.Context, userID string) ([]*orderbiz.Order, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT id, item, quantity FROM orders WHERE user_id = ? ORDER BY seq`, userID)
+// ListByUser returns at most limit of the user's orders with seq above
+// after, oldest first: a range scan of the (user_id, seq) index, so a page
+// deep into a long list costs what the first one does.
+func (s *SQLStore) ListByUser(ctx context.Context, userID string, limit int, after int64) ([]*orderbiz.Order, error) {
+	rows, err := s.db.QueryContext(ctx,
+		`SELECT seq, id, item, quantity FROM orders WHERE user_id = ? AND seq > ? ORDER BY seq LIMIT ?`,
+		userID, after, max(limit, 0))
 	if err != nil {
 		return nil, fmt.Errorf("select orders: %w", err)
 	}
@@ -143,7 +147,7 @@ func (s *SQLStore) ListByUser(ctx context.Context, userID string) ([]*orderbiz.O
 	out := []*orderbiz.Order{}
 	for rows.Next() {
 		o := &orderbiz.Order{UserID: userID}
-		if err := rows.Scan(&o.ID, &o.Item, &o.Quantity); err != nil {
+		if err := rows.Scan(&o.Seq, &o.ID, &o.Item, &o.Quantity); err != nil {
 			return nil, fmt.Errorf("scan order: %w", err)
 		}
 		out = append(out, o)

@@ -1,8 +1,10 @@
 package order
 
 import (
+	"cmp"
 	"container/list"
 	"context"
+	"slices"
 	"sync"
 	"time"
 
@@ -19,12 +21,22 @@ type Store struct {
 
 	mu     sync.Mutex
 	orders map[string]orderbiz.Order
-	byUser map[string][]string
-	keys   map[string]*list.Element
+	// byUser holds each user's orders by Seq ascending: Seq comes from
+	// lastSeq, which only grows, so appending keeps the order.
+	byUser  map[string][]userOrder
+	lastSeq int64
+	keys    map[string]*list.Element
 	// byAge holds *keyEntry oldest first. Every key lives for the same TTL,
 	// so the oldest entry is also the first to expire and one list serves
 	// both the TTL and the size cap.
 	byAge *list.List
+}
+
+// userOrder is one entry of a user's list: the Seq a page seeks by and the
+// order it names.
+type userOrder struct {
+	seq int64
+	id  string
 }
 
 type keyEntry struct {
@@ -74,7 +86,7 @@ func NewStore(opts ...Option) *Store {
 	return &Store{
 		keyOpts: newKeyOpts(opts),
 		orders:  make(map[string]orderbiz.Order),
-		byUser:  make(map[string][]string),
+		byUser:  make(map[string][]userOrder),
 		keys:    make(map[string]*list.Element),
 		byAge:   list.New(),
 	}
@@ -95,8 +107,10 @@ func (s *Store) CreateOnce(_ context.Context, key string, o *orderbiz.Order) (*o
 	}
 	stored := *o
 	stored.ID = uuid.NewString()
+	s.lastSeq++
+	stored.Seq = s.lastSeq
 	s.orders[stored.ID] = stored
-	s.byUser[stored.UserID] = append(s.byUser[stored.UserID], stored.ID)
+	s.byUser[stored.UserID] = append(s.byUser[stored.UserID], userOrder{seq: stored.Seq, id: stored.ID})
 	s.keys[key] = s.byAge.PushBack(&keyEntry{key: key, orderID: stored.ID, expires: now.Add(s.ttl)})
 	for s.byAge.Len() > s.capacity {
 		s.forget(s.byAge.Front())
@@ -127,14 +141,18 @@ func (s *Store) Get(_ context.Context, id string) (*orderbiz.Order, error) {
 	return &o, nil
 }
 
-// ListByUser returns copies of the user's orders, oldest first.
-func (s *Store) ListByUser(_ context.Context, userID string) ([]*orderbiz.Order, error) {
+// ListByUser returns copies of at most limit of the user's orders with Seq
+// above after, oldest first. It seeks to after by binary search, the
+// memory store's keyset: a page costs O(log n + limit), not O(n).
+func (s *Store) ListByUser(_ context.Context, userID string, limit int, after int64) ([]*orderbiz.Order, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	ids := s.byUser[userID]
-	out := make([]*orderbiz.Order, 0, len(ids))
-	for _, id := range ids {
-		o := s.orders[id]
+	list := s.byUser[userID]
+	start, _ := slices.BinarySearchFunc(list, after+1, func(e userOrder, seq int64) int { return cmp.Compare(e.seq, seq) })
+	list = list[start:min(len(list), start+max(limit, 0))]
+	out := make([]*orderbiz.Order, 0, len(list))
+	for _, e := range list {
+		o := s.orders[e.id]
 		out = append(out, &o)
 	}
 	return out, nil

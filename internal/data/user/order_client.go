@@ -32,17 +32,22 @@ func NewOrderHistory(conn *OrderConn) userbiz.OrderHistory {
 	return &orderHistory{client: orderv1.NewOrderServiceClient(conn)}
 }
 
-// ListOrders maps the order service's records onto the user service's view
-// of an order. ListOrders has no domain failure (an unknown user has no
-// orders), so every error is the order service's and no reason is mapped.
-func (h *orderHistory) ListOrders(ctx context.Context, userID string) ([]*userbiz.Order, error) {
-	reply, err := h.client.ListOrders(ctx, &orderv1.ListOrdersRequest{UserId: userID})
+// FirstOrders asks the order service for one page of limit orders and maps
+// its records onto the user service's view of an order; the order service's
+// next_page_token is passed through untouched, for the caller to continue
+// with. ListOrders has no domain failure (an unknown user has no orders),
+// so every error is the order service's and no reason is mapped.
+func (h *orderHistory) FirstOrders(ctx context.Context, userID string, limit int) (*userbiz.OrderPage, error) {
+	reply, err := h.client.ListOrders(ctx, &orderv1.ListOrdersRequest{UserId: userID, PageSize: int32(min(max(limit, 1), orderMaxPageSize))})
 	if err != nil {
 		return nil, data.PeerError("order service", err, nil)
 	}
-	out := make([]*userbiz.Order, 0, len(reply.GetOrders()))
+	page := &userbiz.OrderPage{Orders: make([]*userbiz.Order, 0, len(reply.GetOrders())), NextPageToken: reply.GetNextPageToken()}
 	for _, o := range reply.GetOrders() {
-		out = append(out, &userbiz.Order{ID: o.GetId(), Item: o.GetItem(), Quantity: o.GetQuantity()})
+		page.Orders = append(page.Orders, &userbiz.Order{ID: o.GetId(), Item: o.GetItem(), Quantity: o.GetQuantity()})
 	}
-	return out, nil
+	return page, nil
 }
+
+// orderMaxPageSize is the largest page order.v1.ListOrders answers.
+const orderMaxPageSize = 1000

@@ -35,6 +35,7 @@ func TestRejectsBadRequestsNamingTheField(t *testing.T) {
 		{"empty item", &orderv1.CreateOrderRequest{IdempotencyKey: "k", UserId: validID, Quantity: 1}, "item"},
 		{"malformed order id", &orderv1.GetOrderRequest{Id: ""}, "id"},
 		{"malformed list user", &orderv1.ListOrdersRequest{UserId: "x"}, "user_id"},
+		{"negative page size", &orderv1.ListOrdersRequest{UserId: validID, PageSize: -1}, "page_size"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -61,6 +62,8 @@ func TestPassesValidRequests(t *testing.T) {
 		&userv1.GetUserRequest{Id: validID},
 		&orderv1.CreateOrderRequest{IdempotencyKey: "k", UserId: validID, Item: "pen", Quantity: 1},
 		&orderv1.ListOrdersRequest{UserId: validID},
+		// Above the maximum is lowered to it, not refused (AIP-158).
+		&orderv1.ListOrdersRequest{UserId: validID, PageSize: 5000, PageToken: "checked by the handler"},
 		"a request type without Validate",
 	} {
 		h := validation.Server()(func(context.Context, any) (any, error) { return "ok", nil })

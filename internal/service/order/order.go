@@ -8,6 +8,7 @@ package order
 
 import (
 	"context"
+	"fmt"
 
 	"github.com/go-kratos/kratos/v2/log"
 	"github.com/google/wire"
@@ -38,6 +39,7 @@ var errorTable = []service.DomainError{
 	{Target: orderbiz.ErrBuyerNotFound, Code: codes.NotFound, Reason: orderv1.ErrorReason_BUYER_NOT_FOUND.String(), Field: "user_id"},
 	{Target: orderbiz.ErrIdempotencyKeyReused, Code: codes.AlreadyExists, Reason: orderv1.ErrorReason_IDEMPOTENCY_KEY_REUSED.String(), Field: "idempotency_key"},
 	{Target: orderbiz.ErrInvalidQuantity, Code: codes.InvalidArgument, Reason: orderv1.ErrorReason_INVALID_ARGUMENT.String(), Field: "quantity"},
+	{Target: service.ErrPageToken, Code: codes.InvalidArgument, Reason: orderv1.ErrorReason_INVALID_ARGUMENT.String(), Field: "page_token"},
 }
 
 // NewService returns the handlers over the order use cases.
@@ -70,18 +72,31 @@ func (s *Service) GetOrder(ctx context.Context, req *orderv1.GetOrderRequest) (*
 	return &orderv1.GetOrderReply{Order: toProto(o)}, nil
 }
 
-// ListOrders returns a user's orders.
+// ListOrders returns one page of a user's orders. The page token is the
+// keyset position of the page before, bound to the user_id it was issued
+// for (service.EncodePageToken).
 func (s *Service) ListOrders(ctx context.Context, req *orderv1.ListOrdersRequest) (*orderv1.ListOrdersReply, error) {
-	orders, err := s.uc.ListOrders(ctx, req.GetUserId())
+	filters := listFilters(req.GetUserId())
+	after, err := service.DecodePageToken(req.GetPageToken(), filters)
+	if err != nil {
+		return nil, service.ToStatus(ctx, s.log, fmt.Errorf("list orders of user %s: %w", req.GetUserId(), err), errorTable)
+	}
+	page, err := s.uc.ListOrders(ctx, req.GetUserId(), int(req.GetPageSize()), after)
 	if err != nil {
 		return nil, service.ToStatus(ctx, s.log, err, errorTable)
 	}
-	reply := &orderv1.ListOrdersReply{Orders: make([]*orderv1.Order, 0, len(orders))}
-	for _, o := range orders {
+	reply := &orderv1.ListOrdersReply{Orders: make([]*orderv1.Order, 0, len(page.Orders))}
+	for _, o := range page.Orders {
 		reply.Orders = append(reply.Orders, toProto(o))
+	}
+	if page.Next != 0 {
+		reply.NextPageToken = service.EncodePageToken(filters, page.Next)
 	}
 	return reply, nil
 }
+
+// listFilters spells ListOrders' filters for its page tokens.
+func listFilters(userID string) string { return "user_id=" + userID }
 
 func toProto(o *orderbiz.Order) *orderv1.Order {
 	return &orderv1.Order{Id: o.ID, UserId: o.UserID, Item: o.Item, Quantity: o.Quantity}

@@ -81,3 +81,56 @@ func TestHandlersAnswerWithTheOrderReasons(t *testing.T) {
 		})
 	}
 }
+
+// ListOrders pages with tokens bound to the user_id: a token that was
+// altered, or that is replayed for another user, is InvalidArgument on
+// page_token, and the last page has no token.
+func TestListOrdersPageTokens(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	const buyer, other = "7b0c7ac4-5c7e-4b0a-9a8e-2f4a1c3f2a10", "0e3c1b8e-7a6f-4b7e-8d2c-5f1a9b3c4d20"
+	s := ordersvc.NewService(orderbiz.NewUsecase(orderdata.NewStore(), buyers(buyer)), log.NewStdLogger(io.Discard))
+	var want []string
+	for i := range 3 {
+		o, err := s.CreateOrder(ctx, &orderv1.CreateOrderRequest{IdempotencyKey: fmt.Sprint("k", i), UserId: buyer, Item: "pen", Quantity: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, o.GetOrder().GetId())
+	}
+	first, err := s.ListOrders(ctx, &orderv1.ListOrdersRequest{UserId: buyer, PageSize: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	token := first.GetNextPageToken()
+	if len(first.GetOrders()) != 2 || token == "" {
+		t.Fatalf("first page = %d orders, token %q; want 2 and a token", len(first.GetOrders()), token)
+	}
+	last, err := s.ListOrders(ctx, &orderv1.ListOrdersRequest{UserId: buyer, PageSize: 2, PageToken: token})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(last.GetOrders()) != 1 || last.GetOrders()[0].GetId() != want[2] || last.GetNextPageToken() != "" {
+		t.Fatalf("last page = %v, token %q; want [%s] and no token", last.GetOrders(), last.GetNextPageToken(), want[2])
+	}
+	if all, err := s.ListOrders(ctx, &orderv1.ListOrdersRequest{UserId: buyer}); err != nil || len(all.GetOrders()) != 3 || all.GetNextPageToken() != "" {
+		t.Fatalf("no page size (an old caller) = %v, %v; want all 3 orders of the default page", all, err)
+	}
+
+	altered := []byte(token)
+	altered[len(altered)/2] ^= 1
+	for _, tc := range []struct{ name, userID, token string }{
+		{"altered", buyer, string(altered)},
+		{"truncated", buyer, token[:len(token)-2]},
+		{"not base64", buyer, "!!"},
+		{"issued for another user", other, token},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := s.ListOrders(ctx, &orderv1.ListOrdersRequest{UserId: tc.userID, PageToken: tc.token})
+			got := kerrors.FromError(err)
+			if status.Code(err) != codes.InvalidArgument || got.Reason != orderv1.ErrorReason_INVALID_ARGUMENT.String() || got.Metadata["field"] != "page_token" {
+				t.Fatalf("got %v (reason %q, metadata %v), want InvalidArgument on page_token", err, got.Reason, got.Metadata)
+			}
+		})
+	}
+}

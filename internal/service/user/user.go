@@ -64,13 +64,14 @@ func (s *Service) GetUser(ctx context.Context, req *userv1.GetUserRequest) (*use
 	return &userv1.GetUserReply{User: toProto(u)}, nil
 }
 
-// GetUserProfile returns a user with their orders, asking the order service.
+// GetUserProfile returns a user with their first orders, asking the order
+// service, and the token that reads the rest from it.
 func (s *Service) GetUserProfile(ctx context.Context, req *userv1.GetUserProfileRequest) (*userv1.GetUserProfileReply, error) {
 	p, err := s.uc.GetUserProfile(ctx, req.GetId())
 	if err != nil {
 		return nil, service.ToStatus(ctx, s.log, err, errorTable)
 	}
-	reply := &userv1.GetUserProfileReply{User: toProto(p.User)}
+	reply := &userv1.GetUserProfileReply{User: toProto(p.User), OrdersNextPageToken: p.MoreOrders}
 	for _, o := range p.Orders {
 		reply.Orders = append(reply.Orders, &userv1.ProfileOrder{Id: o.ID, Item: o.Item, Quantity: o.Quantity})
 	}

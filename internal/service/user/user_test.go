@@ -22,7 +22,7 @@ import (
 // failingHistory is an order service that is down.
 type failingHistory struct{}
 
-func (failingHistory) ListOrders(context.Context, string) ([]*userbiz.Order, error) {
+func (failingHistory) FirstOrders(context.Context, string, int) (*userbiz.OrderPage, error) {
 	return nil, &biz.DependencyError{Dependency: "order service", Err: fmt.Errorf("connection refused")}
 }
 
