@@ -36,6 +36,18 @@ variable "data_dir" {
   description = "directory of the SQLite file every instance on the client shares"
 }
 
+variable "data_driver" {
+  type        = string
+  default     = ""
+  description = "data.driver for every instance (RAMPART_DATA_DRIVER): empty keeps the config file's; postgres for more than one client"
+}
+
+variable "database_url" {
+  type        = string
+  default     = ""
+  description = "PostgreSQL URL (DATABASE_URL) when data_driver is postgres; in production render it from Nomad Variables or Vault rather than passing a password here"
+}
+
 variable "datacenters" {
   type    = list(string)
   default = ["*"]
@@ -128,6 +140,8 @@ job "user" {
         RAMPART_HTTP_ADDR              = "127.0.0.1:${NOMAD_PORT_http}"
         RAMPART_REGISTRY_SELF_REGISTER = "false"
         RAMPART_SQLITE_PATH            = "${var.data_dir}/user.db"
+        RAMPART_DATA_DRIVER            = var.data_driver
+        DATABASE_URL                   = var.database_url
         CONSUL_HTTP_ADDR               = var.consul_addr
       }
 
