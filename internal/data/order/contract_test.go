@@ -3,6 +3,7 @@ package order_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -11,7 +12,10 @@ import (
 	"github.com/google/uuid"
 
 	orderbiz "github.com/rampart-go/rampart/internal/biz/order"
+	"github.com/rampart-go/rampart/internal/conf"
+	"github.com/rampart-go/rampart/internal/data"
 	orderdata "github.com/rampart-go/rampart/internal/data/order"
+	"github.com/rampart-go/rampart/internal/devstack/devstacktest"
 )
 
 // orderStore is what the contract needs beyond orderbiz.Repo.
@@ -35,7 +39,25 @@ func orderDrivers() map[string]func(t *testing.T, opts ...orderdata.Option) orde
 			t.Cleanup(cleanup)
 			return s
 		},
+		"postgres": func(t *testing.T, opts ...orderdata.Option) orderStore {
+			return openPG(t, devstacktest.Postgres(t), opts...)
+		},
 	}
+}
+
+// openPG is one order instance's store on the database at url: its own
+// pool, the schema migrated, closed when the test ends.
+func openPG(t *testing.T, url string, opts ...orderdata.Option) *orderdata.PGStore {
+	t.Helper()
+	c := conf.Default().Data.Postgres
+	c.URL = url
+	pool, closePool, err := data.OpenPostgres(testContext(t), c, orderdata.Schema)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := orderdata.NewPGStore(pool, opts...)
+	t.Cleanup(func() { s.Close(); closePool() })
+	return s
 }
 
 func testContext(t *testing.T) context.Context {
@@ -157,8 +179,12 @@ func TestRepoKeyExpires(t *testing.T) {
 	}
 }
 
+// The PostgreSQL store has no cap: it keeps every key for its TTL.
 func TestRepoCapacityForgetsOldest(t *testing.T) {
 	for name, open := range orderDrivers() {
+		if name == "postgres" {
+			continue
+		}
 		t.Run(name, func(t *testing.T) {
 			ctx := testContext(t)
 			repo := open(t, orderdata.WithIdempotencyCapacity(3))
@@ -186,47 +212,100 @@ func TestRepoCapacityForgetsOldest(t *testing.T) {
 	}
 }
 
-// Two stores on one file stand for two order instances on one host: a
-// retry that lands on the other instance must find the first order.
-func TestSQLStoreSharedAcrossInstances(t *testing.T) {
+// Two stores on one database stand for two order instances (on one host
+// for SQLite, on any for PostgreSQL): concurrent retries of one request
+// landing on either instance create one order.
+func TestSharedAcrossInstances(t *testing.T) {
+	pair := map[string]func(t *testing.T) (a, b orderStore){
+		"sqlite": func(t *testing.T) (orderStore, orderStore) {
+			path := filepath.Join(t.TempDir(), "order.db")
+			open := func() orderStore {
+				s, cleanup, err := orderdata.NewSQLStore(testContext(t), path)
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(cleanup)
+				return s
+			}
+			return open(), open()
+		},
+		"postgres": func(t *testing.T) (orderStore, orderStore) {
+			url := devstacktest.Postgres(t)
+			return openPG(t, url), openPG(t, url)
+		},
+	}
+	for name, open := range pair {
+		t.Run(name, func(t *testing.T) {
+			ctx := testContext(t)
+			a, b := open(t)
+			userID := uuid.NewString()
+			var wg sync.WaitGroup
+			results := make([]*orderbiz.Order, 20)
+			for i := range results {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					store := a
+					if i%2 == 1 {
+						store = b
+					}
+					o, _, err := store.CreateOnce(ctx, "retry-key", newOrder(userID))
+					if err != nil {
+						t.Errorf("instance %d: %v", i%2, err)
+						return
+					}
+					results[i] = o
+				}()
+			}
+			wg.Wait()
+			for i, o := range results {
+				if o == nil || o.ID != results[0].ID {
+					t.Fatalf("result %d = %+v, want order %s", i, o, results[0].ID)
+				}
+			}
+			if list, _ := b.ListByUser(ctx, userID); len(list) != 1 {
+				t.Fatalf("%d orders stored across instances, want 1", len(list))
+			}
+		})
+	}
+}
+
+// The sweep deletes expired keys only, in batches, and leaves the orders.
+func TestPGSweepDeletesExpiredKeys(t *testing.T) {
 	ctx := testContext(t)
-	path := filepath.Join(t.TempDir(), "order.db")
-	a, closeA, err := orderdata.NewSQLStore(ctx, path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer closeA()
-	b, closeB, err := orderdata.NewSQLStore(ctx, path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer closeB()
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	var mu sync.Mutex
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	s := openPG(t, devstacktest.Postgres(t), orderdata.WithIdempotencyTTL(time.Hour), orderdata.WithClock(clock),
+		orderdata.WithSweepInterval(time.Hour))
 	userID := uuid.NewString()
-	var wg sync.WaitGroup
-	results := make([]*orderbiz.Order, 20)
-	for i := range results {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			store := orderbiz.Repo(a)
-			if i%2 == 1 {
-				store = b
-			}
-			o, _, err := store.CreateOnce(ctx, "retry-key", newOrder(userID))
-			if err != nil {
-				t.Errorf("instance %d: %v", i%2, err)
-				return
-			}
-			results[i] = o
-		}()
-	}
-	wg.Wait()
-	for i, o := range results {
-		if o == nil || o.ID != results[0].ID {
-			t.Fatalf("result %d = %+v, want order %s", i, o, results[0].ID)
+	var first *orderbiz.Order
+	for i := range 2500 {
+		o, _, err := s.CreateOnce(ctx, fmt.Sprintf("old-%d", i), newOrder(userID))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i == 0 {
+			first = o
 		}
 	}
-	if list, _ := b.ListByUser(ctx, userID); len(list) != 1 {
-		t.Fatalf("%d orders stored across instances, want 1", len(list))
+	mu.Lock()
+	now = now.Add(30 * time.Minute)
+	mu.Unlock()
+	if _, _, err := s.CreateOnce(ctx, "young", newOrder(userID)); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	now = now.Add(40 * time.Minute)
+	mu.Unlock()
+	n, err := s.Sweep(ctx)
+	if err != nil || n != 2500 {
+		t.Fatalf("Sweep = %d, %v; want the 2500 expired keys", n, err)
+	}
+	if left, _ := s.RememberedKeys(ctx); left != 1 {
+		t.Fatalf("%d keys left, want the young one", left)
+	}
+	if _, err := s.Get(ctx, first.ID); err != nil {
+		t.Fatalf("order of a swept key lost: %v", err)
 	}
 }

@@ -1,7 +1,16 @@
 // Package order is the order service's data layer: its order stores
-// (memory and SQLite, each with a bounded idempotency index) behind
-// orderbiz.Repo, and its client of the user service behind orderbiz.Buyers.
-// It imports the order service's biz package (aliased orderbiz) and the
+// behind orderbiz.Repo, and its client of the user service behind
+// orderbiz.Buyers.
+//
+// The stores: memory and SQLite keep a bounded idempotency index (a TTL
+// and a capacity; past the capacity the oldest key is forgotten, even
+// inside its TTL); PostgreSQL keeps the key row and the order row in one
+// transaction, holds every key for its whole TTL with no capacity cap
+// (data.idempotency.capacity does not apply), and deletes expired keys in
+// a bounded background sweep. The SQL stores' schemas are versioned
+// migrations (Schema).
+//
+// The package imports the order service's biz package (aliased orderbiz) and the
 // shared internal/data, never the user service's biz or data package: it
 // reaches users only through the user API, mapping that API's reasons to
 // the order service's own errors. Importers that meet another "order"
@@ -15,6 +24,7 @@ import (
 
 	orderbiz "github.com/rampart-go/rampart/internal/biz/order"
 	"github.com/rampart-go/rampart/internal/conf"
+	"github.com/rampart-go/rampart/internal/data"
 )
 
 // ProviderSet builds the order service's repositories: its own order store
@@ -28,8 +38,16 @@ func NewRepo(c conf.Data) (orderbiz.Repo, func(), error) {
 		WithIdempotencyTTL(c.Idempotency.TTL),
 		WithIdempotencyCapacity(c.Idempotency.Capacity),
 	}
-	if c.Driver == conf.DriverSQLite {
+	switch c.Driver {
+	case conf.DriverSQLite:
 		return NewSQLStore(context.Background(), c.SQLite.Path, opts...)
+	case conf.DriverPostgres:
+		pool, closePool, err := data.OpenPostgres(context.Background(), c.Postgres, Schema)
+		if err != nil {
+			return nil, nil, err
+		}
+		s := NewPGStore(pool, opts...)
+		return s, func() { s.Close(); closePool() }, nil
 	}
 	return NewStore(opts...), func() {}, nil
 }

@@ -12,26 +12,6 @@ import (
 	"github.com/rampart-go/rampart/internal/data"
 )
 
-// Orders keep their insertion sequence so a user's list comes back oldest
-// first; idempotency keys keep theirs so the oldest is the one forgotten
-// when the index is full.
-const schema = `
-CREATE TABLE IF NOT EXISTS orders (
-	seq      INTEGER PRIMARY KEY AUTOINCREMENT,
-	id       TEXT NOT NULL UNIQUE,
-	user_id  TEXT NOT NULL,
-	item     TEXT NOT NULL,
-	quantity INTEGER NOT NULL
-);
-CREATE INDEX IF NOT EXISTS orders_by_user ON orders (user_id, seq);
-CREATE TABLE IF NOT EXISTS idempotency_keys (
-	seq        INTEGER PRIMARY KEY AUTOINCREMENT,
-	key        TEXT NOT NULL UNIQUE,
-	order_id   TEXT NOT NULL,
-	expires_at INTEGER NOT NULL
-);
-CREATE INDEX IF NOT EXISTS idempotency_keys_by_expiry ON idempotency_keys (expires_at);`
-
 // SQLStore keeps orders and the idempotency index in a SQLite file
 // shared by every order instance on the host. Sharing is what makes the key
 // work across instances: a retry that lands on another instance still finds
@@ -44,10 +24,10 @@ type SQLStore struct {
 
 var _ orderbiz.Repo = (*SQLStore)(nil)
 
-// NewSQLStore opens path, creating the file and schema if needed; the
-// cleanup closes the database.
+// NewSQLStore opens path, creating the file if needed and migrating its
+// schema up (see Schema); the cleanup closes the database.
 func NewSQLStore(ctx context.Context, path string, opts ...Option) (*SQLStore, func(), error) {
-	db, cleanup, err := data.OpenSQLite(ctx, path, schema)
+	db, cleanup, err := data.OpenSQLite(ctx, path, Schema)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -40,13 +40,14 @@ type Option func(*keyOpts)
 
 // keyOpts bounds an idempotency index.
 type keyOpts struct {
-	ttl      time.Duration
-	capacity int
-	now      func() time.Time
+	ttl           time.Duration
+	capacity      int
+	now           func() time.Time
+	sweepInterval time.Duration
 }
 
 func newKeyOpts(opts []Option) keyOpts {
-	o := keyOpts{ttl: 24 * time.Hour, capacity: 100000, now: time.Now}
+	o := keyOpts{ttl: 24 * time.Hour, capacity: 100000, now: time.Now, sweepInterval: defaultSweepInterval}
 	for _, opt := range opts {
 		opt(&o)
 	}
@@ -61,6 +62,12 @@ func WithIdempotencyTTL(d time.Duration) Option {
 // WithIdempotencyCapacity caps how many keys are remembered at once.
 func WithIdempotencyCapacity(n int) Option {
 	return func(o *keyOpts) { o.capacity = n }
+}
+
+// WithSweepInterval sets how often the PostgreSQL store deletes expired
+// keys (default 1 minute); the other stores expire keys as they go.
+func WithSweepInterval(d time.Duration) Option {
+	return func(o *keyOpts) { o.sweepInterval = d }
 }
 
 // WithClock replaces time.Now, for tests of expiry.

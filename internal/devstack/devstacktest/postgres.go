@@ -74,8 +74,8 @@ func PostgresDatabase(tb testing.TB, serverURL string) string {
 			return // the server is gone, and the database with it
 		}
 		defer func() { _ = c.Close(ctx) }()
-		if _, err := c.Exec(ctx, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)"); err != nil {
-			tb.Errorf("drop test database %s: %v", name, err)
+		if _, derr := c.Exec(ctx, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)"); derr != nil {
+			tb.Errorf("drop test database %s: %v", name, derr)
 		}
 	})
 	u, err := url.Parse(serverURL)
