@@ -5,8 +5,6 @@ import (
 	"database/sql"
 	"fmt"
 	"net/url"
-	"os"
-	"path/filepath"
 
 	_ "modernc.org/sqlite" // the pure-Go driver: no cgo, builds anywhere Go does
 
@@ -17,9 +15,6 @@ import (
 // a service on this host shares and applies the schema's pending
 // migrations, one instance at a time; the cleanup closes the database.
 func OpenSQLite(ctx context.Context, path string, s Schema) (*sql.DB, func(), error) {
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return nil, nil, fmt.Errorf("sqlite %s: %w", path, err)
-	}
 	unlock, err := lockSQLiteMigrations(path)
 	if err != nil {
 		return nil, nil, err
