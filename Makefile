@@ -92,9 +92,9 @@ bin/golangci-lint: tools/golangci-lint/go.mod tools/golangci-lint/go.sum
 	cd tools/golangci-lint && go build -o ../../bin/golangci-lint github.com/golangci/golangci-lint/v2/cmd/golangci-lint
 
 .PHONY: run
-run: bin/consul ## start Consul and 2 instances of every service, run the demo; Ctrl-C stops all
+run: bin/consul $(if $(filter postgres,$(DATA)),postgresql) ## start Consul and 2 instances of every service, run the demo; Ctrl-C stops all. DATA=postgres: on a local PostgreSQL
 	@go build -o bin/devstack ./cmd/devstack
-	@bin/devstack
+	@bin/devstack $(if $(DATA),-data $(DATA))
 
 # nomad-up runs `devstack -nomad` detached (its own session, so a Ctrl-C at
 # this shell does not reach it) and returns once the jobs pass in Consul and

@@ -165,7 +165,7 @@ func Migrate(ctx context.Context, c conf.Data, s Schema, command string, w io.Wr
 // so instances on this host starting together migrate one at a time (goose
 // has no SQLite locker; the second finds nothing pending).
 func lockSQLiteMigrations(path string) (unlock func(), err error) {
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+	if err = os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return nil, fmt.Errorf("sqlite %s: %w", path, err)
 	}
 	f, err := os.OpenFile(path+".migrate.lock", os.O_CREATE|os.O_RDWR, 0o644)
