@@ -77,20 +77,11 @@ func run() error {
 	}
 
 	start := time.Now()
-	var env []string
-	if *driver == "postgres" {
-		pg, pgErr := devstack.StartPostgres(ctx, devstack.WithPostgresLogDir(dir))
-		if pgErr != nil {
-			return pgErr
-		}
-		defer func() {
-			if stopErr := pg.Stop(); stopErr != nil {
-				fmt.Fprintln(os.Stderr, "devstack: stop postgres:", stopErr)
-			}
-		}()
-		fmt.Printf("PostgreSQL on %s (log %s)\n", pg.Addr(), pg.LogPath())
-		env = []string{"RAMPART_DATA_DRIVER=postgres", "DATABASE_URL=" + pg.DSN("postgres")}
+	env, stopData, err := startData(ctx, *driver, dir)
+	if err != nil {
+		return err
 	}
+	defer stopData()
 	fmt.Printf("starting Consul and %s (logs in %s)...\n", *services, dir)
 	startCtx, cancel := context.WithTimeout(ctx, 10*time.Minute)
 	stack, err := devstack.StartStack(startCtx, devstack.StackConfig{RepoRoot: root, Services: counts, WorkDir: dir, Env: env})
@@ -125,6 +116,25 @@ func run() error {
 	fmt.Println("running; press Ctrl-C to stop")
 	<-ctx.Done()
 	return nil
+}
+
+// startData starts what -data needs: for postgres a local server, and the
+// environment that points every instance at it; the stop function stops it.
+func startData(ctx context.Context, driver, dir string) (env []string, stop func(), err error) {
+	if driver != "postgres" {
+		return nil, func() {}, nil
+	}
+	pg, err := devstack.StartPostgres(ctx, devstack.WithPostgresLogDir(dir))
+	if err != nil {
+		return nil, nil, err
+	}
+	fmt.Printf("PostgreSQL on %s (log %s)\n", pg.Addr(), pg.LogPath())
+	stop = func() {
+		if stopErr := pg.Stop(); stopErr != nil {
+			fmt.Fprintln(os.Stderr, "devstack: stop postgres:", stopErr)
+		}
+	}
+	return []string{"RAMPART_DATA_DRIVER=postgres", "DATABASE_URL=" + pg.DSN("postgres")}, stop, nil
 }
 
 // runDemo runs the demo flow through Consul discovery and prints each step
