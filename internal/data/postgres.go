@@ -3,12 +3,18 @@ package data
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
+	"io"
+	"net"
 	"strconv"
+	"strings"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/jackc/pgx/v5/stdlib"
 
+	"github.com/rampart-go/rampart/internal/biz"
 	"github.com/rampart-go/rampart/internal/conf"
 )
 
@@ -55,3 +61,31 @@ func newPostgresPool(ctx context.Context, c conf.Postgres) (*pgxpool.Pool, error
 // sqlDB is a database/sql view of the pool, for goose; closing it leaves
 // the pool open.
 func sqlDB(pool *pgxpool.Pool) *sql.DB { return stdlib.OpenDBFromPool(pool) }
+
+// DatabaseError makes a failure to reach the database a
+// biz.DependencyError for the dependency "database", so the call answers
+// Unavailable at once (and tells callers not to retry: every instance
+// shares the database) instead of Internal. Reaching it means: the dial
+// failed (refused, timed out within connect_timeout), the connection broke,
+// or the server is shutting down or starting (SQLSTATE classes 08 and
+// 57P0x). A query the server rejected, a missing row, and the caller's own
+// cancellation or deadline pass through unchanged. Nil stays nil.
+func DatabaseError(ctx context.Context, err error) error {
+	if err == nil || ctx.Err() != nil {
+		return err
+	}
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		if strings.HasPrefix(pgErr.Code, "08") || strings.HasPrefix(pgErr.Code, "57P0") {
+			return &biz.DependencyError{Dependency: "database", Err: err}
+		}
+		return err
+	}
+	var connectErr *pgconn.ConnectError
+	var netErr net.Error
+	if errors.As(err, &connectErr) || errors.As(err, &netErr) || pgconn.SafeToRetry(err) ||
+		errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || pgconn.Timeout(err) {
+		return &biz.DependencyError{Dependency: "database", Err: err}
+	}
+	return err
+}

@@ -11,10 +11,12 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/rampart-go/rampart/internal/biz"
 	orderbiz "github.com/rampart-go/rampart/internal/biz/order"
 	"github.com/rampart-go/rampart/internal/conf"
 	"github.com/rampart-go/rampart/internal/data"
 	orderdata "github.com/rampart-go/rampart/internal/data/order"
+	"github.com/rampart-go/rampart/internal/devstack"
 	"github.com/rampart-go/rampart/internal/devstack/devstacktest"
 )
 
@@ -307,5 +309,36 @@ func TestPGSweepDeletesExpiredKeys(t *testing.T) {
 	}
 	if _, err := s.Get(ctx, first.ID); err != nil {
 		t.Fatalf("order of a swept key lost: %v", err)
+	}
+}
+
+// With the database gone, calls fail at once with
+// biz.ErrDependencyUnavailable (Unavailable at the service boundary), not
+// after the deadline and not as an internal error: first on the pooled
+// connection the shutdown broke, then on the refused dial.
+func TestPGDatabaseDownFailsFast(t *testing.T) {
+	ctx := testContext(t)
+	pg, err := devstack.StartPostgres(ctx, devstack.WithPostgresLogDir(t.TempDir()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = pg.Stop() })
+	s := openPG(t, pg.DSN("postgres"))
+	o, _, err := s.CreateOnce(ctx, "k", newOrder(uuid.NewString()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err = pg.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	for _, call := range []string{"broken connection", "refused dial"} {
+		start := time.Now()
+		_, err := s.Get(ctx, o.ID)
+		if took := time.Since(start); !errors.Is(err, biz.ErrDependencyUnavailable) || took > 2*time.Second {
+			t.Fatalf("%s: Get = %v after %s; want ErrDependencyUnavailable at once", call, err, took)
+		}
+	}
+	if _, _, err := s.CreateOnce(ctx, "k2", newOrder(uuid.NewString())); !errors.Is(err, biz.ErrDependencyUnavailable) {
+		t.Fatalf("CreateOnce = %v; want ErrDependencyUnavailable", err)
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	orderbiz "github.com/rampart-go/rampart/internal/biz/order"
+	"github.com/rampart-go/rampart/internal/data"
 )
 
 // Expiry of PostgreSQL idempotency keys. A key past its TTL is ignored by
@@ -66,6 +67,7 @@ func (s *PGStore) Close() {
 // live and returns the first's order; if the first rolled back, the second
 // claims the key itself.
 func (s *PGStore) CreateOnce(ctx context.Context, key string, o *orderbiz.Order) (_ *orderbiz.Order, created bool, err error) {
+	defer func() { err = data.DatabaseError(ctx, err) }()
 	now := s.now()
 	tx, err := s.pool.Begin(ctx)
 	if err != nil {
@@ -130,12 +132,14 @@ func getPGOrder(ctx context.Context, q pgQueryRower, id string) (*orderbiz.Order
 
 // Get returns the order, or orderbiz.ErrNotFound.
 func (s *PGStore) Get(ctx context.Context, id string) (*orderbiz.Order, error) {
-	return getPGOrder(ctx, s.pool, id)
+	o, err := getPGOrder(ctx, s.pool, id)
+	return o, data.DatabaseError(ctx, err)
 }
 
 // ListByUser returns the user's orders, oldest first (by seq, the order
 // of insertion, which the index orders_by_user serves).
-func (s *PGStore) ListByUser(ctx context.Context, userID string) ([]*orderbiz.Order, error) {
+func (s *PGStore) ListByUser(ctx context.Context, userID string) (_ []*orderbiz.Order, err error) {
+	defer func() { err = data.DatabaseError(ctx, err) }()
 	rows, err := s.pool.Query(ctx, `SELECT id, item, quantity FROM orders WHERE user_id = $1 ORDER BY seq`, userID)
 	if err != nil {
 		return nil, fmt.Errorf("select orders: %w", err)

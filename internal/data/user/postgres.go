@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	userbiz "github.com/rampart-go/rampart/internal/biz/user"
+	"github.com/rampart-go/rampart/internal/data"
 )
 
 // PGStore keeps users in PostgreSQL, one database shared by every user
@@ -30,7 +31,7 @@ func (s *PGStore) Create(ctx context.Context, u *userbiz.User) (*userbiz.User, e
 	stored.ID = uuid.NewString()
 	if _, err := s.pool.Exec(ctx, `INSERT INTO users (id, name, email) VALUES ($1, $2, $3)`,
 		stored.ID, stored.Name, stored.Email); err != nil {
-		return nil, fmt.Errorf("insert user: %w", err)
+		return nil, data.DatabaseError(ctx, fmt.Errorf("insert user: %w", err))
 	}
 	return &stored, nil
 }
@@ -43,7 +44,7 @@ func (s *PGStore) Get(ctx context.Context, id string) (*userbiz.User, error) {
 		return nil, userbiz.ErrNotFound
 	}
 	if err != nil {
-		return nil, fmt.Errorf("select user: %w", err)
+		return nil, data.DatabaseError(ctx, fmt.Errorf("select user: %w", err))
 	}
 	return &u, nil
 }
