@@ -29,10 +29,11 @@ const (
 // database shared by every order instance on every host: a retry that
 // lands on any instance finds the order the first attempt stored. The key
 // row and the order row are written in one transaction. Keys are not
-// capped in number: each is held for its whole TTL (a key row is about
-// 100 bytes with its index entries, so 100 creates a second for a 24 h TTL
-// hold some 860 MB), and expired ones are deleted by a background sweep
-// that Close stops.
+// capped in number: each is held for its whole TTL, and expired ones are
+// deleted by a background sweep that Close stops. What that costs,
+// measured on PostgreSQL 15 with UUID keys: 201 bytes a key, table and both
+// indexes (117 of them the row), so 100 creates a second under the default
+// 24 h TTL hold 8.6 million keys, about 1.7 GB.
 type PGStore struct {
 	keyOpts
 	pool  *pgxpool.Pool
