@@ -231,6 +231,7 @@ func (p *Postgres) waitReady(ctx context.Context, offset int64) error {
 		}
 		select {
 		case <-p.exited:
+			log = p.logSince(offset) // what it wrote before exiting
 			if strings.Contains(strings.ToLower(log), errAddrInUse) {
 				return fmt.Errorf("%w at start: %s", errExitedAtStart, errAddrInUse)
 			}
