@@ -38,7 +38,7 @@ func TestMainMigrate(t *testing.T) {
 	}
 	defer func() { _ = sdb.Close() }()
 	var n int
-	if err := sdb.QueryRow(`SELECT COUNT(*) FROM orders`).Scan(&n); err != nil {
+	if err := sdb.QueryRowContext(t.Context(), `SELECT COUNT(*) FROM orders`).Scan(&n); err != nil {
 		t.Fatalf("no orders table after migrate up: %v", err)
 	}
 	for _, tt := range []struct {
