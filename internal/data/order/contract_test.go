@@ -2,6 +2,7 @@ package order_test
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"path/filepath"
@@ -340,5 +341,34 @@ func TestPGDatabaseDownFailsFast(t *testing.T) {
 	}
 	if _, _, err := s.CreateOnce(ctx, "k2", newOrder(uuid.NewString())); !errors.Is(err, biz.ErrDependencyUnavailable) {
 		t.Fatalf("CreateOnce = %v; want ErrDependencyUnavailable", err)
+	}
+}
+
+// A database file written before migrations existed (schema created at
+// open) is adopted as version 1: its orders stay readable.
+func TestSQLStoreAdoptsAPreMigrationFile(t *testing.T) {
+	ctx := testContext(t)
+	path := filepath.Join(t.TempDir(), "order.db")
+	old, err := sql.Open("sqlite", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = old.ExecContext(ctx, `
+CREATE TABLE orders (seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE, user_id TEXT NOT NULL, item TEXT NOT NULL, quantity INTEGER NOT NULL);
+CREATE INDEX orders_by_user ON orders (user_id, seq);
+CREATE TABLE idempotency_keys (seq INTEGER PRIMARY KEY AUTOINCREMENT, key TEXT NOT NULL UNIQUE, order_id TEXT NOT NULL, expires_at INTEGER NOT NULL);
+CREATE INDEX idempotency_keys_by_expiry ON idempotency_keys (expires_at);
+INSERT INTO orders (id, user_id, item, quantity) VALUES ('o1', 'u1', 'book', 1);`)
+	_ = old.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, cleanup, err := orderdata.NewSQLStore(ctx, path)
+	if err != nil {
+		t.Fatalf("open a pre-migration file: %v", err)
+	}
+	defer cleanup()
+	if o, err := s.Get(ctx, "o1"); err != nil || o.Item != "book" {
+		t.Fatalf("Get(o1) = %+v, %v; want the order written before migrations", o, err)
 	}
 }
