@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/url"
 	"os"
@@ -64,10 +65,13 @@ type Postgres struct {
 	logPath string
 	port    int
 	lease   *portLease
-	cmd     *exec.Cmd
-	exited  chan struct{}
+	cred    *syscall.Credential // nil: run as this process's user
 	once    sync.Once
 	stopErr error
+
+	mu     sync.Mutex // guards cmd and exited, replaced by Resume
+	cmd    *exec.Cmd
+	exited chan struct{}
 }
 
 // PostgresBinDir finds the server binaries: `pg_config --bindir` when
@@ -114,16 +118,16 @@ func StartPostgres(ctx context.Context, opts ...PostgresOption) (*Postgres, erro
 	if err != nil {
 		return nil, fmt.Errorf("postgres: %w", err)
 	}
-	p := &Postgres{opts: o, dir: dir, logPath: filepath.Join(dir, "postgres.log")}
+	p := &Postgres{opts: o, dir: dir, logPath: filepath.Join(dir, "postgres.log"), cred: cred}
 	if o.logDir != "" {
 		p.logPath = filepath.Join(o.logDir, "postgres.log")
 	}
-	if err = p.initdb(ctx, cred); err != nil {
+	if err = p.initdb(ctx); err != nil {
 		_ = os.RemoveAll(dir)
 		return nil, err
 	}
 	for attempt := 1; ; attempt++ {
-		err = p.start(ctx, cred)
+		err = p.start(ctx)
 		if err == nil {
 			return p, nil
 		}
@@ -165,13 +169,13 @@ func (p *Postgres) command(ctx context.Context, cred *syscall.Credential, name s
 	return cmd
 }
 
-func (p *Postgres) initdb(ctx context.Context, cred *syscall.Credential) error {
-	if cred != nil {
+func (p *Postgres) initdb(ctx context.Context) error {
+	if cred := p.cred; cred != nil {
 		if err := os.Chown(p.dir, int(cred.Uid), int(cred.Gid)); err != nil {
 			return fmt.Errorf("postgres: chown %s: %w", p.dir, err)
 		}
 	}
-	cmd := p.command(ctx, cred, "initdb", "-D", p.dataDir(), "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync", "--no-instructions")
+	cmd := p.command(ctx, p.cred, "initdb", "-D", p.dataDir(), "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync", "--no-instructions")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("postgres initdb: %w\n%s", err, out)
 	}
@@ -180,46 +184,57 @@ func (p *Postgres) initdb(ctx context.Context, cred *syscall.Credential) error {
 
 // start runs the server once on a fresh port and waits until it accepts
 // connections.
-func (p *Postgres) start(ctx context.Context, cred *syscall.Credential) error {
+func (p *Postgres) start(ctx context.Context) error {
 	lease, err := leasePorts(1)
 	if err != nil {
 		return fmt.Errorf("postgres: %w", err)
 	}
+	p.port, p.lease = lease.ports[0], lease
+	if err := p.run(ctx); err != nil {
+		lease.release()
+		return err
+	}
+	return nil
+}
+
+// run starts postgres on p.port and waits until it accepts connections;
+// on error the server is gone.
+func (p *Postgres) run(ctx context.Context) error {
 	logF, err := os.OpenFile(p.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
-		lease.release()
 		return fmt.Errorf("postgres: %w", err)
 	}
-	offset, _ := logF.Seek(0, 2)
-	p.port, p.lease = lease.ports[0], lease
+	offset, _ := logF.Seek(0, io.SeekEnd)
 	//nolint:noctx // the server outlives ctx; Stop ends it
 	cmd := exec.Command(filepath.Join(p.opts.binDir, "postgres"),
 		"-D", p.dataDir(), "-p", strconv.Itoa(p.port), "-k", p.dir,
 		"-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "synchronous_commit=off",
 		"-c", "full_page_writes=off", "-c", "max_connections=200", "-c", "logging_collector=off")
-	tmpl := p.command(ctx, cred, "postgres")
+	tmpl := p.command(ctx, p.cred, "postgres")
 	cmd.Dir, cmd.Env, cmd.SysProcAttr = tmpl.Dir, tmpl.Env, tmpl.SysProcAttr
 	cmd.Stdout, cmd.Stderr = logF, logF
 	if err := cmd.Start(); err != nil {
 		_ = logF.Close()
-		lease.release()
 		return fmt.Errorf("postgres: %w", err)
 	}
-	p.cmd, p.exited = cmd, make(chan struct{})
+	exited := make(chan struct{})
+	p.mu.Lock()
+	p.cmd, p.exited = cmd, exited
+	p.mu.Unlock()
 	go func() {
 		_ = cmd.Wait()
 		_ = logF.Close()
-		close(p.exited)
+		close(exited)
 	}()
 	if err := p.waitReady(ctx, offset); err != nil {
 		p.kill()
-		lease.release()
 		return fmt.Errorf("postgres (log %s): %w", p.logPath, err)
 	}
 	return nil
 }
 
 func (p *Postgres) waitReady(ctx context.Context, offset int64) error {
+	_, exited := p.current()
 	for {
 		log := p.logSince(offset)
 		if strings.Contains(log, "ready to accept connections") {
@@ -230,7 +245,7 @@ func (p *Postgres) waitReady(ctx context.Context, offset int64) error {
 			}
 		}
 		select {
-		case <-p.exited:
+		case <-exited:
 			log = p.logSince(offset) // what it wrote before exiting
 			if strings.Contains(strings.ToLower(log), errAddrInUse) {
 				return fmt.Errorf("%w at start: %s", errExitedAtStart, errAddrInUse)
@@ -267,18 +282,42 @@ func (p *Postgres) DSN(database string) string {
 // LogPath is the server's log file.
 func (p *Postgres) LogPath() string { return p.logPath }
 
-// Stop shuts the server down in fast mode (SIGINT: open sessions are
-// rolled back), waits for it to exit (SIGKILL after 30 s), releases the
-// port and removes the cluster. Safe to call more than once.
+// current is the running (or last) server process and its exit channel.
+func (p *Postgres) current() (*exec.Cmd, chan struct{}) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.cmd, p.exited
+}
+
+// Halt shuts the server down in fast mode (SIGINT: open sessions are
+// rolled back, clients see their connections close) and waits for it,
+// keeping the cluster and the port for Resume: a database outage for a
+// test. SIGKILL after the stop timeout.
+func (p *Postgres) Halt() error {
+	cmd, exited := p.current()
+	_ = cmd.Process.Signal(syscall.SIGINT)
+	select {
+	case <-exited:
+		return nil
+	case <-time.After(p.opts.stopTimeout):
+		p.kill()
+		return fmt.Errorf("postgres (pid %d) still running after %s; killed", cmd.Process.Pid, p.opts.stopTimeout)
+	}
+}
+
+// Resume starts a halted server again on the same port, with its data,
+// and waits until it accepts connections.
+func (p *Postgres) Resume(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, p.opts.startTimeout)
+	defer cancel()
+	return p.run(ctx)
+}
+
+// Stop shuts the server down like Halt, releases the port and removes the
+// cluster. Safe to call more than once, and after Halt.
 func (p *Postgres) Stop() error {
 	p.once.Do(func() {
-		_ = p.cmd.Process.Signal(syscall.SIGINT)
-		select {
-		case <-p.exited:
-		case <-time.After(p.opts.stopTimeout):
-			p.stopErr = fmt.Errorf("postgres (pid %d) still running after %s; killed", p.cmd.Process.Pid, p.opts.stopTimeout)
-			p.kill()
-		}
+		p.stopErr = p.Halt()
 		p.lease.release()
 		_ = os.RemoveAll(p.dir)
 	})
@@ -287,6 +326,7 @@ func (p *Postgres) Stop() error {
 
 // kill SIGKILLs the server's process group and waits for it.
 func (p *Postgres) kill() {
-	_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
-	<-p.exited
+	cmd, exited := p.current()
+	_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+	<-exited
 }

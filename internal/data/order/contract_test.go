@@ -316,8 +316,9 @@ func TestPGSweepDeletesExpiredKeys(t *testing.T) {
 // With the database gone, calls fail at once with
 // biz.ErrDependencyUnavailable (Unavailable at the service boundary), not
 // after the deadline and not as an internal error: first on the pooled
-// connection the shutdown broke, then on the refused dial.
-func TestPGDatabaseDownFailsFast(t *testing.T) {
+// connection the shutdown broke, then on the refused dial. Once it is
+// back, the same store works again without being reopened.
+func TestPGDatabaseDownFailsFastAndRecovers(t *testing.T) {
 	ctx := testContext(t)
 	pg, err := devstack.StartPostgres(ctx, devstack.WithPostgresLogDir(t.TempDir()))
 	if err != nil {
@@ -329,7 +330,7 @@ func TestPGDatabaseDownFailsFast(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err = pg.Stop(); err != nil {
+	if err = pg.Halt(); err != nil {
 		t.Fatal(err)
 	}
 	for _, call := range []string{"broken connection", "refused dial"} {
@@ -341,6 +342,15 @@ func TestPGDatabaseDownFailsFast(t *testing.T) {
 	}
 	if _, _, err := s.CreateOnce(ctx, "k2", newOrder(uuid.NewString())); !errors.Is(err, biz.ErrDependencyUnavailable) {
 		t.Fatalf("CreateOnce = %v; want ErrDependencyUnavailable", err)
+	}
+	if err = pg.Resume(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.Get(ctx, o.ID); err != nil || got.ID != o.ID {
+		t.Fatalf("Get after the database came back = %+v, %v", got, err)
+	}
+	if again, created, err := s.CreateOnce(ctx, "k", newOrder(o.UserID)); err != nil || created || again.ID != o.ID {
+		t.Fatalf("key lost across the restart: %+v created=%v err=%v", again, created, err)
 	}
 }
 
