@@ -335,12 +335,12 @@ func TestPGDatabaseDownFailsFastAndRecovers(t *testing.T) {
 	}
 	for _, call := range []string{"broken connection", "refused dial"} {
 		start := time.Now()
-		_, err := s.Get(ctx, o.ID)
-		if took := time.Since(start); !errors.Is(err, biz.ErrDependencyUnavailable) || took > 2*time.Second {
-			t.Fatalf("%s: Get = %v after %s; want ErrDependencyUnavailable at once", call, err, took)
+		_, getErr := s.Get(ctx, o.ID)
+		if took := time.Since(start); !errors.Is(getErr, biz.ErrDependencyUnavailable) || took > 2*time.Second {
+			t.Fatalf("%s: Get = %v after %s; want ErrDependencyUnavailable at once", call, getErr, took)
 		}
 	}
-	if _, _, err := s.CreateOnce(ctx, "k2", newOrder(uuid.NewString())); !errors.Is(err, biz.ErrDependencyUnavailable) {
+	if _, _, err = s.CreateOnce(ctx, "k2", newOrder(uuid.NewString())); !errors.Is(err, biz.ErrDependencyUnavailable) {
 		t.Fatalf("CreateOnce = %v; want ErrDependencyUnavailable", err)
 	}
 	if err = pg.Resume(ctx); err != nil {
