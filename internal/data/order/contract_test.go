@@ -382,3 +382,47 @@ INSERT INTO orders (id, user_id, item, quantity) VALUES ('o1', 'u1', 'book', 1);
 		t.Fatalf("Get(o1) = %+v, %v; want the order written before migrations", o, err)
 	}
 }
+
+// BenchmarkCreateOnce measures the SQL stores' create path, new key each
+// call, from as many goroutines as GOMAXPROCS: one SQLite file, and one
+// PostgreSQL database on a local throwaway server (fsync off, as in every
+// test here; a production server syncs and is slower per commit).
+func BenchmarkCreateOnce(b *testing.B) {
+	stores := map[string]func(b *testing.B) orderbiz.Repo{
+		"sqlite": func(b *testing.B) orderbiz.Repo {
+			s, cleanup, err := orderdata.NewSQLStore(context.Background(), filepath.Join(b.TempDir(), "order.db"))
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.Cleanup(cleanup)
+			return s
+		},
+		"postgres": func(b *testing.B) orderbiz.Repo {
+			c := conf.Default().Data.Postgres
+			c.URL = devstacktest.Postgres(b)
+			pool, closePool, err := data.OpenPostgres(context.Background(), c, orderdata.Schema)
+			if err != nil {
+				b.Fatal(err)
+			}
+			s := orderdata.NewPGStore(pool)
+			b.Cleanup(func() { s.Close(); closePool() })
+			return s
+		},
+	}
+	for _, name := range []string{"sqlite", "postgres"} {
+		b.Run(name, func(b *testing.B) {
+			repo := stores[name](b)
+			ctx := context.Background()
+			b.SetParallelism(4)
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					if _, _, err := repo.CreateOnce(ctx, uuid.NewString(), newOrder("bench-user")); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+		})
+	}
+}
