@@ -187,8 +187,9 @@ type SQLite struct {
 	Path string `yaml:"path"`
 }
 
-// Idempotency bounds how many idempotency keys are remembered and for how
-// long; a retry that arrives after its key was forgotten creates a new order.
+// Idempotency says for how long idempotency keys are remembered and, for
+// the memory store only, how many; a retry that arrives after its key was
+// forgotten creates a new order.
 type Idempotency struct {
 	TTL      time.Duration `yaml:"ttl"`
 	Capacity int           `yaml:"capacity"`

@@ -182,10 +182,11 @@ func TestRepoKeyExpires(t *testing.T) {
 	}
 }
 
-// The PostgreSQL store has no cap: it keeps every key for its TTL.
+// Only the memory store has a cap; the SQL stores keep every key for its
+// TTL (TestSQLKeysOutliveTheCapacity).
 func TestRepoCapacityForgetsOldest(t *testing.T) {
 	for name, open := range orderDrivers() {
-		if name == "postgres" {
+		if name != "memory" {
 			continue
 		}
 		t.Run(name, func(t *testing.T) {
@@ -273,43 +274,58 @@ func TestSharedAcrossInstances(t *testing.T) {
 	}
 }
 
-// The sweep deletes expired keys only, in batches, and leaves the orders.
-func TestPGSweepDeletesExpiredKeys(t *testing.T) {
-	ctx := testContext(t)
-	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	var mu sync.Mutex
-	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
-	s := openPG(t, devstacktest.Postgres(t), orderdata.WithIdempotencyTTL(time.Hour), orderdata.WithClock(clock),
-		orderdata.WithSweepInterval(time.Hour))
-	userID := uuid.NewString()
-	var first *orderbiz.Order
-	for i := range 2500 {
-		o, _, err := s.CreateOnce(ctx, fmt.Sprintf("old-%d", i), newOrder(userID))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if i == 0 {
-			first = o
-		}
-	}
-	mu.Lock()
-	now = now.Add(30 * time.Minute)
-	mu.Unlock()
-	if _, _, err := s.CreateOnce(ctx, "young", newOrder(userID)); err != nil {
-		t.Fatal(err)
-	}
-	mu.Lock()
-	now = now.Add(40 * time.Minute)
-	mu.Unlock()
-	n, err := s.Sweep(ctx)
-	if err != nil || n != 2500 {
-		t.Fatalf("Sweep = %d, %v; want the 2500 expired keys", n, err)
-	}
-	if left, _ := s.RememberedKeys(ctx); left != 1 {
-		t.Fatalf("%d keys left, want the young one", left)
-	}
-	if _, err := s.Get(ctx, first.ID); err != nil {
-		t.Fatalf("order of a swept key lost: %v", err)
+// sweepingStore is a SQL store with its sweep.
+type sweepingStore interface {
+	orderStore
+	Sweep(ctx context.Context) (int, error)
+}
+
+// The SQL stores' sweep deletes expired keys only, in batches, and leaves
+// the orders; no cap forgets a key inside its TTL.
+func TestSQLSweepDeletesExpiredKeys(t *testing.T) {
+	drivers := orderDrivers()
+	for _, name := range []string{"sqlite", "postgres"} {
+		t.Run(name, func(t *testing.T) {
+			ctx := testContext(t)
+			now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+			var mu sync.Mutex
+			clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+			s := drivers[name](t, orderdata.WithIdempotencyTTL(time.Hour), orderdata.WithClock(clock),
+				orderdata.WithSweepInterval(time.Hour), orderdata.WithIdempotencyCapacity(10)).(sweepingStore)
+			userID := uuid.NewString()
+			var first *orderbiz.Order
+			for i := range 2500 {
+				o, _, err := s.CreateOnce(ctx, fmt.Sprintf("old-%d", i), newOrder(userID))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if i == 0 {
+					first = o
+				}
+			}
+			if again, created, err := s.CreateOnce(ctx, "old-0", newOrder(userID)); err != nil || created || again.ID != first.ID {
+				t.Fatalf("the first of 2500 keys was forgotten inside its TTL (capacity 10 must not apply): created=%v err=%v", created, err)
+			}
+			mu.Lock()
+			now = now.Add(30 * time.Minute)
+			mu.Unlock()
+			if _, _, err := s.CreateOnce(ctx, "young", newOrder(userID)); err != nil {
+				t.Fatal(err)
+			}
+			mu.Lock()
+			now = now.Add(40 * time.Minute)
+			mu.Unlock()
+			n, err := s.Sweep(ctx)
+			if err != nil || n != 2500 {
+				t.Fatalf("Sweep = %d, %v; want the 2500 expired keys", n, err)
+			}
+			if left, _ := s.RememberedKeys(ctx); left != 1 {
+				t.Fatalf("%d keys left, want the young one", left)
+			}
+			if _, err := s.Get(ctx, first.ID); err != nil {
+				t.Fatalf("order of a swept key lost: %v", err)
+			}
+		})
 	}
 }
 

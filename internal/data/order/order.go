@@ -2,13 +2,16 @@
 // behind orderbiz.Repo, and its client of the user service behind
 // orderbiz.Buyers.
 //
-// The stores: memory and SQLite keep a bounded idempotency index (a TTL
-// and a capacity; past the capacity the oldest key is forgotten, even
-// inside its TTL); PostgreSQL keeps the key row and the order row in one
-// transaction, holds every key for its whole TTL with no capacity cap
-// (data.idempotency.capacity does not apply), and deletes expired keys in
-// a bounded background sweep. The SQL stores' schemas are versioned
-// migrations (Schema).
+// Idempotency: every store writes the key and the order it protects
+// together (one lock in memory, one transaction in SQL), so a retry finds
+// either both or neither. The memory store, one process's and meant for
+// tests, bounds its index by a TTL and a capacity (past the capacity the
+// oldest key is forgotten, even inside its TTL). The SQL stores, shared by
+// every instance, have no capacity cap (data.idempotency.capacity does not
+// apply): a key is held for its whole TTL, ignored once it has expired, and
+// deleted by a bounded background sweep off the request path. Uncapped,
+// the keys cost 201 bytes each on PostgreSQL (see PGStore). The SQL
+// stores' schemas are versioned migrations (Schema).
 //
 // The package imports the order service's biz package (aliased orderbiz) and the
 // shared internal/data, never the user service's biz or data package: it

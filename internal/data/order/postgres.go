@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
-	"time"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
@@ -13,16 +11,6 @@ import (
 
 	orderbiz "github.com/rampart-go/rampart/internal/biz/order"
 	"github.com/rampart-go/rampart/internal/data"
-)
-
-// Expiry of PostgreSQL idempotency keys. A key past its TTL is ignored by
-// CreateOnce at once (its claim overwrites an expired row), so the sweep
-// only reclaims space: it runs every sweepInterval off the request path,
-// deleting sweepBatch expired keys per statement until a statement finds
-// fewer, so one sweep never holds locks on more than a batch.
-const (
-	defaultSweepInterval = time.Minute
-	sweepBatch           = 1000
 )
 
 // PGStore keeps orders and their idempotency keys in PostgreSQL, one
@@ -37,9 +25,7 @@ const (
 type PGStore struct {
 	keyOpts
 	pool  *pgxpool.Pool
-	stop  chan struct{}
-	swept sync.WaitGroup
-	once  sync.Once
+	sweep *sweeper
 }
 
 var _ orderbiz.Repo = (*PGStore)(nil)
@@ -49,17 +35,13 @@ var _ orderbiz.Repo = (*PGStore)(nil)
 // WithIdempotencyCapacity does not apply. Close stops the sweep; it does
 // not close the pool.
 func NewPGStore(pool *pgxpool.Pool, opts ...Option) *PGStore {
-	s := &PGStore{keyOpts: newKeyOpts(opts), pool: pool, stop: make(chan struct{})}
-	s.swept.Add(1)
-	go s.sweepLoop()
+	s := &PGStore{keyOpts: newKeyOpts(opts), pool: pool}
+	s.sweep = startSweeper(s.sweepInterval, s.Sweep)
 	return s
 }
 
 // Close stops the sweep and waits for it. Safe to call more than once.
-func (s *PGStore) Close() {
-	s.once.Do(func() { close(s.stop) })
-	s.swept.Wait()
-}
+func (s *PGStore) Close() { s.sweep.close() }
 
 // CreateOnce claims key and inserts the order in one transaction. The
 // claim is an INSERT … ON CONFLICT that takes over the key only if its
@@ -170,32 +152,14 @@ func (s *PGStore) RememberedKeys(ctx context.Context) (int, error) {
 	return n, nil
 }
 
-func (s *PGStore) sweepLoop() {
-	defer s.swept.Done()
-	t := time.NewTicker(s.sweepInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-s.stop:
-			return
-		case <-t.C:
-			ctx, cancel := context.WithTimeout(context.Background(), s.sweepInterval)
-			_, _ = s.Sweep(ctx) // a failed sweep is retried at the next tick
-			cancel()
-		}
-	}
-}
-
 // Sweep deletes the keys expired by now, a batch per statement, and
 // returns how many went. Instances sweeping at once skip each other's
 // locked rows instead of waiting on them.
 func (s *PGStore) Sweep(ctx context.Context) (int, error) {
 	total := 0
 	for {
-		select {
-		case <-s.stop:
+		if s.sweep.stopped() {
 			return total, nil
-		default:
 		}
 		tag, err := s.pool.Exec(ctx, `
 DELETE FROM idempotency_keys WHERE key IN (

@@ -59,13 +59,14 @@ func WithIdempotencyTTL(d time.Duration) Option {
 	return func(o *keyOpts) { o.ttl = d }
 }
 
-// WithIdempotencyCapacity caps how many keys are remembered at once.
+// WithIdempotencyCapacity caps how many keys the memory store remembers
+// at once; the SQL stores keep every key for its TTL.
 func WithIdempotencyCapacity(n int) Option {
 	return func(o *keyOpts) { o.capacity = n }
 }
 
-// WithSweepInterval sets how often the PostgreSQL store deletes expired
-// keys (default 1 minute); the other stores expire keys as they go.
+// WithSweepInterval sets how often the SQL stores delete expired keys
+// (default 1 minute); the memory store expires them as it goes.
 func WithSweepInterval(d time.Duration) Option {
 	return func(o *keyOpts) { o.sweepInterval = d }
 }

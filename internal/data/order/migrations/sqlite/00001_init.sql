@@ -1,8 +1,8 @@
 -- The schema the order store created at open before migrations existed,
 -- IF NOT EXISTS so that a database file from then is adopted as version 1.
 -- Orders keep their insertion sequence so a user's list comes back oldest
--- first; idempotency keys keep theirs so the oldest is the one forgotten
--- when the index is full.
+-- first; idempotency keys keep theirs as a compact row key the expiry
+-- sweep deletes by.
 
 -- +goose Up
 CREATE TABLE IF NOT EXISTS orders (
