@@ -20,12 +20,19 @@ help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 .PHONY: init
-init: protoc ## install what the build needs (protoc via apt-get; Go tools come pinned)
+init: protoc postgresql ## install what the build needs (protoc and postgresql via apt-get; Go tools come pinned)
 	go mod download
 
 .PHONY: protoc
 protoc:
 	@command -v protoc >/dev/null || { $(APT_GET) update -qq && $(APT_GET) install -y -qq protobuf-compiler; }
+
+# PostgreSQL's server binaries (initdb, postgres) for the tests that start
+# one and for make run DATA=postgres; Debian keeps them off PATH.
+.PHONY: postgresql
+postgresql:
+	@command -v pg_config >/dev/null && [ -x "$$(pg_config --bindir)/initdb" ] || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || \
+		{ $(APT_GET) update -qq && $(APT_GET) install -y -qq postgresql; }
 
 .PHONY: api
 api: protoc ## regenerate *.pb.go from api/**/*.proto
@@ -85,9 +92,9 @@ bin/golangci-lint: tools/golangci-lint/go.mod tools/golangci-lint/go.sum
 	cd tools/golangci-lint && go build -o ../../bin/golangci-lint github.com/golangci/golangci-lint/v2/cmd/golangci-lint
 
 .PHONY: run
-run: bin/consul ## start Consul and 2 instances of every service, run the demo; Ctrl-C stops all
+run: bin/consul $(if $(filter postgres,$(DATA)),postgresql) ## start Consul and 2 instances of every service, run the demo; Ctrl-C stops all. DATA=postgres: on a local PostgreSQL
 	@go build -o bin/devstack ./cmd/devstack
-	@bin/devstack
+	@bin/devstack $(if $(DATA),-data $(DATA))
 
 # nomad-up runs `devstack -nomad` detached (its own session, so a Ctrl-C at
 # this shell does not reach it) and returns once the jobs pass in Consul and
@@ -145,7 +152,7 @@ fmt: bin/golangci-lint ## format with gofumpt and goimports
 # keeping its builds off the CPUs the end-to-end tests time calls on.
 # The Nomad suite needs bin/nomad (minutes to build cold) and runs in
 # test-nomad, which .ci/run runs after this target.
-test: bin/consul vet lint check-generated ## everything CI runs: vet, lint, generated-code check, all tests with -race
+test: bin/consul postgresql vet lint check-generated ## everything CI runs: vet, lint, generated-code check, all tests with -race
 	go test -race -count=1 -timeout 20m $$(go list ./... | grep -v -e /test/chaos -e /test/nomad -e /test/scaffold)
 	go test -race -count=1 -timeout 15m ./test/scaffold
 	go test -race -count=1 -timeout 10m ./test/chaos

@@ -2,7 +2,11 @@
 // each service (every cmd/<name> with a wire injector, unless -services
 // says otherwise), one demo flow across user and order, then it waits for
 // Ctrl-C and stops everything it started. With -nomad (what `make nomad-up` runs) the
-// instances are Nomad jobs on a Nomad dev agent instead.
+// instances are Nomad jobs on a Nomad dev agent instead. With -data postgres
+// (`make run DATA=postgres`) it first starts a throwaway PostgreSQL server
+// (devstack.StartPostgres: its log in the work dir, its cluster in a temp
+// dir removed at exit) and runs every instance with data.driver postgres
+// against it, through RAMPART_DATA_DRIVER and DATABASE_URL.
 package main
 
 import (
@@ -35,7 +39,11 @@ func run() error {
 	services := flag.String("services", "", "services to start as `name=count,...`; empty means two instances of every service")
 	workDir := flag.String("dir", ".devstack", "where binaries and logs are written")
 	onNomad := flag.Bool("nomad", false, "run the services as Nomad jobs (deploy/nomad) on a Nomad dev agent instead of as plain processes")
+	driver := flag.String("data", "", "`driver` for every instance: empty keeps the configs' (sqlite); postgres starts a local PostgreSQL server for them")
 	flag.Parse()
+	if *driver != "" && *driver != "sqlite" && *driver != "postgres" {
+		return fmt.Errorf("-data: %q is not sqlite or postgres", *driver)
+	}
 	root, err := devstack.RepoRoot()
 	if err != nil {
 		return err
@@ -69,9 +77,14 @@ func run() error {
 	}
 
 	start := time.Now()
+	env, stopData, err := startData(ctx, *driver, dir)
+	if err != nil {
+		return err
+	}
+	defer stopData()
 	fmt.Printf("starting Consul and %s (logs in %s)...\n", *services, dir)
 	startCtx, cancel := context.WithTimeout(ctx, 10*time.Minute)
-	stack, err := devstack.StartStack(startCtx, devstack.StackConfig{RepoRoot: root, Services: counts, WorkDir: dir})
+	stack, err := devstack.StartStack(startCtx, devstack.StackConfig{RepoRoot: root, Services: counts, WorkDir: dir, Env: env})
 	cancel()
 	if err != nil {
 		return err
@@ -103,6 +116,25 @@ func run() error {
 	fmt.Println("running; press Ctrl-C to stop")
 	<-ctx.Done()
 	return nil
+}
+
+// startData starts what -data needs: for postgres a local server, and the
+// environment that points every instance at it; the stop function stops it.
+func startData(ctx context.Context, driver, dir string) (env []string, stop func(), err error) {
+	if driver != "postgres" {
+		return nil, func() {}, nil
+	}
+	pg, err := devstack.StartPostgres(ctx, devstack.WithPostgresLogDir(dir))
+	if err != nil {
+		return nil, nil, err
+	}
+	fmt.Printf("PostgreSQL on %s (log %s)\n", pg.Addr(), pg.LogPath())
+	stop = func() {
+		if stopErr := pg.Stop(); stopErr != nil {
+			fmt.Fprintln(os.Stderr, "devstack: stop postgres:", stopErr)
+		}
+	}
+	return []string{"RAMPART_DATA_DRIVER=postgres", "DATABASE_URL=" + pg.DSN("postgres")}, stop, nil
 }
 
 // runDemo runs the demo flow through Consul discovery and prints each step

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 
+	orderdata "github.com/rampart-go/rampart/internal/data/order"
 	"github.com/rampart-go/rampart/internal/server"
 )
 
@@ -12,7 +13,7 @@ import (
 var version string
 
 func main() {
-	if err := server.Main(os.Args, "configs/order.yaml", version, wireApp); err != nil {
+	if err := server.Main(os.Args, "configs/order.yaml", version, wireApp, server.WithMigrations(orderdata.Schema)); err != nil {
 		fmt.Fprintln(os.Stderr, "order:", err)
 		os.Exit(1)
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 
+	userdata "github.com/rampart-go/rampart/internal/data/user"
 	"github.com/rampart-go/rampart/internal/server"
 )
 
@@ -12,7 +13,7 @@ import (
 var version string
 
 func main() {
-	if err := server.Main(os.Args, "configs/user.yaml", version, wireApp); err != nil {
+	if err := server.Main(os.Args, "configs/user.yaml", version, wireApp, server.WithMigrations(userdata.Schema)); err != nil {
 		fmt.Fprintln(os.Stderr, "user:", err)
 		os.Exit(1)
 	}

@@ -14,7 +14,10 @@ package conf
 import (
 	"errors"
 	"fmt"
+	"net/url"
 	"os"
+	"regexp"
+	"strings"
 	"time"
 
 	"gopkg.in/yaml.v3"
@@ -155,11 +158,28 @@ func emptyNullClients(doc *yaml.Node) {
 // Data configures the storage side.
 type Data struct {
 	// Driver is memory (maps in this process: fine for one instance and for
-	// tests) or sqlite (one file that every instance of the service on this
-	// host shares, so a call or a retry may land on any instance).
+	// tests), sqlite (one file that every instance of the service on this
+	// host shares, so a call or a retry may land on any instance) or
+	// postgres (one database every instance on every host shares).
 	Driver      string      `yaml:"driver"`
 	SQLite      SQLite      `yaml:"sqlite"`
+	Postgres    Postgres    `yaml:"postgres"`
 	Idempotency Idempotency `yaml:"idempotency"`
+}
+
+// Postgres says how to reach the database and bounds the pool. URL is
+// overridden by DATABASE_URL; when both are empty, the libpq variables
+// (PGHOST, PGPORT, PGDATABASE, PGUSER, PGPASSWORD, PGSSLMODE, …) and
+// their defaults apply, as pgx reads them.
+type Postgres struct {
+	URL string `yaml:"url"`
+	// MaxConns caps the pool's connections to the database, per process.
+	MaxConns int32 `yaml:"max_conns"`
+	// ConnectTimeout bounds dialing and authenticating one connection.
+	ConnectTimeout time.Duration `yaml:"connect_timeout"`
+	// StatementTimeout is every session's statement_timeout: the server
+	// cancels a statement that runs longer.
+	StatementTimeout time.Duration `yaml:"statement_timeout"`
 }
 
 // SQLite locates the shared database file.
@@ -167,8 +187,9 @@ type SQLite struct {
 	Path string `yaml:"path"`
 }
 
-// Idempotency bounds how many idempotency keys are remembered and for how
-// long; a retry that arrives after its key was forgotten creates a new order.
+// Idempotency says for how long idempotency keys are remembered and, for
+// the memory store only, how many; a retry that arrives after its key was
+// forgotten creates a new order.
 type Idempotency struct {
 	TTL      time.Duration `yaml:"ttl"`
 	Capacity int           `yaml:"capacity"`
@@ -176,8 +197,9 @@ type Idempotency struct {
 
 // Storage drivers for data.driver.
 const (
-	DriverMemory = "memory"
-	DriverSQLite = "sqlite"
+	DriverMemory   = "memory"
+	DriverSQLite   = "sqlite"
+	DriverPostgres = "postgres"
 )
 
 // Log configures the process logger.
@@ -245,6 +267,7 @@ func Default() *Bootstrap {
 		}},
 		Data: Data{
 			Driver:      DriverMemory,
+			Postgres:    Postgres{MaxConns: 10, ConnectTimeout: 5 * time.Second, StatementTimeout: 5 * time.Second},
 			Idempotency: Idempotency{TTL: 24 * time.Hour, Capacity: 100000},
 		},
 		Log: Log{Level: "info", Format: "text"},
@@ -263,5 +286,35 @@ func (c *Bootstrap) Masked() Bootstrap {
 	if m.Registry.Consul.Token != "" {
 		m.Registry.Consul.Token = "***"
 	}
+	m.Data.Postgres.URL = maskDSN(m.Data.Postgres.URL)
 	return m
+}
+
+// dsnPassword finds the password of a keyword/value connection string
+// (password=secret or password='se cret').
+var dsnPassword = regexp.MustCompile(`(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)`)
+
+// maskDSN replaces the password of a PostgreSQL URL or keyword/value
+// string with ***; what cannot be parsed is masked whole, since it may
+// hold one anywhere.
+func maskDSN(dsn string) string {
+	if dsn == "" {
+		return ""
+	}
+	if strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://") {
+		u, err := url.Parse(dsn)
+		if err != nil {
+			return "***"
+		}
+		if _, ok := u.User.Password(); ok {
+			u.User = url.UserPassword(u.User.Username(), "***")
+		}
+		q := u.Query()
+		if q.Has("password") {
+			q.Set("password", "***")
+			u.RawQuery = q.Encode()
+		}
+		return u.String()
+	}
+	return dsnPassword.ReplaceAllString(dsn, "${1}***")
 }

@@ -2,6 +2,7 @@ package conf_test
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -48,7 +49,11 @@ func TestBadValuesNameTheKey(t *testing.T) {
 		{"service: {name: user}\nserver: {faults: {methods: {'user.v1.UserService/GetUser': {delay: {percent: 10, duration: 1s}}}}}", "server.faults.methods.user.v1.UserService/GetUser: must be * or a full method name like /user.v1.UserService/GetUser"},
 		{"service: {name: user}\nserver: {faults: {methods: {'/user.v1.User Service/GetUser': {delay: {percent: 10, duration: 1s}}}}}", "server.faults.methods./user.v1.User Service/GetUser: must be * or a full method name like /user.v1.UserService/GetUser"},
 		{"service: {name: user}\nserver: {shedding: {cpu_threshold: 0}}", "server.shedding.cpu_threshold: must be in (0, 1000]"},
-		{"service: {name: user}\ndata: {driver: postgres}", "data.driver: must be memory or sqlite"},
+		{"service: {name: user}\ndata: {driver: mysql}", "data.driver: must be memory, sqlite or postgres"},
+		{"service: {name: user}\ndata: {driver: postgres, postgres: {url: 'postgres://u:pw@h:nan/db'}}", "data.postgres.url: cannot parse"},
+		{"service: {name: user}\ndata: {driver: postgres, postgres: {max_conns: 0}}", "data.postgres.max_conns: must be > 0"},
+		{"service: {name: user}\ndata: {driver: postgres, postgres: {connect_timeout: 0s}}", "data.postgres.connect_timeout: must be > 0"},
+		{"service: {name: user}\ndata: {driver: postgres, postgres: {statement_timeout: -1s}}", "data.postgres.statement_timeout: must be > 0"},
 		{"service: {name: user}\ndata: {driver: sqlite}", "data.sqlite.path: must be set"},
 		{"service: {name: user}\nregistry: {consul: {health_interval: 1s, health_timeout: 2s}}", "registry.consul.health_timeout: must not exceed health_interval"},
 		{"service: {name: user}\nlog: {format: xml}", "log.format: must be text or json"},
@@ -127,6 +132,32 @@ func TestEnvironmentOverrides(t *testing.T) {
 	}
 	if m := c.Masked(); m.Registry.Consul.Token != "***" || c.Registry.Consul.Token != "s3cret" {
 		t.Fatalf("Masked token = %q, original = %q", m.Registry.Consul.Token, c.Registry.Consul.Token)
+	}
+}
+
+// DATABASE_URL and RAMPART_DATA_DRIVER select PostgreSQL, and the
+// password never reaches the logged copy, in either DSN form.
+func TestPostgresFromEnvironmentIsMasked(t *testing.T) {
+	tests := []struct{ url, masked string }{
+		{"postgres://app:s3cret@db.internal:5432/shop?sslmode=require", "postgres://app:%2A%2A%2A@db.internal:5432/shop?sslmode=require"},
+		{"postgres://db.internal/shop?user=app&password=s3cret", "postgres://db.internal/shop?password=%2A%2A%2A&user=app"},
+		{"host=db.internal user=app password=s3cret dbname=shop", "host=db.internal user=app password=*** dbname=shop"},
+		{"host=db.internal password='s3 cret' dbname=shop", "host=db.internal password=*** dbname=shop"},
+	}
+	for _, tt := range tests {
+		c, err := conf.Parse([]byte("service: {name: order}"), env(map[string]string{
+			"RAMPART_DATA_DRIVER": "postgres",
+			"DATABASE_URL":        tt.url,
+		}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.Data.Driver != conf.DriverPostgres || c.Data.Postgres.URL != tt.url {
+			t.Fatalf("overrides not applied: driver=%s url=%s", c.Data.Driver, c.Data.Postgres.URL)
+		}
+		if m := c.Masked().Data.Postgres.URL; m != tt.masked || strings.Contains(fmt.Sprintf("%+v", c.Masked()), "s3") {
+			t.Errorf("Masked url = %q, want %q", m, tt.masked)
+		}
 	}
 }
 

@@ -13,6 +13,12 @@ const (
 	EnvGRPCAddr   = "RAMPART_GRPC_ADDR"
 	EnvHTTPAddr   = "RAMPART_HTTP_ADDR"
 	EnvSQLitePath = "RAMPART_SQLITE_PATH"
+	// EnvDataDriver overrides data.driver, so one config file runs on
+	// SQLite or PostgreSQL (make run DATA=postgres).
+	EnvDataDriver = "RAMPART_DATA_DRIVER"
+	// EnvDatabaseURL overrides data.postgres.url: the name platforms and
+	// tools already use for a database's URL.
+	EnvDatabaseURL = "DATABASE_URL"
 	// EnvSelfRegister overrides registry.self_register (true or false), so
 	// one config file serves both a plain process and a scheduled job.
 	EnvSelfRegister = "RAMPART_REGISTRY_SELF_REGISTER"
@@ -40,6 +46,8 @@ func (c *Bootstrap) applyEnv(lookup func(string) (string, bool)) []error {
 	set(&c.Server.GRPC.Addr, EnvGRPCAddr)
 	set(&c.Server.HTTP.Addr, EnvHTTPAddr)
 	set(&c.Data.SQLite.Path, EnvSQLitePath)
+	set(&c.Data.Driver, EnvDataDriver)
+	set(&c.Data.Postgres.URL, EnvDatabaseURL)
 	set(&c.Log.Format, EnvLogFormat)
 	set(&c.Log.Level, EnvLogLevel)
 	if v, ok := lookup(EnvSelfRegister); ok && v != "" {

@@ -8,6 +8,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 )
 
 // KeyError names the config key that holds a bad value.
@@ -133,13 +135,29 @@ func (d Data) check(k *checker) {
 		if d.SQLite.Path == "" {
 			k.bad("data.sqlite.path", "must be set when data.driver is sqlite")
 		}
+	case DriverPostgres:
+		d.Postgres.check(k)
 	default:
-		k.bad("data.driver", "must be memory or sqlite, got %q", d.Driver)
+		k.bad("data.driver", "must be memory, sqlite or postgres, got %q", d.Driver)
 	}
 	k.positive("data.idempotency.ttl", d.Idempotency.TTL)
 	if d.Idempotency.Capacity <= 0 {
 		k.bad("data.idempotency.capacity", "must be > 0")
 	}
+}
+
+// check parses the URL as the driver will (an empty one stands for the
+// libpq PG* variables), so a bad one stops the process here with its key.
+// The parser's message never includes the password.
+func (p Postgres) check(k *checker) {
+	if _, err := pgx.ParseConfig(p.URL); err != nil {
+		k.bad("data.postgres.url", "%v", err)
+	}
+	if p.MaxConns <= 0 {
+		k.bad("data.postgres.max_conns", "must be > 0")
+	}
+	k.positive("data.postgres.connect_timeout", p.ConnectTimeout)
+	k.positive("data.postgres.statement_timeout", p.StatementTimeout)
 }
 
 func (l Log) check(k *checker) {

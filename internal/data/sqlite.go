@@ -5,23 +5,37 @@ import (
 	"database/sql"
 	"fmt"
 	"net/url"
-	"os"
-	"path/filepath"
 
 	_ "modernc.org/sqlite" // the pure-Go driver: no cgo, builds anywhere Go does
+
+	"github.com/rampart-go/rampart/internal/conf"
 )
 
 // OpenSQLite opens (creating if needed) the database file every instance of
-// a service on this host shares. WAL lets readers run beside the single
-// writer; busy_timeout makes a writer wait for another process's
-// transaction instead of failing; _txlock=immediate takes the write lock at
-// BEGIN, so a read-then-insert transaction cannot interleave with another
-// process's. schema runs on every open, so it must be idempotent (CREATE
-// ... IF NOT EXISTS); the cleanup closes the database.
-func OpenSQLite(ctx context.Context, path string, schema string) (*sql.DB, func(), error) {
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+// a service on this host shares and applies the schema's pending
+// migrations, one instance at a time; the cleanup closes the database.
+func OpenSQLite(ctx context.Context, path string, s Schema) (*sql.DB, func(), error) {
+	unlock, err := lockSQLiteMigrations(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer unlock()
+	db, err := openSQLiteDB(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := s.migrateUp(ctx, conf.DriverSQLite, db); err != nil {
+		_ = db.Close()
 		return nil, nil, fmt.Errorf("sqlite %s: %w", path, err)
 	}
+	return db, func() { _ = db.Close() }, nil
+}
+
+// openSQLiteDB opens path. WAL lets readers run beside the single writer;
+// busy_timeout makes a writer wait for another process's transaction
+// instead of failing; _txlock=immediate takes the write lock at BEGIN, so a
+// read-then-insert transaction cannot interleave with another process's.
+func openSQLiteDB(path string) (*sql.DB, error) {
 	q := url.Values{}
 	q.Add("_pragma", "journal_mode(WAL)")
 	q.Add("_pragma", "busy_timeout(10000)")
@@ -29,13 +43,9 @@ func OpenSQLite(ctx context.Context, path string, schema string) (*sql.DB, func(
 	q.Set("_txlock", "immediate")
 	db, err := sql.Open("sqlite", "file:"+path+"?"+q.Encode())
 	if err != nil {
-		return nil, nil, fmt.Errorf("sqlite %s: %w", path, err)
+		return nil, fmt.Errorf("sqlite %s: %w", path, err)
 	}
-	if _, err := db.ExecContext(ctx, schema); err != nil {
-		_ = db.Close()
-		return nil, nil, fmt.Errorf("sqlite %s: create schema: %w", path, err)
-	}
-	return db, func() { _ = db.Close() }, nil
+	return db, nil
 }
 
 // WriteGate lets one goroutine of this process write at a time. SQLite

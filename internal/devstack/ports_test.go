@@ -217,3 +217,28 @@ func TestStartServiceRetriesABindCollision(t *testing.T) {
 		t.Errorf("%d instance logs, bind error logged: %v; want 2 (the collision, then the retry)", len(logs), collided)
 	}
 }
+
+// A PostgreSQL server whose port is taken between the pick and its bind
+// exits at start; StartPostgres starts it again on a fresh port.
+func TestStartPostgresRetriesABindCollision(t *testing.T) {
+	ctx := devstacktest.Context(t, 2*time.Minute)
+	stolen := stealFirstLease(t, 0)
+	pg, err := devstack.StartPostgres(ctx, devstack.WithPostgresLogDir(t.TempDir()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = pg.Stop() }()
+	if *stolen == 0 {
+		t.Fatal("the hook never ran")
+	}
+	if pg.Addr() == net.JoinHostPort("127.0.0.1", strconv.Itoa(*stolen)) {
+		t.Errorf("server on the stolen port %d", *stolen)
+	}
+	log, err := os.ReadFile(pg.LogPath())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(strings.ToLower(string(log)), "address already in use") {
+		t.Error("the first start did not fail on the taken port: the test proved nothing")
+	}
+}

@@ -2,7 +2,9 @@ package order_test
 
 import (
 	"context"
+	"database/sql"
 	"errors"
+	"fmt"
 	"path/filepath"
 	"slices"
 	"sync"
@@ -11,8 +13,13 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/rampart-go/rampart/internal/biz"
 	orderbiz "github.com/rampart-go/rampart/internal/biz/order"
+	"github.com/rampart-go/rampart/internal/conf"
+	"github.com/rampart-go/rampart/internal/data"
 	orderdata "github.com/rampart-go/rampart/internal/data/order"
+	"github.com/rampart-go/rampart/internal/devstack"
+	"github.com/rampart-go/rampart/internal/devstack/devstacktest"
 )
 
 // orderStore is what the contract needs beyond orderbiz.Repo.
@@ -36,7 +43,25 @@ func orderDrivers() map[string]func(t *testing.T, opts ...orderdata.Option) orde
 			t.Cleanup(cleanup)
 			return s
 		},
+		"postgres": func(t *testing.T, opts ...orderdata.Option) orderStore {
+			return openPG(t, devstacktest.Postgres(t), opts...)
+		},
 	}
+}
+
+// openPG is one order instance's store on the database at url: its own
+// pool, the schema migrated, closed when the test ends.
+func openPG(t *testing.T, url string, opts ...orderdata.Option) *orderdata.PGStore {
+	t.Helper()
+	c := conf.Default().Data.Postgres
+	c.URL = url
+	pool, closePool, err := data.OpenPostgres(testContext(t), c, orderdata.Schema)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := orderdata.NewPGStore(pool, opts...)
+	t.Cleanup(func() { s.Close(); closePool() })
+	return s
 }
 
 func testContext(t *testing.T) context.Context {
@@ -158,8 +183,13 @@ func TestRepoKeyExpires(t *testing.T) {
 	}
 }
 
+// Only the memory store has a cap; the SQL stores keep every key for its
+// TTL (TestSQLKeysOutliveTheCapacity).
 func TestRepoCapacityForgetsOldest(t *testing.T) {
 	for name, open := range orderDrivers() {
+		if name != "memory" {
+			continue
+		}
 		t.Run(name, func(t *testing.T) {
 			ctx := testContext(t)
 			repo := open(t, orderdata.WithIdempotencyCapacity(3))
@@ -187,48 +217,230 @@ func TestRepoCapacityForgetsOldest(t *testing.T) {
 	}
 }
 
-// Two stores on one file stand for two order instances on one host: a
-// retry that lands on the other instance must find the first order.
-func TestSQLStoreSharedAcrossInstances(t *testing.T) {
+// Two stores on one database stand for two order instances (on one host
+// for SQLite, on any for PostgreSQL): concurrent retries of one request
+// landing on either instance create one order.
+func TestSharedAcrossInstances(t *testing.T) {
+	pair := map[string]func(t *testing.T) (a, b orderStore){
+		"sqlite": func(t *testing.T) (orderStore, orderStore) {
+			path := filepath.Join(t.TempDir(), "order.db")
+			open := func() orderStore {
+				s, cleanup, err := orderdata.NewSQLStore(testContext(t), path)
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(cleanup)
+				return s
+			}
+			return open(), open()
+		},
+		"postgres": func(t *testing.T) (orderStore, orderStore) {
+			url := devstacktest.Postgres(t)
+			return openPG(t, url), openPG(t, url)
+		},
+	}
+	for name, open := range pair {
+		t.Run(name, func(t *testing.T) {
+			ctx := testContext(t)
+			a, b := open(t)
+			userID := uuid.NewString()
+			var wg sync.WaitGroup
+			results := make([]*orderbiz.Order, 20)
+			for i := range results {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					store := a
+					if i%2 == 1 {
+						store = b
+					}
+					o, _, err := store.CreateOnce(ctx, "retry-key", newOrder(userID))
+					if err != nil {
+						t.Errorf("instance %d: %v", i%2, err)
+						return
+					}
+					results[i] = o
+				}()
+			}
+			wg.Wait()
+			for i, o := range results {
+				if o == nil || o.ID != results[0].ID {
+					t.Fatalf("result %d = %+v, want order %s", i, o, results[0].ID)
+				}
+			}
+			if list, _ := b.ListByUser(ctx, userID, 100, 0); len(list) != 1 {
+				t.Fatalf("%d orders stored across instances, want 1", len(list))
+			}
+		})
+	}
+}
+
+// sweepingStore is a SQL store with its sweep.
+type sweepingStore interface {
+	orderStore
+	Sweep(ctx context.Context) (int, error)
+}
+
+// The SQL stores' sweep deletes expired keys only, in batches, and leaves
+// the orders; no cap forgets a key inside its TTL.
+func TestSQLSweepDeletesExpiredKeys(t *testing.T) {
+	drivers := orderDrivers()
+	for _, name := range []string{"sqlite", "postgres"} {
+		t.Run(name, func(t *testing.T) {
+			ctx := testContext(t)
+			now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+			var mu sync.Mutex
+			clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+			s := drivers[name](t, orderdata.WithIdempotencyTTL(time.Hour), orderdata.WithClock(clock),
+				orderdata.WithSweepInterval(time.Hour), orderdata.WithIdempotencyCapacity(10)).(sweepingStore)
+			userID := uuid.NewString()
+			var first *orderbiz.Order
+			for i := range 2500 {
+				o, _, err := s.CreateOnce(ctx, fmt.Sprintf("old-%d", i), newOrder(userID))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if i == 0 {
+					first = o
+				}
+			}
+			if again, created, err := s.CreateOnce(ctx, "old-0", newOrder(userID)); err != nil || created || again.ID != first.ID {
+				t.Fatalf("the first of 2500 keys was forgotten inside its TTL (capacity 10 must not apply): created=%v err=%v", created, err)
+			}
+			mu.Lock()
+			now = now.Add(30 * time.Minute)
+			mu.Unlock()
+			if _, _, err := s.CreateOnce(ctx, "young", newOrder(userID)); err != nil {
+				t.Fatal(err)
+			}
+			mu.Lock()
+			now = now.Add(40 * time.Minute)
+			mu.Unlock()
+			n, err := s.Sweep(ctx)
+			if err != nil || n != 2500 {
+				t.Fatalf("Sweep = %d, %v; want the 2500 expired keys", n, err)
+			}
+			if left, _ := s.RememberedKeys(ctx); left != 1 {
+				t.Fatalf("%d keys left, want the young one", left)
+			}
+			if _, err := s.Get(ctx, first.ID); err != nil {
+				t.Fatalf("order of a swept key lost: %v", err)
+			}
+		})
+	}
+}
+
+// With the database gone, calls fail at once with
+// biz.ErrDependencyUnavailable (Unavailable at the service boundary), not
+// after the deadline and not as an internal error: first on the pooled
+// connection the shutdown broke, then on the refused dial. Once it is
+// back, the same store works again without being reopened.
+func TestPGDatabaseDownFailsFastAndRecovers(t *testing.T) {
 	ctx := testContext(t)
-	path := filepath.Join(t.TempDir(), "order.db")
-	a, closeA, err := orderdata.NewSQLStore(ctx, path)
+	pg, err := devstack.StartPostgres(ctx, devstack.WithPostgresLogDir(t.TempDir()))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer closeA()
-	b, closeB, err := orderdata.NewSQLStore(ctx, path)
+	t.Cleanup(func() { _ = pg.Stop() })
+	s := openPG(t, pg.DSN("postgres"))
+	o, _, err := s.CreateOnce(ctx, "k", newOrder(uuid.NewString()))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer closeB()
-	userID := uuid.NewString()
-	var wg sync.WaitGroup
-	results := make([]*orderbiz.Order, 20)
-	for i := range results {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			store := orderbiz.Repo(a)
-			if i%2 == 1 {
-				store = b
-			}
-			o, _, err := store.CreateOnce(ctx, "retry-key", newOrder(userID))
-			if err != nil {
-				t.Errorf("instance %d: %v", i%2, err)
-				return
-			}
-			results[i] = o
-		}()
+	if err = pg.Halt(); err != nil {
+		t.Fatal(err)
 	}
-	wg.Wait()
-	for i, o := range results {
-		if o == nil || o.ID != results[0].ID {
-			t.Fatalf("result %d = %+v, want order %s", i, o, results[0].ID)
+	for _, call := range []string{"broken connection", "refused dial"} {
+		start := time.Now()
+		_, getErr := s.Get(ctx, o.ID)
+		if took := time.Since(start); !errors.Is(getErr, biz.ErrDependencyUnavailable) || took > 2*time.Second {
+			t.Fatalf("%s: Get = %v after %s; want ErrDependencyUnavailable at once", call, getErr, took)
 		}
 	}
-	if list, _ := b.ListByUser(ctx, userID, 100, 0); len(list) != 1 {
-		t.Fatalf("%d orders stored across instances, want 1", len(list))
+	if _, _, err = s.CreateOnce(ctx, "k2", newOrder(uuid.NewString())); !errors.Is(err, biz.ErrDependencyUnavailable) {
+		t.Fatalf("CreateOnce = %v; want ErrDependencyUnavailable", err)
+	}
+	if err = pg.Resume(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.Get(ctx, o.ID); err != nil || got.ID != o.ID {
+		t.Fatalf("Get after the database came back = %+v, %v", got, err)
+	}
+	if again, created, err := s.CreateOnce(ctx, "k", newOrder(o.UserID)); err != nil || created || again.ID != o.ID {
+		t.Fatalf("key lost across the restart: %+v created=%v err=%v", again, created, err)
+	}
+}
+
+// A database file written before migrations existed (schema created at
+// open) is adopted as version 1: its orders stay readable.
+func TestSQLStoreAdoptsAPreMigrationFile(t *testing.T) {
+	ctx := testContext(t)
+	path := filepath.Join(t.TempDir(), "order.db")
+	old, err := sql.Open("sqlite", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = old.ExecContext(ctx, `
+CREATE TABLE orders (seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE, user_id TEXT NOT NULL, item TEXT NOT NULL, quantity INTEGER NOT NULL);
+CREATE INDEX orders_by_user ON orders (user_id, seq);
+CREATE TABLE idempotency_keys (seq INTEGER PRIMARY KEY AUTOINCREMENT, key TEXT NOT NULL UNIQUE, order_id TEXT NOT NULL, expires_at INTEGER NOT NULL);
+CREATE INDEX idempotency_keys_by_expiry ON idempotency_keys (expires_at);
+INSERT INTO orders (id, user_id, item, quantity) VALUES ('o1', 'u1', 'book', 1);`)
+	_ = old.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, cleanup, err := orderdata.NewSQLStore(ctx, path)
+	if err != nil {
+		t.Fatalf("open a pre-migration file: %v", err)
+	}
+	defer cleanup()
+	if o, err := s.Get(ctx, "o1"); err != nil || o.Item != "book" {
+		t.Fatalf("Get(o1) = %+v, %v; want the order written before migrations", o, err)
+	}
+}
+
+// BenchmarkCreateOnce measures the SQL stores' create path, new key each
+// call, from as many goroutines as GOMAXPROCS: one SQLite file, and one
+// PostgreSQL database on a local throwaway server (fsync off, as in every
+// test here; a production server syncs and is slower per commit).
+func BenchmarkCreateOnce(b *testing.B) {
+	stores := map[string]func(b *testing.B) orderbiz.Repo{
+		"sqlite": func(b *testing.B) orderbiz.Repo {
+			s, cleanup, err := orderdata.NewSQLStore(context.Background(), filepath.Join(b.TempDir(), "order.db"))
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.Cleanup(cleanup)
+			return s
+		},
+		"postgres": func(b *testing.B) orderbiz.Repo {
+			c := conf.Default().Data.Postgres
+			c.URL = devstacktest.Postgres(b)
+			pool, closePool, err := data.OpenPostgres(context.Background(), c, orderdata.Schema)
+			if err != nil {
+				b.Fatal(err)
+			}
+			s := orderdata.NewPGStore(pool)
+			b.Cleanup(func() { s.Close(); closePool() })
+			return s
+		},
+	}
+	for _, name := range []string{"sqlite", "postgres"} {
+		b.Run(name, func(b *testing.B) {
+			repo := stores[name](b)
+			ctx := context.Background()
+			b.SetParallelism(4)
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					if _, _, err := repo.CreateOnce(ctx, uuid.NewString(), newOrder("bench-user")); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+		})
 	}
 }
 

@@ -12,46 +12,33 @@ import (
 	"github.com/rampart-go/rampart/internal/data"
 )
 
-// Orders keep their insertion sequence so a user's list comes back oldest
-// first; idempotency keys keep theirs so the oldest is the one forgotten
-// when the index is full.
-const schema = `
-CREATE TABLE IF NOT EXISTS orders (
-	seq      INTEGER PRIMARY KEY AUTOINCREMENT,
-	id       TEXT NOT NULL UNIQUE,
-	user_id  TEXT NOT NULL,
-	item     TEXT NOT NULL,
-	quantity INTEGER NOT NULL
-);
-CREATE INDEX IF NOT EXISTS orders_by_user ON orders (user_id, seq);
-CREATE TABLE IF NOT EXISTS idempotency_keys (
-	seq        INTEGER PRIMARY KEY AUTOINCREMENT,
-	key        TEXT NOT NULL UNIQUE,
-	order_id   TEXT NOT NULL,
-	expires_at INTEGER NOT NULL
-);
-CREATE INDEX IF NOT EXISTS idempotency_keys_by_expiry ON idempotency_keys (expires_at);`
-
 // SQLStore keeps orders and the idempotency index in a SQLite file
 // shared by every order instance on the host. Sharing is what makes the key
 // work across instances: a retry that lands on another instance still finds
 // the order the first attempt stored.
+//
+// Keys are not capped in number (data.idempotency.capacity does not
+// apply): each is held for its whole TTL, and expired ones are deleted by
+// a background sweep that the cleanup stops.
 type SQLStore struct {
 	keyOpts
 	db     *sql.DB
 	writes data.WriteGate
+	sweep  *sweeper
 }
 
 var _ orderbiz.Repo = (*SQLStore)(nil)
 
-// NewSQLStore opens path, creating the file and schema if needed; the
-// cleanup closes the database.
+// NewSQLStore opens path, creating the file if needed and migrating its
+// schema up (see Schema); the cleanup closes the database.
 func NewSQLStore(ctx context.Context, path string, opts ...Option) (*SQLStore, func(), error) {
-	db, cleanup, err := data.OpenSQLite(ctx, path, schema)
+	db, closeDB, err := data.OpenSQLite(ctx, path, Schema)
 	if err != nil {
 		return nil, nil, err
 	}
-	return &SQLStore{keyOpts: newKeyOpts(opts), db: db, writes: data.NewWriteGate()}, cleanup, nil
+	s := &SQLStore{keyOpts: newKeyOpts(opts), db: db, writes: data.NewWriteGate()}
+	s.sweep = startSweeper(s.sweepInterval, s.Sweep)
+	return s, func() { s.sweep.close(); closeDB() }, nil
 }
 
 // CreateOnce runs in one immediate transaction, which holds the database
@@ -72,11 +59,8 @@ func (s *SQLStore) CreateOnce(ctx context.Context, key string, o *orderbiz.Order
 			_ = tx.Rollback()
 		}
 	}()
-	if _, err = tx.ExecContext(ctx, `DELETE FROM idempotency_keys WHERE expires_at <= ?`, now); err != nil {
-		return nil, false, fmt.Errorf("expire keys: %w", err)
-	}
 	var orderID string
-	err = tx.QueryRowContext(ctx, `SELECT order_id FROM idempotency_keys WHERE key = ?`, key).Scan(&orderID)
+	err = tx.QueryRowContext(ctx, `SELECT order_id FROM idempotency_keys WHERE key = ? AND expires_at > ?`, key, now).Scan(&orderID)
 	switch {
 	case err == nil:
 		stored, getErr := getOrder(ctx, tx, orderID)
@@ -86,6 +70,10 @@ func (s *SQLStore) CreateOnce(ctx context.Context, key string, o *orderbiz.Order
 		return stored, false, tx.Commit()
 	case !errors.Is(err, sql.ErrNoRows):
 		return nil, false, fmt.Errorf("look up key: %w", err)
+	}
+	// An expired row of this key, not swept yet, gives way to the new one.
+	if _, err = tx.ExecContext(ctx, `DELETE FROM idempotency_keys WHERE key = ?`, key); err != nil {
+		return nil, false, fmt.Errorf("expire key: %w", err)
 	}
 
 	stored := *o
@@ -97,12 +85,6 @@ func (s *SQLStore) CreateOnce(ctx context.Context, key string, o *orderbiz.Order
 	if _, err = tx.ExecContext(ctx, `INSERT INTO idempotency_keys (key, order_id, expires_at) VALUES (?, ?, ?)`,
 		key, stored.ID, now+s.ttl.Nanoseconds()); err != nil {
 		return nil, false, fmt.Errorf("insert key: %w", err)
-	}
-	// Keys only ever get larger sequence numbers, so keeping those above
-	// max-capacity keeps at most capacity keys, the newest.
-	if _, err = tx.ExecContext(ctx, `DELETE FROM idempotency_keys WHERE seq <= (SELECT MAX(seq) FROM idempotency_keys) - ?`,
-		s.capacity); err != nil {
-		return nil, false, fmt.Errorf("cap keys: %w", err)
 	}
 	if err = tx.Commit(); err != nil {
 		return nil, false, fmt.Errorf("commit: %w", err)
@@ -158,7 +140,40 @@ func (s *SQLStore) ListByUser(ctx context.Context, userID string, limit int, aft
 	return out, nil
 }
 
-// RememberedKeys reports how many idempotency keys are held.
+// Sweep deletes the keys expired by now, a batch per write transaction
+// (each through the write gate, so a create waits for one batch at most),
+// and returns how many went.
+func (s *SQLStore) Sweep(ctx context.Context) (int, error) {
+	total := 0
+	for !s.sweep.stopped() {
+		n, err := s.sweepBatch(ctx)
+		total += n
+		if err != nil || n < sweepBatch {
+			return total, err
+		}
+	}
+	return total, nil
+}
+
+func (s *SQLStore) sweepBatch(ctx context.Context) (int, error) {
+	if err := s.writes.Acquire(ctx); err != nil {
+		return 0, err
+	}
+	defer s.writes.Release()
+	res, err := s.db.ExecContext(ctx, `DELETE FROM idempotency_keys WHERE seq IN (
+	SELECT seq FROM idempotency_keys WHERE expires_at <= ? LIMIT ?)`, s.now().UnixNano(), sweepBatch)
+	if err != nil {
+		return 0, fmt.Errorf("sweep keys: %w", err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return 0, fmt.Errorf("sweep keys: %w", err)
+	}
+	return int(n), nil
+}
+
+// RememberedKeys reports how many idempotency keys are held, expired ones
+// not yet swept included.
 func (s *SQLStore) RememberedKeys(ctx context.Context) (int, error) {
 	var n int
 	if err := s.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM idempotency_keys`).Scan(&n); err != nil {

@@ -52,13 +52,14 @@ type Option func(*keyOpts)
 
 // keyOpts bounds an idempotency index.
 type keyOpts struct {
-	ttl      time.Duration
-	capacity int
-	now      func() time.Time
+	ttl           time.Duration
+	capacity      int
+	now           func() time.Time
+	sweepInterval time.Duration
 }
 
 func newKeyOpts(opts []Option) keyOpts {
-	o := keyOpts{ttl: 24 * time.Hour, capacity: 100000, now: time.Now}
+	o := keyOpts{ttl: 24 * time.Hour, capacity: 100000, now: time.Now, sweepInterval: defaultSweepInterval}
 	for _, opt := range opts {
 		opt(&o)
 	}
@@ -70,9 +71,16 @@ func WithIdempotencyTTL(d time.Duration) Option {
 	return func(o *keyOpts) { o.ttl = d }
 }
 
-// WithIdempotencyCapacity caps how many keys are remembered at once.
+// WithIdempotencyCapacity caps how many keys the memory store remembers
+// at once; the SQL stores keep every key for its TTL.
 func WithIdempotencyCapacity(n int) Option {
 	return func(o *keyOpts) { o.capacity = n }
+}
+
+// WithSweepInterval sets how often the SQL stores delete expired keys
+// (default 1 minute); the memory store expires them as it goes.
+func WithSweepInterval(d time.Duration) Option {
+	return func(o *keyOpts) { o.sweepInterval = d }
 }
 
 // WithClock replaces time.Now, for tests of expiry.

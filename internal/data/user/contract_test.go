@@ -10,7 +10,10 @@ import (
 	"github.com/google/uuid"
 
 	userbiz "github.com/rampart-go/rampart/internal/biz/user"
+	"github.com/rampart-go/rampart/internal/conf"
+	"github.com/rampart-go/rampart/internal/data"
 	userdata "github.com/rampart-go/rampart/internal/data/user"
+	"github.com/rampart-go/rampart/internal/devstack/devstacktest"
 )
 
 // userDrivers returns a constructor per driver, so the contract below runs
@@ -25,6 +28,16 @@ func userDrivers() map[string]func(t *testing.T) userbiz.Repo {
 			}
 			t.Cleanup(cleanup)
 			return s
+		},
+		"postgres": func(t *testing.T) userbiz.Repo {
+			c := conf.Default().Data.Postgres
+			c.URL = devstacktest.Postgres(t)
+			pool, cleanup, err := data.OpenPostgres(testContext(t), c, userdata.Schema)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(cleanup)
+			return userdata.NewPGStore(pool)
 		},
 	}
 }

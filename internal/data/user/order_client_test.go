@@ -24,14 +24,11 @@ import (
 	"github.com/rampart-go/rampart/internal/biz"
 	userbiz "github.com/rampart-go/rampart/internal/biz/user"
 	userdata "github.com/rampart-go/rampart/internal/data/user"
-	"github.com/rampart-go/rampart/internal/leakcheck"
 	"github.com/rampart-go/rampart/internal/middleware"
 	"github.com/rampart-go/rampart/internal/rpc"
 	"github.com/rampart-go/rampart/internal/server"
 	usersvc "github.com/rampart-go/rampart/internal/service/user"
 )
-
-func TestMain(m *testing.M) { leakcheck.Main(m) }
 
 // orderService answers every ListOrders with a page of orders items long,
 // and counts the calls it answered.

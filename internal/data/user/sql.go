@@ -12,13 +12,6 @@ import (
 	"github.com/rampart-go/rampart/internal/data"
 )
 
-const schema = `
-CREATE TABLE IF NOT EXISTS users (
-	id    TEXT PRIMARY KEY,
-	name  TEXT NOT NULL,
-	email TEXT NOT NULL
-);`
-
 // SQLStore keeps users in a SQLite file shared by every user instance on
 // the host, so a user created through one instance is found by all.
 type SQLStore struct {
@@ -28,10 +21,10 @@ type SQLStore struct {
 
 var _ userbiz.Repo = (*SQLStore)(nil)
 
-// NewSQLStore opens path, creating the file and schema if needed; the
-// cleanup closes the database.
+// NewSQLStore opens path, creating the file if needed and migrating its
+// schema up (see Schema); the cleanup closes the database.
 func NewSQLStore(ctx context.Context, path string) (*SQLStore, func(), error) {
-	db, cleanup, err := data.OpenSQLite(ctx, path, schema)
+	db, cleanup, err := data.OpenSQLite(ctx, path, Schema)
 	if err != nil {
 		return nil, nil, err
 	}

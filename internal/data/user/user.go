@@ -1,6 +1,7 @@
-// Package user is the user service's data layer: its user stores (memory
-// and SQLite) behind userbiz.Repo, and its client of the order service
-// behind userbiz.OrderHistory. It imports the user service's biz package
+// Package user is the user service's data layer: its user stores (memory,
+// SQLite and PostgreSQL, the SQL ones with versioned migrations) behind
+// userbiz.Repo, and its client of the order service behind
+// userbiz.OrderHistory. It imports the user service's biz package
 // (aliased userbiz) and the shared internal/data, never the order
 // service's biz or data package: it reaches orders only through the order
 // API. Importers that meet another "user" package alias it userdata.
@@ -13,16 +14,25 @@ import (
 
 	userbiz "github.com/rampart-go/rampart/internal/biz/user"
 	"github.com/rampart-go/rampart/internal/conf"
+	"github.com/rampart-go/rampart/internal/data"
 )
 
 // ProviderSet builds the user service's repositories: its own user store
 // and a client of the order service.
 var ProviderSet = wire.NewSet(NewRepo, NewOrderConn, NewOrderHistory)
 
-// NewRepo returns the user store data.driver names; the cleanup closes it.
+// NewRepo returns the user store data.driver names, its schema migrated
+// up; the cleanup closes it.
 func NewRepo(c conf.Data) (userbiz.Repo, func(), error) {
-	if c.Driver == conf.DriverSQLite {
+	switch c.Driver {
+	case conf.DriverSQLite:
 		return NewSQLStore(context.Background(), c.SQLite.Path)
+	case conf.DriverPostgres:
+		pool, cleanup, err := data.OpenPostgres(context.Background(), c.Postgres, Schema)
+		if err != nil {
+			return nil, nil, err
+		}
+		return NewPGStore(pool), cleanup, nil
 	}
 	return NewStore(), func() {}, nil
 }

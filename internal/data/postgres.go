@@ -1,0 +1,91 @@
+package data
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strconv"
+	"strings"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/jackc/pgx/v5/stdlib"
+
+	"github.com/rampart-go/rampart/internal/biz"
+	"github.com/rampart-go/rampart/internal/conf"
+)
+
+// OpenPostgres opens a pool on the database c names and applies the
+// schema's pending migrations under the service's advisory lock; the
+// cleanup closes the pool. The pool dials lazily and redials by itself: a
+// database that goes away fails the calls that need it (fast, with the
+// connect timeout) until it is back, and nothing here has to reconnect.
+// An unreachable database at start is an error: the schema cannot be
+// checked without it.
+func OpenPostgres(ctx context.Context, c conf.Postgres, s Schema) (*pgxpool.Pool, func(), error) {
+	pool, err := newPostgresPool(ctx, c)
+	if err != nil {
+		return nil, nil, err
+	}
+	db := sqlDB(pool)
+	err = s.migrateUp(ctx, conf.DriverPostgres, db)
+	_ = db.Close() // the pool stays open
+	if err != nil {
+		pool.Close()
+		return nil, nil, fmt.Errorf("postgres: %w", err)
+	}
+	return pool, pool.Close, nil
+}
+
+// newPostgresPool builds the pool from data.postgres: url (empty: the PG*
+// variables), max_conns, connect_timeout, and statement_timeout sent as
+// the session's statement_timeout parameter.
+func newPostgresPool(ctx context.Context, c conf.Postgres) (*pgxpool.Pool, error) {
+	pc, err := pgxpool.ParseConfig(c.URL)
+	if err != nil {
+		return nil, fmt.Errorf("data.postgres.url: %w", err) // pgx masks the password
+	}
+	pc.MaxConns = c.MaxConns
+	pc.ConnConfig.ConnectTimeout = c.ConnectTimeout
+	pc.ConnConfig.RuntimeParams["statement_timeout"] = strconv.FormatInt(c.StatementTimeout.Milliseconds(), 10)
+	pool, err := pgxpool.NewWithConfig(ctx, pc)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: %w", err)
+	}
+	return pool, nil
+}
+
+// sqlDB is a database/sql view of the pool, for goose; closing it leaves
+// the pool open.
+func sqlDB(pool *pgxpool.Pool) *sql.DB { return stdlib.OpenDBFromPool(pool) }
+
+// DatabaseError makes a failure to reach the database a
+// biz.DependencyError for the dependency "database", so the call answers
+// Unavailable at once (and tells callers not to retry: every instance
+// shares the database) instead of Internal. Reaching it means: the dial
+// failed (refused, timed out within connect_timeout), the connection broke,
+// or the server is shutting down or starting (SQLSTATE classes 08 and
+// 57P0x). A query the server rejected, a missing row, and the caller's own
+// cancellation or deadline pass through unchanged. Nil stays nil.
+func DatabaseError(ctx context.Context, err error) error {
+	if err == nil || ctx.Err() != nil {
+		return err
+	}
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		if strings.HasPrefix(pgErr.Code, "08") || strings.HasPrefix(pgErr.Code, "57P0") {
+			return &biz.DependencyError{Dependency: "database", Err: err}
+		}
+		return err
+	}
+	var connectErr *pgconn.ConnectError
+	var netErr net.Error
+	if errors.As(err, &connectErr) || errors.As(err, &netErr) || pgconn.SafeToRetry(err) ||
+		errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || pgconn.Timeout(err) {
+		return &biz.DependencyError{Dependency: "database", Err: err}
+	}
+	return err
+}
