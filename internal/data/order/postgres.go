@@ -131,18 +131,7 @@ func (s *PGStore) ListByUser(ctx context.Context, userID string, limit int, afte
 		return nil, fmt.Errorf("select orders: %w", err)
 	}
 	defer rows.Close()
-	out := []*orderbiz.Order{}
-	for rows.Next() {
-		o := &orderbiz.Order{UserID: userID}
-		if err := rows.Scan(&o.Seq, &o.ID, &o.Item, &o.Quantity); err != nil {
-			return nil, fmt.Errorf("scan order: %w", err)
-		}
-		out = append(out, o)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("select orders: %w", err)
-	}
-	return out, nil
+	return scanOrders(rows, userID)
 }
 
 // RememberedKeys reports how many idempotency keys are held, expired ones

@@ -126,6 +126,19 @@ func (s *SQLStore) ListByUser(ctx context.Context, userID string, limit int, aft
 		return nil, fmt.Errorf("select orders: %w", err)
 	}
 	defer func() { _ = rows.Close() }()
+	return scanOrders(rows, userID)
+}
+
+// orderRows is what database/sql's and pgx's result sets share, so both
+// stores read a page of orders the same way.
+type orderRows interface {
+	Next() bool
+	Scan(dest ...any) error
+	Err() error
+}
+
+// scanOrders reads rows of (seq, id, item, quantity) of one user's orders.
+func scanOrders(rows orderRows, userID string) ([]*orderbiz.Order, error) {
 	out := []*orderbiz.Order{}
 	for rows.Next() {
 		o := &orderbiz.Order{UserID: userID}
