@@ -41,6 +41,10 @@ func TestPostgresRestart(t *testing.T) {
 	dsn := devstacktest.PostgresDatabase(t, pg.DSN("postgres"))
 	s := startStack(t, ctx, stackOpts{users: 2, orders: 2, env: postgresEnv(dsn)})
 	buyer := newBuyer(t, ctx, s)
+	var rejects []*sampler
+	for _, p := range s.Instances("order") {
+		rejects = append(rejects, startSampler(ctx, p, "rampart_breaker_rejections_total", `method="`+getUser+`"`, 50*time.Millisecond))
+	}
 	ol := startOrderLoad(t, ctx, s, buyer, m.rate, 2*time.Minute)
 	sleepCtx(ctx, m.warmup)
 
@@ -78,6 +82,15 @@ func TestPostgresRestart(t *testing.T) {
 		sc.note("last failed call started %s after the database accepted connections again.", Dur(last.Sub(upAt)))
 	}
 	sc.note("time to recover: from PostgreSQL accepting connections again until the first call of a run of %s of successes.", Dur(recovered))
+	var rejected, rejectedAfter float64
+	for _, smp := range rejects {
+		samples := smp.finish()
+		if len(samples) > 0 {
+			rejected += samples[len(samples)-1].value
+			rejectedAfter += samples[len(samples)-1].value - valueAt(samples, upAt)
+		}
+	}
+	sc.note("user answered GetUser Unavailable too (its store is the same database), so order's breaker for GetUser opened: it rejected %.0f calls itself, %.0f of them after the database was back.", rejected, rejectedAfter)
 
 	for _, c := range failed {
 		if c.Code != codes.Unavailable {
