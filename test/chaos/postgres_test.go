@@ -129,7 +129,7 @@ func TestPostgresRestart(t *testing.T) {
 		t.Errorf("%d of %d failed calls sent again after recovery failed", resentFailed, resent)
 	}
 	st := storedOrders(t, ctx, dsn, buyer)
-	sc.note("of the %d failed calls, %d had stored their order before failing; sent again, they answered it instead of a second one.",
+	sc.note("of the %d failed calls, %d had stored their order before failing (sent again, such a call answers that order, not a second one).",
 		resent, before.orders-(len(acked)-resent+resentFailed))
 	missing, twice := 0, 0
 	for _, id := range acked {
