@@ -60,7 +60,8 @@ func repoRoot(t *testing.T) string {
 type stackOpts struct {
 	users, orders int
 	configs       map[string]string
-	consulAddr    string // use this agent instead of starting one
+	env           []string // extra environment of every instance
+	consulAddr    string   // use this agent instead of starting one
 }
 
 // startStack starts a Consul dev agent of its own (unless o.consulAddr is
@@ -74,6 +75,7 @@ func startStack(t *testing.T, ctx context.Context, o stackOpts) *devstack.Stack 
 		RepoRoot: repoRoot(t),
 		Services: demo.Services(o.users, o.orders),
 		Configs:  o.configs,
+		Env:      o.env,
 		Bins:     bins,
 	})
 }
@@ -108,17 +110,18 @@ func newBuyer(t *testing.T, ctx context.Context, s *devstack.Stack) string {
 
 // orderCalls places orders with unique idempotency keys through plain
 // clients of the given order instances, in turn, and records the id of
-// every acknowledged order.
+// every acknowledged order and the key of every failed call.
 type orderCalls struct {
 	clients []orderv1.OrderServiceClient
 	buyer   string
 	next    chan int
 	acked   chan string
+	failed  chan string
 }
 
 func newOrderCalls(t *testing.T, procs []*devstack.ServiceProc, buyer string) *orderCalls {
 	t.Helper()
-	oc := &orderCalls{buyer: buyer, next: make(chan int, 1), acked: make(chan string, 1<<16)}
+	oc := &orderCalls{buyer: buyer, next: make(chan int, 1), acked: make(chan string, 1<<16), failed: make(chan string, 1<<16)}
 	for _, p := range procs {
 		oc.clients = append(oc.clients, orderv1.NewOrderServiceClient(dial(t, p.GRPCAddr)))
 	}
@@ -129,27 +132,43 @@ func newOrderCalls(t *testing.T, procs []*devstack.ServiceProc, buyer string) *o
 func (oc *orderCalls) call(ctx context.Context) error {
 	i := <-oc.next
 	oc.next <- i + 1
-	reply, err := oc.clients[i%len(oc.clients)].CreateOrder(ctx, &orderv1.CreateOrderRequest{
-		IdempotencyKey: uuid.NewString(), UserId: oc.buyer, Item: "pen", Quantity: 1,
-	})
+	key := uuid.NewString()
+	reply, err := oc.clients[i%len(oc.clients)].CreateOrder(ctx, oc.request(key))
+	// Beyond 65k calls of either kind the run is not bounded as it should
+	// be; the record stops growing rather than blocking the call.
 	if err == nil {
 		select {
 		case oc.acked <- reply.GetOrder().GetId():
-		default: // more than 65k acknowledged orders: the run is not bounded as it should be
+		default:
+		}
+	} else {
+		select {
+		case oc.failed <- key:
+		default:
 		}
 	}
 	return err
 }
 
+// request is the body every call sends, with its key.
+func (oc *orderCalls) request(key string) *orderv1.CreateOrderRequest {
+	return &orderv1.CreateOrderRequest{IdempotencyKey: key, UserId: oc.buyer, Item: "pen", Quantity: 1}
+}
+
 // ackedIDs drains the ids of the acknowledged orders.
-func (oc *orderCalls) ackedIDs() []string {
-	var ids []string
+func (oc *orderCalls) ackedIDs() []string { return drain(oc.acked) }
+
+// failedKeys drains the keys of the calls that failed.
+func (oc *orderCalls) failedKeys() []string { return drain(oc.failed) }
+
+func drain(c chan string) []string {
+	var out []string
 	for {
 		select {
-		case id := <-oc.acked:
-			ids = append(ids, id)
+		case s := <-c:
+			out = append(out, s)
 		default:
-			return ids
+			return out
 		}
 	}
 }

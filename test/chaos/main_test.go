@@ -40,6 +40,7 @@ type mode struct {
 	slow    time.Duration // scenario 7: how long the dependency is slow
 	consul  time.Duration // scenario 4: how long the agent stays down
 	overRun time.Duration // scenario 8: how long the overload lasts
+	dbDown  time.Duration // scenario 9: how long PostgreSQL stays down
 	// healthySlack, if not 0, lets the short run's latency bounds grow with
 	// the healthy calls of the same run; see limit.
 	healthySlack float64
@@ -49,12 +50,12 @@ func current() mode {
 	if *long {
 		return mode{
 			rate: 200, warmup: 5 * time.Second, after: 10 * time.Second, outage: 10 * time.Second,
-			slow: 15 * time.Second, consul: 10 * time.Second, overRun: 20 * time.Second,
+			slow: 15 * time.Second, consul: 10 * time.Second, overRun: 20 * time.Second, dbDown: 10 * time.Second,
 		}
 	}
 	return mode{
 		rate: 100, warmup: 1500 * time.Millisecond, after: 2 * time.Second, outage: 4 * time.Second,
-		slow: 3 * time.Second, consul: 2 * time.Second, overRun: 6 * time.Second,
+		slow: 3 * time.Second, consul: 2 * time.Second, overRun: 6 * time.Second, dbDown: 3 * time.Second,
 		healthySlack: 2,
 	}
 }

@@ -24,13 +24,21 @@ const EnvTestDatabaseURL = "RAMPART_TEST_DATABASE_URL"
 const postgresTimeout = 2 * time.Minute
 
 // PostgresServer returns the URL of a PostgreSQL server for this test: the
-// one RAMPART_TEST_DATABASE_URL names, or a fresh one (devstack.StartPostgres)
-// stopped in tb.Cleanup, with its log's tail printed when the test failed.
+// one RAMPART_TEST_DATABASE_URL names, or a fresh one (OwnPostgres).
 func PostgresServer(tb testing.TB) string {
 	tb.Helper()
 	if u := os.Getenv(EnvTestDatabaseURL); u != "" {
 		return u
 	}
+	return OwnPostgres(tb).DSN("postgres")
+}
+
+// OwnPostgres starts a PostgreSQL server of the test's own
+// (devstack.StartPostgres), whatever RAMPART_TEST_DATABASE_URL says, for a
+// test that stops and starts it; it is stopped in tb.Cleanup, with its
+// log's tail printed when the test failed.
+func OwnPostgres(tb testing.TB) *devstack.Postgres {
+	tb.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), postgresTimeout)
 	defer cancel()
 	logDir := tb.TempDir()
@@ -46,7 +54,7 @@ func PostgresServer(tb testing.TB) string {
 			tb.Errorf("stop postgres: %v", err)
 		}
 	})
-	return pg.DSN("postgres")
+	return pg
 }
 
 // PostgresDatabase creates a database with a fresh name on the server at
