@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/go-kratos/kratos/v2/log"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/jackc/pgx/v5/stdlib"
@@ -18,26 +19,53 @@ import (
 	"github.com/rampart-go/rampart/internal/conf"
 )
 
+// Postgres is an open PostgreSQL pool and the state of the service's
+// schema on it.
+type Postgres struct {
+	Pool   *pgxpool.Pool
+	Schema *SchemaState // check Schema.Err before using Pool
+}
+
 // OpenPostgres opens a pool on the database c names and applies the
 // schema's pending migrations under the service's advisory lock; the
 // cleanup closes the pool. The pool dials lazily and redials by itself: a
 // database that goes away fails the calls that need it (fast, with the
 // connect timeout) until it is back, and nothing here has to reconnect.
-// An unreachable database at start is an error: the schema cannot be
-// checked without it.
-func OpenPostgres(ctx context.Context, c conf.Postgres, s Schema) (*pgxpool.Pool, func(), error) {
+//
+// A database unreachable at start (DatabaseError says so) does not fail
+// the start: the process must come up and say what is wrong, as it does
+// when Consul is down. OpenPostgres logs it at warn and returns the pool
+// with its Schema pending, and a background goroutine retries the
+// migrations with capped exponential backoff (1 s doubling to 30 s, with
+// jitter), logging each failure at warn and the success at info; the
+// cleanup stops it. Everything else is an error at start: a URL that does
+// not parse (naming data.postgres.url) or a migration the server rejects.
+func OpenPostgres(ctx context.Context, c conf.Postgres, s Schema, logger log.Logger) (*Postgres, func(), error) {
 	pool, err := newPostgresPool(ctx, c)
 	if err != nil {
 		return nil, nil, err
 	}
-	db := sqlDB(pool)
-	err = s.migrateUp(ctx, conf.DriverPostgres, db)
-	_ = db.Close() // the pool stays open
-	if err != nil {
+	st := &SchemaState{}
+	err = migratePool(ctx, pool, s)
+	if err == nil {
+		st.ready.Store(true)
+		return &Postgres{Pool: pool, Schema: st}, pool.Close, nil
+	}
+	if !errors.Is(DatabaseError(ctx, err), biz.ErrDependencyUnavailable) {
 		pool.Close()
 		return nil, nil, fmt.Errorf("postgres: %w", err)
 	}
-	return pool, pool.Close, nil
+	st.setPending(err)
+	stop := migrateInBackground(pool, s, st, err, logger)
+	return &Postgres{Pool: pool, Schema: st}, func() { stop(); pool.Close() }, nil
+}
+
+// migratePool applies s's pending migrations through a database/sql view
+// of pool.
+func migratePool(ctx context.Context, pool *pgxpool.Pool, s Schema) error {
+	db := sqlDB(pool)
+	defer func() { _ = db.Close() }() // the pool stays open
+	return s.migrateUp(ctx, conf.DriverPostgres, db)
 }
 
 // newPostgresPool builds the pool from data.postgres: url (empty: the PG*

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-kratos/kratos/v2/log"
 	"github.com/google/uuid"
 
 	"github.com/rampart-go/rampart/internal/biz"
@@ -55,11 +56,11 @@ func openPG(t *testing.T, url string, opts ...orderdata.Option) *orderdata.PGSto
 	t.Helper()
 	c := conf.Default().Data.Postgres
 	c.URL = url
-	pool, closePool, err := data.OpenPostgres(testContext(t), c, orderdata.Schema)
+	db, closePool, err := data.OpenPostgres(testContext(t), c, orderdata.Schema, log.DefaultLogger)
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := orderdata.NewPGStore(pool, opts...)
+	s := orderdata.NewPGStore(db, opts...)
 	t.Cleanup(func() { s.Close(); closePool() })
 	return s
 }
@@ -417,11 +418,11 @@ func BenchmarkCreateOnce(b *testing.B) {
 		"postgres": func(b *testing.B) orderbiz.Repo {
 			c := conf.Default().Data.Postgres
 			c.URL = devstacktest.Postgres(b)
-			pool, closePool, err := data.OpenPostgres(context.Background(), c, orderdata.Schema)
+			db, closePool, err := data.OpenPostgres(context.Background(), c, orderdata.Schema, log.DefaultLogger)
 			if err != nil {
 				b.Fatal(err)
 			}
-			s := orderdata.NewPGStore(pool)
+			s := orderdata.NewPGStore(db)
 			b.Cleanup(func() { s.Close(); closePool() })
 			return s
 		},

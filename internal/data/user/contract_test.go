@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-kratos/kratos/v2/log"
 	"github.com/google/uuid"
 
 	userbiz "github.com/rampart-go/rampart/internal/biz/user"
@@ -32,12 +33,12 @@ func userDrivers() map[string]func(t *testing.T) userbiz.Repo {
 		"postgres": func(t *testing.T) userbiz.Repo {
 			c := conf.Default().Data.Postgres
 			c.URL = devstacktest.Postgres(t)
-			pool, cleanup, err := data.OpenPostgres(testContext(t), c, userdata.Schema)
+			db, cleanup, err := data.OpenPostgres(testContext(t), c, userdata.Schema, log.DefaultLogger)
 			if err != nil {
 				t.Fatal(err)
 			}
 			t.Cleanup(cleanup)
-			return userdata.NewPGStore(pool)
+			return userdata.NewPGStore(db)
 		},
 	}
 }
