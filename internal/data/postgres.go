@@ -39,7 +39,10 @@ type Postgres struct {
 // migrations with capped exponential backoff (1 s doubling to 30 s, with
 // jitter), logging each failure at warn and the success at info; the
 // cleanup stops it. Everything else is an error at start: a URL that does
-// not parse (naming data.postgres.url) or a migration the server rejects.
+// not parse (naming data.postgres.url) or a migration the server rejects
+// (naming its version). Once the process is serving, a migration rejected
+// by a database that came back is retried like an unreachable one, logged
+// at warn with the cause, and the stores keep answering Unavailable.
 func OpenPostgres(ctx context.Context, c conf.Postgres, s Schema, logger log.Logger) (*Postgres, func(), error) {
 	pool, err := newPostgresPool(ctx, c)
 	if err != nil {
@@ -90,6 +93,9 @@ func newPostgresPool(ctx context.Context, c conf.Postgres) (*pgxpool.Pool, error
 // the pool open.
 func sqlDB(pool *pgxpool.Pool) *sql.DB { return stdlib.OpenDBFromPool(pool) }
 
+// databaseDependency names the database in a biz.DependencyError.
+const databaseDependency = "database"
+
 // DatabaseError makes a failure to reach the database a
 // biz.DependencyError for the dependency "database", so the call answers
 // Unavailable at once (and tells callers not to retry: every instance
@@ -105,7 +111,7 @@ func DatabaseError(ctx context.Context, err error) error {
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) {
 		if strings.HasPrefix(pgErr.Code, "08") || strings.HasPrefix(pgErr.Code, "57P0") {
-			return &biz.DependencyError{Dependency: "database", Err: err}
+			return &biz.DependencyError{Dependency: databaseDependency, Err: err}
 		}
 		return err
 	}
@@ -113,7 +119,7 @@ func DatabaseError(ctx context.Context, err error) error {
 	var netErr net.Error
 	if errors.As(err, &connectErr) || errors.As(err, &netErr) || pgconn.SafeToRetry(err) ||
 		errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || pgconn.Timeout(err) {
-		return &biz.DependencyError{Dependency: "database", Err: err}
+		return &biz.DependencyError{Dependency: databaseDependency, Err: err}
 	}
 	return err
 }

@@ -48,7 +48,7 @@ func (s *SchemaState) Err() error {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return &biz.DependencyError{Dependency: "database", Err: fmt.Errorf("schema not migrated yet: %w", s.cause)}
+	return &biz.DependencyError{Dependency: databaseDependency, Err: fmt.Errorf("schema not migrated yet: %w", s.cause)}
 }
 
 func (s *SchemaState) setPending(cause error) {

@@ -65,7 +65,7 @@ func TestDatabaseDownAtStart(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("logged while the database was down: %s", logged)
-	if _, err := devstack.WaitPassing(ctx, s.Client, "order", 1); err != nil {
+	if _, err = devstack.WaitPassing(ctx, s.Client, "order", 1); err != nil {
 		t.Fatalf("order with the database down never passed in Consul: %v", err)
 	}
 

@@ -396,13 +396,13 @@ func TestPGDatabaseDownAtStartFailsFastThenServes(t *testing.T) {
 	t.Cleanup(cleanup)
 	userID := uuid.NewString()
 	calls := map[string]func() error{
-		"CreateOnce": func() error { _, _, err := repo.CreateOnce(ctx, "k", newOrder(userID)); return err },
-		"Get":        func() error { _, err := repo.Get(ctx, uuid.NewString()); return err },
-		"ListByUser": func() error { _, err := repo.ListByUser(ctx, userID, 10, 0); return err },
+		"CreateOnce": func() (err error) { _, _, err = repo.CreateOnce(ctx, "k", newOrder(userID)); return err },
+		"Get":        func() (err error) { _, err = repo.Get(ctx, uuid.NewString()); return err },
+		"ListByUser": func() (err error) { _, err = repo.ListByUser(ctx, userID, 10, 0); return err },
 	}
 	for name, call := range calls {
 		start := time.Now()
-		if err := call(); !errors.Is(err, biz.ErrDependencyUnavailable) || time.Since(start) > 100*time.Millisecond {
+		if err = call(); !errors.Is(err, biz.ErrDependencyUnavailable) || time.Since(start) > 100*time.Millisecond {
 			t.Fatalf("%s before the schema = %v after %s; want ErrDependencyUnavailable at once", name, err, time.Since(start))
 		}
 	}

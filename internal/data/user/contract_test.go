@@ -71,7 +71,7 @@ func TestRepoContract(t *testing.T) {
 			if *got != *created {
 				t.Fatalf("Get = %+v, want %+v", got, created)
 			}
-			if _, err := repo.Get(ctx, uuid.NewString()); !errors.Is(err, userbiz.ErrNotFound) {
+			if _, err = repo.Get(ctx, uuid.NewString()); !errors.Is(err, userbiz.ErrNotFound) {
 				t.Fatalf("Get(unknown) error = %v, want ErrNotFound", err)
 			}
 		})
@@ -101,10 +101,10 @@ func TestPGDatabaseDownAtStartFailsFastThenServes(t *testing.T) {
 	t.Cleanup(cleanup)
 	ada := &userbiz.User{Name: "Ada", Email: "ada@example.com"}
 	start := time.Now()
-	if _, err := repo.Create(ctx, ada); !errors.Is(err, biz.ErrDependencyUnavailable) {
+	if _, err = repo.Create(ctx, ada); !errors.Is(err, biz.ErrDependencyUnavailable) {
 		t.Fatalf("Create before the schema = %v; want ErrDependencyUnavailable", err)
 	}
-	if _, err := repo.Get(ctx, uuid.NewString()); !errors.Is(err, biz.ErrDependencyUnavailable) {
+	if _, err = repo.Get(ctx, uuid.NewString()); !errors.Is(err, biz.ErrDependencyUnavailable) {
 		t.Fatalf("Get before the schema = %v; want ErrDependencyUnavailable", err)
 	}
 	if took := time.Since(start); took > 100*time.Millisecond {
