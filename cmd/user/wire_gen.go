@@ -43,7 +43,7 @@ func wireApp(bootstrap *conf.Bootstrap) (*server.App, func(), error) {
 	healthServer := server.NewHealth()
 	streams := server.NewStreams()
 	data := bootstrap.Data
-	repo, cleanup2, err := user.NewRepo(data)
+	repo, cleanup2, err := user.NewRepo(data, logger)
 	if err != nil {
 		cleanup()
 		return nil, nil, err

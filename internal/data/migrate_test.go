@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-kratos/kratos/v2/log"
 	"github.com/jackc/pgx/v5"
 
 	"github.com/rampart-go/rampart/internal/conf"
@@ -98,7 +99,7 @@ func TestOpenPostgresMigratesOnceUnderTheLock(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			_, cleanup, err := data.OpenPostgres(ctx, c.Postgres, testSchema)
+			_, cleanup, err := data.OpenPostgres(ctx, c.Postgres, testSchema, log.DefaultLogger)
 			if err == nil {
 				cleanup()
 			}
@@ -129,7 +130,7 @@ func TestOpenPostgresMigratesOnceUnderTheLock(t *testing.T) {
 func TestOpenPostgresBadURLNamesTheKey(t *testing.T) {
 	c := conf.Default().Data.Postgres
 	c.URL = "postgres://u:secret@localhost:notaport/db"
-	_, _, err := data.OpenPostgres(testContext(t), c, testSchema)
+	_, _, err := data.OpenPostgres(testContext(t), c, testSchema, log.DefaultLogger)
 	if err == nil || !strings.Contains(err.Error(), "data.postgres.url") || strings.Contains(err.Error(), "secret") {
 		t.Fatalf("OpenPostgres(bad url) = %v; want an error naming data.postgres.url without the password", err)
 	}

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-kratos/kratos/v2/log"
 	"github.com/google/uuid"
 
 	"github.com/rampart-go/rampart/internal/biz"
@@ -55,11 +56,11 @@ func openPG(t *testing.T, url string, opts ...orderdata.Option) *orderdata.PGSto
 	t.Helper()
 	c := conf.Default().Data.Postgres
 	c.URL = url
-	pool, closePool, err := data.OpenPostgres(testContext(t), c, orderdata.Schema)
+	db, closePool, err := data.OpenPostgres(testContext(t), c, orderdata.Schema, log.DefaultLogger)
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := orderdata.NewPGStore(pool, opts...)
+	s := orderdata.NewPGStore(db, opts...)
 	t.Cleanup(func() { s.Close(); closePool() })
 	return s
 }
@@ -371,6 +372,60 @@ func TestPGDatabaseDownFailsFastAndRecovers(t *testing.T) {
 	}
 }
 
+// A database down when the order service starts: NewRepo still returns
+// the store, whose every call answers at once with Unavailable (never
+// "relation does not exist"), and the store works once the database is
+// back and the background migration has run.
+func TestPGDatabaseDownAtStartFailsFastThenServes(t *testing.T) {
+	ctx := testContext(t)
+	pg, err := devstack.StartPostgres(ctx, devstack.WithPostgresLogDir(t.TempDir()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = pg.Stop() })
+	if err = pg.Halt(); err != nil {
+		t.Fatal(err)
+	}
+	c := conf.Default().Data
+	c.Driver = conf.DriverPostgres
+	c.Postgres.URL = pg.DSN("postgres")
+	repo, cleanup, err := orderdata.NewRepo(c, log.DefaultLogger)
+	if err != nil {
+		t.Fatalf("NewRepo with the database down = %v; want the store", err)
+	}
+	t.Cleanup(cleanup)
+	userID := uuid.NewString()
+	calls := map[string]func() error{
+		"CreateOnce": func() (err error) { _, _, err = repo.CreateOnce(ctx, "k", newOrder(userID)); return err },
+		"Get":        func() (err error) { _, err = repo.Get(ctx, uuid.NewString()); return err },
+		"ListByUser": func() (err error) { _, err = repo.ListByUser(ctx, userID, 10, 0); return err },
+	}
+	for name, call := range calls {
+		start := time.Now()
+		if err = call(); !errors.Is(err, biz.ErrDependencyUnavailable) || time.Since(start) > 100*time.Millisecond {
+			t.Fatalf("%s before the schema = %v after %s; want ErrDependencyUnavailable at once", name, err, time.Since(start))
+		}
+	}
+	if err = pg.Resume(ctx); err != nil {
+		t.Fatal(err)
+	}
+	resumed := time.Now()
+	for {
+		o, created, err := repo.CreateOnce(ctx, "k", newOrder(userID))
+		if err == nil {
+			if !created || o.UserID != userID {
+				t.Fatalf("CreateOnce after recovery = %+v created=%v", o, created)
+			}
+			break
+		}
+		if !errors.Is(err, biz.ErrDependencyUnavailable) || time.Since(resumed) > 10*time.Second {
+			t.Fatalf("CreateOnce %s after Resume = %v; want the store serving within 10s", time.Since(resumed), err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Logf("serving %s after Resume", time.Since(resumed).Round(time.Millisecond))
+}
+
 // A database file written before migrations existed (schema created at
 // open) is adopted as version 1: its orders stay readable.
 func TestSQLStoreAdoptsAPreMigrationFile(t *testing.T) {
@@ -417,11 +472,11 @@ func BenchmarkCreateOnce(b *testing.B) {
 		"postgres": func(b *testing.B) orderbiz.Repo {
 			c := conf.Default().Data.Postgres
 			c.URL = devstacktest.Postgres(b)
-			pool, closePool, err := data.OpenPostgres(context.Background(), c, orderdata.Schema)
+			db, closePool, err := data.OpenPostgres(context.Background(), c, orderdata.Schema, log.DefaultLogger)
 			if err != nil {
 				b.Fatal(err)
 			}
-			s := orderdata.NewPGStore(pool)
+			s := orderdata.NewPGStore(db)
 			b.Cleanup(func() { s.Close(); closePool() })
 			return s
 		},

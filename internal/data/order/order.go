@@ -23,6 +23,7 @@ package order
 import (
 	"context"
 
+	"github.com/go-kratos/kratos/v2/log"
 	"github.com/google/wire"
 
 	orderbiz "github.com/rampart-go/rampart/internal/biz/order"
@@ -35,8 +36,10 @@ import (
 var ProviderSet = wire.NewSet(NewRepo, NewUserConn, NewBuyers)
 
 // NewRepo returns the order store data.driver names, its idempotency index
-// bounded by data.idempotency; the cleanup closes it.
-func NewRepo(c conf.Data) (orderbiz.Repo, func(), error) {
+// bounded by data.idempotency (on PostgreSQL its schema is migrated in the
+// background while the database is unreachable at start, logged to
+// logger); the cleanup closes it.
+func NewRepo(c conf.Data, logger log.Logger) (orderbiz.Repo, func(), error) {
 	opts := []Option{
 		WithIdempotencyTTL(c.Idempotency.TTL),
 		WithIdempotencyCapacity(c.Idempotency.Capacity),
@@ -45,11 +48,11 @@ func NewRepo(c conf.Data) (orderbiz.Repo, func(), error) {
 	case conf.DriverSQLite:
 		return NewSQLStore(context.Background(), c.SQLite.Path, opts...)
 	case conf.DriverPostgres:
-		pool, closePool, err := data.OpenPostgres(context.Background(), c.Postgres, Schema)
+		db, closePool, err := data.OpenPostgres(context.Background(), c.Postgres, Schema, logger)
 		if err != nil {
 			return nil, nil, err
 		}
-		s := NewPGStore(pool, opts...)
+		s := NewPGStore(db, opts...)
 		return s, func() { s.Close(); closePool() }, nil
 	}
 	return NewStore(opts...), func() {}, nil

@@ -24,18 +24,20 @@ import (
 // 24 h TTL hold 8.6 million keys, about 1.7 GB.
 type PGStore struct {
 	keyOpts
-	pool  *pgxpool.Pool
-	sweep *sweeper
+	pool   *pgxpool.Pool
+	schema *data.SchemaState
+	sweep  *sweeper
 }
 
 var _ orderbiz.Repo = (*PGStore)(nil)
 
-// NewPGStore returns a store on pool, whose schema the caller has migrated
-// (data.OpenPostgres with Schema), and starts its sweep of expired keys.
-// WithIdempotencyCapacity does not apply. Close stops the sweep; it does
-// not close the pool.
-func NewPGStore(pool *pgxpool.Pool, opts ...Option) *PGStore {
-	s := &PGStore{keyOpts: newKeyOpts(opts), pool: pool}
+// NewPGStore returns a store on db (data.OpenPostgres with Schema), and
+// starts its sweep of expired keys. Until db's schema is migrated every
+// call fails at once with a biz.DependencyError for the database (the
+// sweep skips). WithIdempotencyCapacity does not apply. Close stops the
+// sweep; it does not close the pool.
+func NewPGStore(db *data.Postgres, opts ...Option) *PGStore {
+	s := &PGStore{keyOpts: newKeyOpts(opts), pool: db.Pool, schema: db.Schema}
 	s.sweep = startSweeper(s.sweepInterval, s.Sweep)
 	return s
 }
@@ -50,6 +52,9 @@ func (s *PGStore) Close() { s.sweep.close() }
 // live and returns the first's order; if the first rolled back, the second
 // claims the key itself.
 func (s *PGStore) CreateOnce(ctx context.Context, key string, o *orderbiz.Order) (_ *orderbiz.Order, created bool, err error) {
+	if err = s.schema.Err(); err != nil {
+		return nil, false, err
+	}
 	defer func() { err = data.DatabaseError(ctx, err) }()
 	now := s.now()
 	tx, err := s.pool.Begin(ctx)
@@ -115,6 +120,9 @@ func getPGOrder(ctx context.Context, q pgQueryRower, id string) (*orderbiz.Order
 
 // Get returns the order, or orderbiz.ErrNotFound.
 func (s *PGStore) Get(ctx context.Context, id string) (*orderbiz.Order, error) {
+	if err := s.schema.Err(); err != nil {
+		return nil, err
+	}
 	o, err := getPGOrder(ctx, s.pool, id)
 	return o, data.DatabaseError(ctx, err)
 }
@@ -123,6 +131,9 @@ func (s *PGStore) Get(ctx context.Context, id string) (*orderbiz.Order, error) {
 // after, oldest first: a range scan of the orders_by_user (user_id, seq)
 // index, never an OFFSET, so a deep page costs what the first one does.
 func (s *PGStore) ListByUser(ctx context.Context, userID string, limit int, after int64) (_ []*orderbiz.Order, err error) {
+	if err = s.schema.Err(); err != nil {
+		return nil, err
+	}
 	defer func() { err = data.DatabaseError(ctx, err) }()
 	rows, err := s.pool.Query(ctx,
 		`SELECT seq, id, item, quantity FROM orders WHERE user_id = $1 AND seq > $2 ORDER BY seq LIMIT $3`,
@@ -137,6 +148,9 @@ func (s *PGStore) ListByUser(ctx context.Context, userID string, limit int, afte
 // RememberedKeys reports how many idempotency keys are held, expired ones
 // not yet swept included.
 func (s *PGStore) RememberedKeys(ctx context.Context) (int, error) {
+	if err := s.schema.Err(); err != nil {
+		return 0, err
+	}
 	var n int
 	if err := s.pool.QueryRow(ctx, `SELECT COUNT(*) FROM idempotency_keys`).Scan(&n); err != nil {
 		return 0, fmt.Errorf("count keys: %w", err)
@@ -146,8 +160,12 @@ func (s *PGStore) RememberedKeys(ctx context.Context) (int, error) {
 
 // Sweep deletes the keys expired by now, a batch per statement, and
 // returns how many went. Instances sweeping at once skip each other's
-// locked rows instead of waiting on them.
+// locked rows instead of waiting on them. Before the schema is migrated
+// there is nothing to sweep: it returns the schema's error.
 func (s *PGStore) Sweep(ctx context.Context) (int, error) {
+	if err := s.schema.Err(); err != nil {
+		return 0, err
+	}
 	total := 0
 	for {
 		if s.sweep.stopped() {

@@ -10,6 +10,7 @@ package user
 import (
 	"context"
 
+	"github.com/go-kratos/kratos/v2/log"
 	"github.com/google/wire"
 
 	userbiz "github.com/rampart-go/rampart/internal/biz/user"
@@ -22,17 +23,18 @@ import (
 var ProviderSet = wire.NewSet(NewRepo, NewOrderConn, NewOrderHistory)
 
 // NewRepo returns the user store data.driver names, its schema migrated
-// up; the cleanup closes it.
-func NewRepo(c conf.Data) (userbiz.Repo, func(), error) {
+// up (on PostgreSQL, in the background while the database is unreachable
+// at start, logged to logger); the cleanup closes it.
+func NewRepo(c conf.Data, logger log.Logger) (userbiz.Repo, func(), error) {
 	switch c.Driver {
 	case conf.DriverSQLite:
 		return NewSQLStore(context.Background(), c.SQLite.Path)
 	case conf.DriverPostgres:
-		pool, cleanup, err := data.OpenPostgres(context.Background(), c.Postgres, Schema)
+		db, cleanup, err := data.OpenPostgres(context.Background(), c.Postgres, Schema, logger)
 		if err != nil {
 			return nil, nil, err
 		}
-		return NewPGStore(pool), cleanup, nil
+		return NewPGStore(db), cleanup, nil
 	}
 	return NewStore(), func() {}, nil
 }
