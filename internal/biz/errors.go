@@ -20,12 +20,6 @@ var ErrDependencyUnavailable = errors.New("a service this call depends on is una
 type DependencyError struct {
 	Dependency string
 	Err        error
-	// Retried says this instance already retried the dependency as far as
-	// its own policy allows (a peer service behind the client chain), so
-	// its callers must not retry it again and multiply the attempts. A
-	// dependency this instance tried once (its database) leaves the
-	// caller's retry to ride out a short outage.
-	Retried bool
 }
 
 func (e *DependencyError) Error() string {

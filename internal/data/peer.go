@@ -41,7 +41,7 @@ func PeerError(peer string, err error, reasons map[string]error) error {
 	case o.Code == codes.ResourceExhausted && o.Origin == rpc.OriginLocal:
 		return fmt.Errorf("%s: %w: %w", peer, biz.ErrReplyTooLarge, err)
 	case o.Code == codes.Unavailable, o.Code == codes.ResourceExhausted:
-		return &biz.DependencyError{Dependency: peer, Err: err, Retried: true}
+		return &biz.DependencyError{Dependency: peer, Err: err}
 	}
 	return fmt.Errorf("%s: %w", peer, err)
 }

@@ -81,9 +81,7 @@ func ToStatus(ctx context.Context, logger *log.Helper, err error, table []Domain
 		// call, like the access log's, so an outage multiplies the log by a
 		// constant rather than flooding it.
 		logger.WithContext(ctx).Warnf("dependency unavailable: %v", err)
-		if dep, ok := errors.AsType[*biz.DependencyError](err); !ok || dep.Retried {
-			refuseRetry(ctx)
-		}
+		refuseRetry(ctx)
 		return rpc.Error(codes.Unavailable, ReasonDependencyUnavailable, unavailableMessage(err), nil)
 	case errors.Is(err, biz.ErrReplyTooLarge):
 		// Not the dependency being down: it answered, too much. Asking again

@@ -118,18 +118,15 @@ func (s *trailerStream) SetTrailer(md metadata.MD) error {
 	return nil
 }
 
-// A service that gave up on its dependency after retrying it tells its
-// caller not to retry (negative pushback); every other answer, a database
-// tried once included, leaves the caller's policy alone.
+// A service that gave up on its dependency tells its caller not to retry
+// (negative pushback); every other answer leaves the caller's policy alone.
 func TestOnlyAGivenUpDependencyRefusesRetry(t *testing.T) {
 	logger := log.NewHelper(log.NewStdLogger(io.Discard))
 	for _, tt := range []struct {
 		err  error
 		want []string
 	}{
-		{&biz.DependencyError{Dependency: "user service", Err: errors.New("down"), Retried: true}, []string{"-1"}},
-		// Tried once (the database): the caller's backoff may ride out a restart.
-		{&biz.DependencyError{Dependency: "database", Err: errors.New("down")}, nil},
+		{&biz.DependencyError{Dependency: "user service", Err: errors.New("down")}, []string{"-1"}},
 		{fmt.Errorf("order service: %w", biz.ErrReplyTooLarge), []string{"-1"}},
 		{errThingNotFound, nil},
 		{context.DeadlineExceeded, nil},
