@@ -314,7 +314,8 @@ func maskDSN(dsn string) string {
 			q.Set("password", "***")
 			u.RawQuery = q.Encode()
 		}
-		return u.String()
+		// url escapes the marker (%2A%2A%2A); the log should read ***.
+		return strings.ReplaceAll(u.String(), "%2A%2A%2A", "***")
 	}
 	return dsnPassword.ReplaceAllString(dsn, "${1}***")
 }

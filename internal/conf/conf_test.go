@@ -139,8 +139,8 @@ func TestEnvironmentOverrides(t *testing.T) {
 // password never reaches the logged copy, in either DSN form.
 func TestPostgresFromEnvironmentIsMasked(t *testing.T) {
 	tests := []struct{ url, masked string }{
-		{"postgres://app:s3cret@db.internal:5432/shop?sslmode=require", "postgres://app:%2A%2A%2A@db.internal:5432/shop?sslmode=require"},
-		{"postgres://db.internal/shop?user=app&password=s3cret", "postgres://db.internal/shop?password=%2A%2A%2A&user=app"},
+		{"postgres://app:s3cret@db.internal:5432/shop?sslmode=require", "postgres://app:***@db.internal:5432/shop?sslmode=require"},
+		{"postgres://db.internal/shop?user=app&password=s3cret", "postgres://db.internal/shop?password=***&user=app"},
 		{"host=db.internal user=app password=s3cret dbname=shop", "host=db.internal user=app password=*** dbname=shop"},
 		{"host=db.internal password='s3 cret' dbname=shop", "host=db.internal password=*** dbname=shop"},
 	}
