@@ -2,7 +2,6 @@ package data_test
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"strings"
 	"sync"
@@ -16,6 +15,7 @@ import (
 	"github.com/rampart-go/rampart/internal/conf"
 	"github.com/rampart-go/rampart/internal/data"
 	"github.com/rampart-go/rampart/internal/devstack"
+	"github.com/rampart-go/rampart/internal/devstack/devstacktest"
 )
 
 // syncBuffer is a log sink the migrator goroutine and the test share.
@@ -39,13 +39,9 @@ func (w *syncBuffer) String() string {
 // haltedPostgres is a PostgreSQL server that was started and halted, so
 // its port refuses connections until Resume; its URL carries a password
 // (ignored: trust authentication) that no log line may show.
-func haltedPostgres(t *testing.T, ctx context.Context) (*devstack.Postgres, conf.Postgres) {
+func haltedPostgres(t *testing.T) (*devstack.Postgres, conf.Postgres) {
 	t.Helper()
-	pg, err := devstack.StartPostgres(ctx, devstack.WithPostgresLogDir(t.TempDir()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = pg.Stop() })
+	pg := devstacktest.OwnPostgres(t)
 	if err := pg.Halt(); err != nil {
 		t.Fatal(err)
 	}
@@ -72,7 +68,7 @@ func waitFor(t *testing.T, limit time.Duration, what string, cond func() bool) {
 // database is back.
 func TestOpenPostgresUnreachableAtStartMigratesInBackground(t *testing.T) {
 	ctx := testContext(t)
-	pg, c := haltedPostgres(t, ctx)
+	pg, c := haltedPostgres(t)
 	var out syncBuffer
 	start := time.Now()
 	db, cleanup, err := data.OpenPostgres(ctx, c, testSchema, log.NewStdLogger(&out))
@@ -112,7 +108,7 @@ func TestOpenPostgresUnreachableAtStartMigratesInBackground(t *testing.T) {
 // down, at once (TestMain checks no goroutine is left).
 func TestOpenPostgresCleanupStopsTheRetries(t *testing.T) {
 	ctx := testContext(t)
-	_, c := haltedPostgres(t, ctx)
+	_, c := haltedPostgres(t)
 	db, cleanup, err := data.OpenPostgres(ctx, c, testSchema, log.NewStdLogger(&syncBuffer{}))
 	if err != nil {
 		t.Fatal(err)

@@ -19,7 +19,6 @@ import (
 	"github.com/rampart-go/rampart/internal/conf"
 	"github.com/rampart-go/rampart/internal/data"
 	orderdata "github.com/rampart-go/rampart/internal/data/order"
-	"github.com/rampart-go/rampart/internal/devstack"
 	"github.com/rampart-go/rampart/internal/devstack/devstacktest"
 )
 
@@ -338,11 +337,7 @@ func TestSQLSweepDeletesExpiredKeys(t *testing.T) {
 // back, the same store works again without being reopened.
 func TestPGDatabaseDownFailsFastAndRecovers(t *testing.T) {
 	ctx := testContext(t)
-	pg, err := devstack.StartPostgres(ctx, devstack.WithPostgresLogDir(t.TempDir()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = pg.Stop() })
+	pg := devstacktest.OwnPostgres(t)
 	s := openPG(t, pg.DSN("postgres"))
 	o, _, err := s.CreateOnce(ctx, "k", newOrder(uuid.NewString()))
 	if err != nil {
@@ -378,12 +373,8 @@ func TestPGDatabaseDownFailsFastAndRecovers(t *testing.T) {
 // back and the background migration has run.
 func TestPGDatabaseDownAtStartFailsFastThenServes(t *testing.T) {
 	ctx := testContext(t)
-	pg, err := devstack.StartPostgres(ctx, devstack.WithPostgresLogDir(t.TempDir()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = pg.Stop() })
-	if err = pg.Halt(); err != nil {
+	pg := devstacktest.OwnPostgres(t)
+	if err := pg.Halt(); err != nil {
 		t.Fatal(err)
 	}
 	c := conf.Default().Data

@@ -15,7 +15,6 @@ import (
 	"github.com/rampart-go/rampart/internal/conf"
 	"github.com/rampart-go/rampart/internal/data"
 	userdata "github.com/rampart-go/rampart/internal/data/user"
-	"github.com/rampart-go/rampart/internal/devstack"
 	"github.com/rampart-go/rampart/internal/devstack/devstacktest"
 )
 
@@ -83,12 +82,8 @@ func TestRepoContract(t *testing.T) {
 // and the background migration has run, then serves.
 func TestPGDatabaseDownAtStartFailsFastThenServes(t *testing.T) {
 	ctx := testContext(t)
-	pg, err := devstack.StartPostgres(ctx, devstack.WithPostgresLogDir(t.TempDir()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = pg.Stop() })
-	if err = pg.Halt(); err != nil {
+	pg := devstacktest.OwnPostgres(t)
+	if err := pg.Halt(); err != nil {
 		t.Fatal(err)
 	}
 	c := conf.Default().Data
