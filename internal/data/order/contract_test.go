@@ -585,11 +585,14 @@ func TestRepoPagingWhileOrdersAreCreated(t *testing.T) {
 			var wg sync.WaitGroup
 			stopWriters := sync.OnceFunc(func() { close(stop); wg.Wait() })
 			t.Cleanup(stopWriters) // also when the test fails first
+			// Each writer is bounded in count as well as stopped at the tenth page: the memory store
+			// writes so fast that writers bounded only in time outran the paging (CI saw thousands).
+			const perWriter = 200
 			for range 2 {
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
-					for {
+					for range perWriter {
 						select {
 						case <-stop:
 							return
