@@ -1,6 +1,7 @@
 # Rampart. `make help` lists the targets. Every tool is pinned: protoc-gen-go,
-# protoc-gen-go-grpc and wire through the `tool` lines of go.mod, the Consul
-# agent and golangci-lint through their own modules under tools/.
+# protoc-gen-go-grpc, protoc-gen-grpc-gateway and wire through the `tool` lines
+# of go.mod; buf and protoc-gen-openapi through tools/buf/go.mod; the Consul
+# agent, Nomad and golangci-lint through their own modules under tools/.
 
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
@@ -8,7 +9,10 @@ SHELL := /bin/bash
 MODULE      := $(shell go list -m)
 VERSION     ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS     := -X main.version=$(VERSION)
-PROTO_FILES := $(shell find api -name '*.proto')
+# buf runs from its tool module: built once into Go's cache, no protoc needed.
+BUF         := go tool -modfile=tools/buf/go.mod buf
+# What `make api` writes next to each api/<svc>/v1/<svc>.proto.
+GENERATED   := -name '*.pb.go' -o -name '*.pb.gw.go' -o -name '*.openapi.yaml'
 # A service is a cmd/<name> with a wire injector; `make new-service` adds one
 # and every target below picks it up.
 SERVICES    := $(patsubst cmd/%/wire.go,%,$(wildcard cmd/*/wire.go))
@@ -20,12 +24,8 @@ help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 .PHONY: init
-init: protoc postgresql ## install what the build needs (protoc and postgresql via apt-get; Go tools come pinned)
+init: postgresql ## install what the build needs (postgresql via apt-get; Go tools come pinned)
 	go mod download
-
-.PHONY: protoc
-protoc:
-	@command -v protoc >/dev/null || { $(APT_GET) update -qq && $(APT_GET) install -y -qq protobuf-compiler; }
 
 # PostgreSQL's server binaries (initdb, postgres) for the tests that start
 # one and for make run DATA=postgres; Debian keeps them off PATH.
@@ -35,38 +35,47 @@ postgresql:
 		{ $(APT_GET) update -qq && $(APT_GET) install -y -qq postgresql; }
 
 .PHONY: api
-api: protoc ## regenerate *.pb.go from api/**/*.proto
-	protoc -I . -I third_party \
-		--plugin=protoc-gen-go="$$(go tool -n protoc-gen-go)" \
-		--plugin=protoc-gen-go-grpc="$$(go tool -n protoc-gen-go-grpc)" \
-		--go_out=paths=source_relative:. --go-grpc_out=paths=source_relative:. \
-		$(PROTO_FILES)
+api: ## regenerate the Go code, gateway handlers and OpenAPI documents from api/**/*.proto (buf.gen.yaml)
+	$(BUF) generate
+
+# buf-check holds the protos to the rules in buf.yaml: formatted, linted, and
+# not breaking what the previous commit published. A shallow clone is
+# deepened by one commit to have something to compare with; only a
+# repository's first commit has nothing to compare.
+.PHONY: buf-check
+buf-check: ## buf format, buf lint, and buf breaking against the previous commit
+	$(BUF) format --diff --exit-code
+	$(BUF) lint
+	@if ! git rev-parse -q --verify 'HEAD~1^{commit}' >/dev/null && [ "$$(git rev-parse --is-shallow-repository)" = true ]; then \
+		git fetch -q --deepen=1 || { echo "buf-check: shallow clone and HEAD~1 cannot be fetched"; exit 1; }; fi
+	@if git rev-parse -q --verify 'HEAD~1^{commit}' >/dev/null; then \
+		echo "$(BUF) breaking --against .git#ref=HEAD~1"; $(BUF) breaking --against '.git#ref=HEAD~1'; \
+	else echo "buf-check: first commit, nothing to check breaking changes against"; fi
 
 .PHONY: generate
 generate: ## regenerate wire_gen.go for every service
 	go tool wire gen $(WIRE_PKGS)
 
 .PHONY: check-generated
-check-generated: protoc ## fail if regenerating *.pb.go, wire_gen.go or go.sum would change them
+check-generated: ## fail if regenerating protos, wire_gen.go or go.sum would change anything
 	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
-	protoc -I . -I third_party \
-		--plugin=protoc-gen-go="$$(go tool -n protoc-gen-go)" \
-		--plugin=protoc-gen-go-grpc="$$(go tool -n protoc-gen-go-grpc)" \
-		--go_out=paths=source_relative:"$$tmp" --go-grpc_out=paths=source_relative:"$$tmp" \
-		$(PROTO_FILES) && \
-	for f in $$(cd "$$tmp" && find . -name '*.go'); do \
+	$(BUF) generate -o "$$tmp" && \
+	diff <(cd "$$tmp" && find api $(GENERATED) | sort) <(find api $(GENERATED) | sort) >/dev/null || \
+		{ echo "generated files differ from what buf.gen.yaml yields (added or removed): run make api"; exit 1; } && \
+	for f in $$(cd "$$tmp" && find api $(GENERATED)); do \
 		cmp -s "$$tmp/$$f" "$$f" || { echo "$$f is stale: run make api"; exit 1; }; \
 	done && \
 	go tool wire diff $(WIRE_PKGS) >/dev/null || { echo "wire_gen.go is stale: run make generate"; exit 1; }
 	@go mod tidy -diff >/dev/null || { echo "go.mod/go.sum are not tidy: run go mod tidy"; exit 1; }
+	@cd tools/buf && go mod tidy -diff >/dev/null || { echo "tools/buf/go.mod is not tidy: cd tools/buf && go mod tidy"; exit 1; }
 	@echo "generated code and go.mod are current"
 
 .PHONY: rename
-rename: protoc ## rewrite the module path everywhere: make rename MODULE=github.com/acme/shop
+rename: ## rewrite the module path everywhere: make rename MODULE=github.com/acme/shop
 	@go run ./cmd/scaffold rename -module "$(MODULE)"
 
 .PHONY: new-service
-new-service: protoc ## add a service (API, cmd, biz/data/service, config, Nomad job): make new-service NAME=payment
+new-service: ## add a service (API, cmd, biz/data/service, config, Nomad job): make new-service NAME=payment
 	@go run ./cmd/scaffold new-service -name "$(NAME)"
 
 .PHONY: build
@@ -152,7 +161,7 @@ fmt: bin/golangci-lint ## format with gofumpt and goimports
 # keeping its builds off the CPUs the end-to-end tests time calls on.
 # The Nomad suite needs bin/nomad (minutes to build cold) and runs in
 # test-nomad, which .ci/run runs after this target.
-test: bin/consul postgresql vet lint check-generated ## everything CI runs: vet, lint, generated-code check, all tests with -race
+test: bin/consul postgresql vet lint check-generated buf-check ## everything CI runs: vet, lint, generated-code check, all tests with -race
 	go test -race -count=1 -timeout 20m $$(go list ./... | grep -v -e /test/chaos -e /test/nomad -e /test/scaffold)
 	go test -race -count=1 -timeout 15m ./test/scaffold
 	go test -race -count=1 -timeout 10m ./test/chaos

@@ -18,6 +18,7 @@ import (
 	"strings"
 
 	"github.com/go-kratos/kratos/v2/log"
+	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
@@ -27,11 +28,17 @@ import (
 )
 
 // API is what a service serves: its gRPC service descriptor and the handlers
-// behind it. Each service's provider set supplies one, so the server shell
-// is the same code for every service.
+// behind it, and the generated grpc-gateway registration that serves the
+// same methods as HTTP/JSON (Register<Svc>Handler from <svc>.pb.gw.go).
+// Each service's provider set supplies one, so the server shell is the same
+// code for every service.
 type API struct {
 	Desc *grpc.ServiceDesc
 	Impl any
+	// Gateway registers the HTTP/JSON routes of the proto's google.api.http
+	// rules on mux, each calling conn: the instance's own gRPC port, so an
+	// HTTP call meets the same server chain as a gRPC one.
+	Gateway func(ctx context.Context, mux *runtime.ServeMux, conn *grpc.ClientConn) error
 }
 
 // Reasons every service answers with for failures that are not domain

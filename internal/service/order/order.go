@@ -47,9 +47,13 @@ func NewService(uc *orderbiz.Usecase, logger log.Logger) *Service {
 	return &Service{uc: uc, log: log.NewHelper(logger)}
 }
 
-// NewAPI serves the handlers as order.v1.OrderService.
+// NewAPI serves the handlers as order.v1.OrderService, over gRPC and HTTP/JSON.
 func NewAPI(s *Service) service.API {
-	return service.API{Desc: &orderv1.OrderService_ServiceDesc, Impl: s}
+	return service.API{
+		Desc:    &orderv1.OrderService_ServiceDesc,
+		Impl:    s,
+		Gateway: orderv1.RegisterOrderServiceHandler,
+	}
 }
 
 // CreateOrder places an order once per idempotency key.

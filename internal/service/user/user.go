@@ -41,9 +41,13 @@ func NewService(uc *userbiz.Usecase, logger log.Logger) *Service {
 	return &Service{uc: uc, log: log.NewHelper(logger)}
 }
 
-// NewAPI serves the handlers as user.v1.UserService.
+// NewAPI serves the handlers as user.v1.UserService, over gRPC and HTTP/JSON.
 func NewAPI(s *Service) service.API {
-	return service.API{Desc: &userv1.UserService_ServiceDesc, Impl: s}
+	return service.API{
+		Desc:    &userv1.UserService_ServiceDesc,
+		Impl:    s,
+		Gateway: userv1.RegisterUserServiceHandler,
+	}
 }
 
 // CreateUser stores a new user.
