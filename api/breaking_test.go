@@ -28,14 +28,15 @@ func TestBreakingCatchesAChangedFieldNumber(t *testing.T) {
 	if !strings.Contains(string(src), field) {
 		t.Fatalf("%s no longer declares %q: pick another field for this test", proto, field)
 	}
-	if err := os.WriteFile(proto, []byte(strings.Replace(string(src), field, "int32 quantity = 5", 1)), 0o600); err != nil {
+	if err = os.WriteFile(proto, []byte(strings.Replace(string(src), field, "int32 quantity = 5", 1)), 0o600); err != nil {
 		t.Fatal(err)
 	}
 
-	if out, err := breaking(t, unchanged, before); err != nil {
+	out, err := breaking(t, unchanged, before)
+	if err != nil {
 		t.Fatalf("buf breaking refused an unchanged contract: %v\n%s", err, out)
 	}
-	out, err := breaking(t, changed, before)
+	out, err = breaking(t, changed, before)
 	if err == nil {
 		t.Fatalf("buf breaking passed a renumbered field:\n%s", out)
 	}

@@ -39,7 +39,11 @@ func wireApp(bootstrap *conf.Bootstrap) (*server.App, func(), error) {
 		cleanup()
 		return nil, nil, err
 	}
-	serverChain := middleware.NewServerChain(config, logger, injector, meterProvider)
+	serverChain, err := middleware.NewServerChain(config, logger, injector, meterProvider)
+	if err != nil {
+		cleanup()
+		return nil, nil, err
+	}
 	healthServer := server.NewHealth()
 	streams := server.NewStreams()
 	data := bootstrap.Data

@@ -46,12 +46,16 @@ type ServerChain []kmiddleware.Middleware
 // Shedding comes before any work is spent on a call it will refuse;
 // validation before fault injection, so a bad request is refused the same
 // way under faults. Shedding records its counter through mp.
-func NewServerChain(sh shedding.Config, logger log.Logger, inj *faults.Injector, mp metric.MeterProvider) ServerChain {
+func NewServerChain(sh shedding.Config, logger log.Logger, inj *faults.Injector, mp metric.MeterProvider) (ServerChain, error) {
+	validate, err := validation.Server(logger)
+	if err != nil {
+		return nil, err
+	}
 	chain := ServerChain{accesslog.Server(logger), recovery.Server(logger)}
 	if sh.Enabled {
 		chain = append(chain, shedding.Server(sh, shedding.WithMeterProvider(mp)))
 	}
-	return append(chain, retry.Server(), validation.Server(), inj.Middleware())
+	return append(chain, retry.Server(), validate, inj.Middleware()), nil
 }
 
 // NewFaults returns the fault injector with server.faults.methods, counting

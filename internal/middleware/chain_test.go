@@ -75,8 +75,12 @@ func TestPanicIsAccessLoggedAsInternal(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	chain, err := NewServerChain(shedding.DefaultConfig(), rec, inj, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
 	srv := kgrpc.NewServer(kgrpc.Address("127.0.0.1:0"), kgrpc.CustomHealth())
-	srv.Use("/"+userv1.UserService_ServiceDesc.ServiceName+"/*", NewServerChain(shedding.DefaultConfig(), rec, inj, nil)...)
+	srv.Use("/"+userv1.UserService_ServiceDesc.ServiceName+"/*", chain...)
 	userv1.RegisterUserServiceServer(srv, panicking{})
 	endpoint, err := srv.Endpoint()
 	if err != nil {

@@ -259,7 +259,10 @@ func rampart(tb testing.TB, sampled bool) fixture {
 	if err != nil {
 		tb.Fatalf("faults: %v", err)
 	}
-	chain := middleware.NewServerChain(c.Server.Shedding, discard, inj, tel.MeterProvider())
+	chain, err := middleware.NewServerChain(c.Server.Shedding, discard, inj, tel.MeterProvider())
+	if err != nil {
+		tb.Fatalf("server chain: %v", err)
+	}
 	srv := server.NewGRPCServer(c.Server.GRPC, chain, server.NewHealth(), tel, server.NewStreams(), usersvc.NewAPI(svc))
 	lis := listen(tb)
 	// As server.App does: hand over the listener bound beforehand.

@@ -488,26 +488,21 @@ const file_order_v1_order_proto_rawDesc = "" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x17\n" +
 	"\auser_id\x18\x02 \x01(\tR\x06userId\x12\x12\n" +
 	"\x04item\x18\x03 \x01(\tR\x04item\x12\x1a\n" +
-	"\bquantity\x18\x04 \x01(\x05R\bquantity\"\x83\x03\n" +
-	"\x12CreateOrderRequest\x12o\n" +
-	"\x0fidempotency_key\x18\x01 \x01(\tBF\xbaHC\xba\x018\n" +
-	"\x10string.not_blank\x12\x11must not be blank\x1a\x11this.trim() != ''\xc8\x01\x01r\x03\x18\x80\x01R\x0eidempotencyKey\x12x\n" +
-	"\auser_id\x18\x02 \x01(\tB_\xbaH\\\xba\x01Q\n" +
-	"\x0euuid.canonical\x12$must be a canonical UUID, lower case\x1a\x19this == this.lowerAscii()\xc8\x01\x01r\x03\xb0\x01\x01R\x06userId\x12Z\n" +
-	"\x04item\x18\x03 \x01(\tBF\xbaHC\xba\x018\n" +
-	"\x10string.not_blank\x12\x11must not be blank\x1a\x11this.trim() != ''\xc8\x01\x01r\x03\x18\xc8\x01R\x04item\x12&\n" +
+	"\bquantity\x18\x04 \x01(\x05R\bquantity\"\xfe\x01\n" +
+	"\x12CreateOrderRequest\x128\n" +
+	"\x0fidempotency_key\x18\x01 \x01(\tB\x0f\xbaH\f\xc8\x01\x01r\a\x18\x80\x012\x02\\SR\x0eidempotencyKey\x12a\n" +
+	"\auser_id\x18\x02 \x01(\tBH\xbaHE\xc8\x01\x01r@2>^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$R\x06userId\x12#\n" +
+	"\x04item\x18\x03 \x01(\tB\x0f\xbaH\f\xc8\x01\x01r\a\x18\xc8\x012\x02\\SR\x04item\x12&\n" +
 	"\bquantity\x18\x04 \x01(\x05B\n" +
 	"\xbaH\a\x1a\x05\x18\x90N(\x01R\bquantity\"9\n" +
 	"\x10CreateOrderReply\x12%\n" +
-	"\x05order\x18\x01 \x01(\v2\x0f.order.v1.OrderR\x05order\"\x82\x01\n" +
-	"\x0fGetOrderRequest\x12o\n" +
-	"\x02id\x18\x01 \x01(\tB_\xbaH\\\xba\x01Q\n" +
-	"\x0euuid.canonical\x12$must be a canonical UUID, lower case\x1a\x19this == this.lowerAscii()\xc8\x01\x01r\x03\xb0\x01\x01R\x02id\"6\n" +
+	"\x05order\x18\x01 \x01(\v2\x0f.order.v1.OrderR\x05order\"k\n" +
+	"\x0fGetOrderRequest\x12X\n" +
+	"\x02id\x18\x01 \x01(\tBH\xbaHE\xc8\x01\x01r@2>^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$R\x02id\"6\n" +
 	"\rGetOrderReply\x12%\n" +
-	"\x05order\x18\x01 \x01(\v2\x0f.order.v1.OrderR\x05order\"\xd2\x01\n" +
-	"\x11ListOrdersRequest\x12x\n" +
-	"\auser_id\x18\x01 \x01(\tB_\xbaH\\\xba\x01Q\n" +
-	"\x0euuid.canonical\x12$must be a canonical UUID, lower case\x1a\x19this == this.lowerAscii()\xc8\x01\x01r\x03\xb0\x01\x01R\x06userId\x12$\n" +
+	"\x05order\x18\x01 \x01(\v2\x0f.order.v1.OrderR\x05order\"\xbb\x01\n" +
+	"\x11ListOrdersRequest\x12a\n" +
+	"\auser_id\x18\x01 \x01(\tBH\xbaHE\xc8\x01\x01r@2>^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$R\x06userId\x12$\n" +
 	"\tpage_size\x18\x02 \x01(\x05B\a\xbaH\x04\x1a\x02(\x00R\bpageSize\x12\x1d\n" +
 	"\n" +
 	"page_token\x18\x03 \x01(\tR\tpageToken\"b\n" +

@@ -502,22 +502,19 @@ const file_user_v1_user_proto_rawDesc = "" +
 	"\x04User\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x14\n" +
-	"\x05email\x18\x03 \x01(\tR\x05email\"\x93\x01\n" +
-	"\x11CreateUserRequest\x12Y\n" +
-	"\x04name\x18\x01 \x01(\tBE\xbaHB\xba\x018\n" +
-	"\x10string.not_blank\x12\x11must not be blank\x1a\x11this.trim() != ''\xc8\x01\x01r\x02\x18dR\x04name\x12#\n" +
+	"\x05email\x18\x03 \x01(\tR\x05email\"\\\n" +
+	"\x11CreateUserRequest\x12\"\n" +
+	"\x04name\x18\x01 \x01(\tB\x0e\xbaH\v\xc8\x01\x01r\x06\x18d2\x02\\SR\x04name\x12#\n" +
 	"\x05email\x18\x02 \x01(\tB\r\xbaH\n" +
 	"\xc8\x01\x01r\x05\x18\xfe\x01`\x01R\x05email\"4\n" +
 	"\x0fCreateUserReply\x12!\n" +
-	"\x04user\x18\x01 \x01(\v2\r.user.v1.UserR\x04user\"\x81\x01\n" +
-	"\x0eGetUserRequest\x12o\n" +
-	"\x02id\x18\x01 \x01(\tB_\xbaH\\\xba\x01Q\n" +
-	"\x0euuid.canonical\x12$must be a canonical UUID, lower case\x1a\x19this == this.lowerAscii()\xc8\x01\x01r\x03\xb0\x01\x01R\x02id\"1\n" +
+	"\x04user\x18\x01 \x01(\v2\r.user.v1.UserR\x04user\"j\n" +
+	"\x0eGetUserRequest\x12X\n" +
+	"\x02id\x18\x01 \x01(\tBH\xbaHE\xc8\x01\x01r@2>^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$R\x02id\"1\n" +
 	"\fGetUserReply\x12!\n" +
-	"\x04user\x18\x01 \x01(\v2\r.user.v1.UserR\x04user\"\x88\x01\n" +
-	"\x15GetUserProfileRequest\x12o\n" +
-	"\x02id\x18\x01 \x01(\tB_\xbaH\\\xba\x01Q\n" +
-	"\x0euuid.canonical\x12$must be a canonical UUID, lower case\x1a\x19this == this.lowerAscii()\xc8\x01\x01r\x03\xb0\x01\x01R\x02id\"N\n" +
+	"\x04user\x18\x01 \x01(\v2\r.user.v1.UserR\x04user\"q\n" +
+	"\x15GetUserProfileRequest\x12X\n" +
+	"\x02id\x18\x01 \x01(\tBH\xbaHE\xc8\x01\x01r@2>^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$R\x02id\"N\n" +
 	"\fProfileOrder\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04item\x18\x02 \x01(\tR\x04item\x12\x1a\n" +

@@ -17,6 +17,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"slices"
 	"strconv"
@@ -54,11 +55,14 @@ func run(args []string, stdin io.Reader, stdout io.Writer) error {
 	default:
 		return errors.New("usage: report [benchmark-output-file]")
 	}
-	samples, err := parse(in)
+	samples, other, err := parse(in)
 	if err != nil {
 		return err
 	}
-	return render(stdout, samples)
+	if err := render(stdout, samples); err != nil {
+		return err
+	}
+	return renderOther(stdout, other)
 }
 
 // sample is one benchmark result line. goroutines (goroutines/op) is
@@ -68,25 +72,29 @@ type sample struct {
 }
 
 // parse collects the results of BenchmarkUnary's cases, in the order they
-// appear, so the i-th sample of every case comes from the same round. Other
-// lines (headers, PASS, other benchmarks) are skipped.
-func parse(r io.Reader) (map[string][]sample, error) {
-	out := make(map[string][]sample)
+// appear, so the i-th sample of every case comes from the same round, and
+// apart from them the results of every other benchmark, by full name
+// (BenchmarkValidation/GetUser). Other lines (headers, PASS) are skipped.
+func parse(r io.Reader) (unary, other map[string][]sample, err error) {
+	unary, other = make(map[string][]sample), make(map[string][]sample)
 	prefix := bench.Benchmark + "/"
 	sc := bufio.NewScanner(r)
 	for sc.Scan() {
 		fields := strings.Fields(sc.Text())
-		if len(fields) < 4 || !strings.HasPrefix(fields[0], prefix) {
+		if len(fields) < 4 || !strings.HasPrefix(fields[0], "Benchmark") {
 			continue
 		}
-		name := caseName(strings.TrimPrefix(fields[0], prefix))
+		out, name := other, caseName(fields[0])
+		if strings.HasPrefix(fields[0], prefix) {
+			out, name = unary, caseName(strings.TrimPrefix(fields[0], prefix))
+		}
 		s := sample{goroutines: -1}
 		var seen int
 		// After the name and the iteration count: value, unit, value, unit...
 		for i := 2; i+1 < len(fields); i += 2 {
 			v, err := strconv.ParseFloat(fields[i], 64)
 			if err != nil {
-				return nil, fmt.Errorf("%s: %q is not a number", fields[0], fields[i])
+				return nil, nil, fmt.Errorf("%s: %q is not a number", fields[0], fields[i])
 			}
 			switch fields[i+1] {
 			case "ns/op":
@@ -100,11 +108,11 @@ func parse(r io.Reader) (map[string][]sample, error) {
 			}
 		}
 		if seen != 7 {
-			return nil, fmt.Errorf("%s: needs ns/op, B/op and allocs/op (run with -benchmem)", fields[0])
+			return nil, nil, fmt.Errorf("%s: needs ns/op, B/op and allocs/op (run with -benchmem)", fields[0])
 		}
 		out[name] = append(out[name], s)
 	}
-	return out, sc.Err()
+	return unary, other, sc.Err()
 }
 
 // caseName drops the -GOMAXPROCS suffix go test adds ("a_grpc-2").
@@ -254,4 +262,21 @@ func verdict(ok bool) string {
 		return "met"
 	}
 	return "MISSED"
+}
+
+// renderOther prints the medians of the benchmarks beside BenchmarkUnary
+// (the validation middleware on its own, say), sorted by name.
+func renderOther(w io.Writer, other map[string][]sample) error {
+	if len(other) == 0 {
+		return nil
+	}
+	names := slices.Sorted(maps.Keys(other))
+	fmt.Fprintln(w)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintf(tw, "other benchmarks\truns\tns/op (median)\tB/op\tallocs/op\t\n")
+	for _, name := range names {
+		s := summarize(other[name])
+		fmt.Fprintf(tw, "%s\t%d\t%.0f\t%.0f\t%.0f\t\n", name, s.runs, s.ns, s.bytes, s.allocs)
+	}
+	return tw.Flush()
 }

@@ -18,6 +18,8 @@ PASS
 BenchmarkUnary/a_grpc-2      	   16281	     200000 ns/op	         1.010 goroutines/op	    9100 B/op	     162 allocs/op
 BenchmarkUnary/b_kratos-2    	   10000	     260000 ns/op	   20000 B/op	     262 allocs/op
 BenchmarkUnary/c_rampart-2   	   10000	     240000 ns/op	   12000 B/op	     202 allocs/op
+BenchmarkValidation/GetUser-2  	 1000000	        700 ns/op	      48 B/op	       2 allocs/op
+BenchmarkValidation/GetUser-2  	 1000000	        900 ns/op	      48 B/op	       2 allocs/op
 ok  	github.com/rampart-go/rampart/test/bench	3.458s
 `
 
@@ -37,6 +39,7 @@ func TestReport(t *testing.T) {
 		"(c)-(a) allocs +40 target <= +45: met",
 		"(c)/(b) latency 0.88",
 		"(b)-(a) allocs +100",
+		"BenchmarkValidation/GetUser 2 800 48 2",
 	} {
 		if !strings.Contains(got, want) {
 			t.Errorf("report lacks %q; got:\n%s", want, out.String())
