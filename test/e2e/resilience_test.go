@@ -502,7 +502,7 @@ func TestClientErrorsAreNotRetried(t *testing.T) {
 	}
 	logged := 0
 	for _, p := range users {
-		logged += countInLog(t, p.LogPath, bad)
+		logged += countInLog(t, p.LogPath, getUser, "InvalidArgument", "error=id: does not match regex pattern")
 	}
 	if logged != n {
 		t.Fatalf("user logged %d requests for %d InvalidArgument calls, want exactly %d", logged, n, n)

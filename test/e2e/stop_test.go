@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -124,8 +125,8 @@ func servesOn(entries []*api.ServiceEntry, port int) bool {
 	return false
 }
 
-// countInLog counts the lines of the log at path that contain needle.
-func countInLog(t *testing.T, path, needle string) int {
+// countInLog counts the lines of the log at path that hold every needle.
+func countInLog(t *testing.T, path string, needles ...string) int {
 	t.Helper()
 	b, err := os.ReadFile(path)
 	if err != nil {
@@ -133,7 +134,7 @@ func countInLog(t *testing.T, path, needle string) int {
 	}
 	n := 0
 	for line := range strings.Lines(string(b)) {
-		if strings.Contains(line, needle) {
+		if !slices.ContainsFunc(needles, func(needle string) bool { return !strings.Contains(line, needle) }) {
 			n++
 		}
 	}
