@@ -46,11 +46,11 @@ api: ## regenerate the Go code, gateway handlers and OpenAPI documents from api/
 buf-check: ## buf format, buf lint, and buf breaking against the previous commit
 	$(BUF) format --diff --exit-code
 	$(BUF) lint
-	@if ! git rev-parse -q --verify 'HEAD~1^{commit}' >/dev/null && [ "$$(git rev-parse --is-shallow-repository)" = true ]; then \
+	@if ! git rev-parse -q --verify 'HEAD~1^{commit}' >/dev/null 2>&1 && [ "$$(git rev-parse --is-shallow-repository 2>/dev/null)" = true ]; then \
 		git fetch -q --deepen=1 || { echo "buf-check: shallow clone and HEAD~1 cannot be fetched"; exit 1; }; fi
-	@if git rev-parse -q --verify 'HEAD~1^{commit}' >/dev/null; then \
+	@if git rev-parse -q --verify 'HEAD~1^{commit}' >/dev/null 2>&1; then \
 		echo "$(BUF) breaking --against .git#ref=HEAD~1"; $(BUF) breaking --against '.git#ref=HEAD~1'; \
-	else echo "buf-check: first commit, nothing to check breaking changes against"; fi
+	else echo "buf-check: no previous commit (first commit, or not a git checkout): breaking changes not checked"; fi
 
 .PHONY: generate
 generate: ## regenerate wire_gen.go for every service
