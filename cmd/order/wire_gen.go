@@ -73,7 +73,16 @@ func wireApp(bootstrap *conf.Bootstrap) (*server.App, func(), error) {
 	grpcServer := server.NewGRPCServer(grpc, serverChain, healthServer, telemetry, streams, api)
 	probes := server.NewProbes()
 	httpServer := server.NewHTTPServer(faultsConfig, probes, injector, telemetry)
-	app := server.NewApp(bootstrap, instance, logger, grpcServer, httpServer, consulRegistry, healthServer, probes, streams)
+	gatewayConfig := confServer.Gateway
+	gateway, err := server.NewGateway(gatewayConfig, api)
+	if err != nil {
+		cleanup4()
+		cleanup3()
+		cleanup2()
+		cleanup()
+		return nil, nil, err
+	}
+	app := server.NewApp(bootstrap, instance, logger, grpcServer, httpServer, gateway, consulRegistry, healthServer, probes, streams)
 	return app, func() {
 		cleanup4()
 		cleanup3()
