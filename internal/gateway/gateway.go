@@ -35,6 +35,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"time"
@@ -167,12 +168,28 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 // ignored), its own header matcher and error answers.
 func newMux() *runtime.ServeMux {
 	return runtime.NewServeMux(
-		runtime.WithMarshalerOption(runtime.MIMEWildcard, &runtime.JSONPb{
+		runtime.WithMarshalerOption(runtime.MIMEWildcard, jsonBody{&runtime.JSONPb{
 			MarshalOptions:   protojson.MarshalOptions{EmitUnpopulated: true},
 			UnmarshalOptions: protojson.UnmarshalOptions{DiscardUnknown: false},
-		}),
+		}}),
 		runtime.WithIncomingHeaderMatcher(matchHeader),
 		runtime.WithErrorHandler(writeError),
 		runtime.WithRoutingErrorHandler(writeRoutingError),
 	)
+}
+
+// jsonBody is grpc-gateway's protojson marshaler whose decoding errors say
+// that the body is at fault ("request body: unexpected EOF"): the generated
+// handlers pass the bare error on as the message.
+type jsonBody struct{ *runtime.JSONPb }
+
+func (j jsonBody) NewDecoder(r io.Reader) runtime.Decoder {
+	d := j.JSONPb.NewDecoder(r)
+	return runtime.DecoderFunc(func(v any) error {
+		if err := d.Decode(v); err != nil {
+			// %w keeps io.EOF, which the handlers take for an empty body.
+			return fmt.Errorf("request body: %w", err)
+		}
+		return nil
+	})
 }

@@ -383,19 +383,20 @@ func TestMalformedRequests(t *testing.T) {
 		status      string
 		reason      string
 		field       string
+		message     []string // what the message says, in order
 		reachServer bool
 	}{
-		{"malformed JSON", "POST", "/v1/orders", strings.NewReader(`{"item":`), 400, "INVALID_ARGUMENT", "INVALID_ARGUMENT", "", false},
-		{"not JSON at all", "POST", "/v1/orders", strings.NewReader(`item=pen`), 400, "INVALID_ARGUMENT", "INVALID_ARGUMENT", "", false},
-		{"unknown field", "POST", "/v1/orders", strings.NewReader(`{"item":"pen","colour":"red"}`), 400, "INVALID_ARGUMENT", "INVALID_ARGUMENT", "", false},
-		{"wrong type", "POST", "/v1/orders", strings.NewReader(`{"quantity":"many"}`), 400, "INVALID_ARGUMENT", "INVALID_ARGUMENT", "", false},
-		{"wrong query type", "GET", "/v1/users/u/orders?page_size=ten", nil, 400, "INVALID_ARGUMENT", "INVALID_ARGUMENT", "", false},
-		{"long field reaches validation", "POST", "/v1/orders", strings.NewReader(big), 400, "INVALID_ARGUMENT", rpc.ReasonInvalidArgument, "item", true},
-		{"body over the limit, length declared", "POST", "/v1/orders", bytes.NewReader(make([]byte, limit+1)), 413, "INVALID_ARGUMENT", gateway.ReasonBodyTooLarge, "", false},
-		{"body over the limit, chunked", "POST", "/v1/orders", io.MultiReader(strings.NewReader(`{"item":"`), strings.NewReader(strings.Repeat("x", limit))), 413, "INVALID_ARGUMENT", gateway.ReasonBodyTooLarge, "", false},
-		{"unknown path", "GET", "/v1/nothing/here", nil, 404, "NOT_FOUND", "NOT_FOUND", "", false},
-		{"wrong method", "DELETE", "/v1/orders/o-1", nil, 405, "UNIMPLEMENTED", "UNIMPLEMENTED", "", false},
-		{"GET on a POST route", "GET", "/v1/orders", nil, 405, "UNIMPLEMENTED", "UNIMPLEMENTED", "", false},
+		{"malformed JSON", "POST", "/v1/orders", strings.NewReader(`{"item":`), 400, "INVALID_ARGUMENT", "INVALID_ARGUMENT", "", []string{"request body: unexpected EOF"}, false},
+		{"not JSON at all", "POST", "/v1/orders", strings.NewReader(`item=pen`), 400, "INVALID_ARGUMENT", "INVALID_ARGUMENT", "", []string{"request body: "}, false},
+		{"unknown field", "POST", "/v1/orders", strings.NewReader(`{"item":"pen","colour":"red"}`), 400, "INVALID_ARGUMENT", "INVALID_ARGUMENT", "", []string{"request body: ", `unknown field "colour"`}, false},
+		{"wrong type", "POST", "/v1/orders", strings.NewReader(`{"quantity":"many"}`), 400, "INVALID_ARGUMENT", "INVALID_ARGUMENT", "", []string{"request body: ", "invalid value for int32 field quantity"}, false},
+		{"wrong query type", "GET", "/v1/users/u/orders?page_size=ten", nil, 400, "INVALID_ARGUMENT", "INVALID_ARGUMENT", "", []string{"page_size"}, false},
+		{"long field reaches validation", "POST", "/v1/orders", strings.NewReader(big), 400, "INVALID_ARGUMENT", rpc.ReasonInvalidArgument, "item", []string{"item: "}, true},
+		{"body over the limit, length declared", "POST", "/v1/orders", bytes.NewReader(make([]byte, limit+1)), 413, "INVALID_ARGUMENT", gateway.ReasonBodyTooLarge, "", []string{"request body is larger than 65536 bytes"}, false},
+		{"body over the limit, chunked", "POST", "/v1/orders", io.MultiReader(strings.NewReader(`{"item":"`), strings.NewReader(strings.Repeat("x", limit))), 413, "INVALID_ARGUMENT", gateway.ReasonBodyTooLarge, "", []string{"request body is larger than 65536 bytes"}, false},
+		{"unknown path", "GET", "/v1/nothing/here", nil, 404, "NOT_FOUND", "NOT_FOUND", "", []string{"no route for GET /v1/nothing/here"}, false},
+		{"wrong method", "DELETE", "/v1/orders/o-1", nil, 405, "UNIMPLEMENTED", "UNIMPLEMENTED", "", []string{"method DELETE not allowed on /v1/orders/o-1"}, false},
+		{"GET on a POST route", "GET", "/v1/orders", nil, 405, "UNIMPLEMENTED", "UNIMPLEMENTED", "", []string{"method GET not allowed on /v1/orders"}, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -405,8 +406,10 @@ func TestMalformedRequests(t *testing.T) {
 				t.Fatalf("HTTP %d (%.200s), want %d", code, b, tt.code)
 			}
 			body, _ := errorBody(t, h, b)
-			if body.Code != tt.code || body.Status != tt.status || body.Reason != tt.reason || body.Field != tt.field || body.Message == "" {
-				t.Errorf("body %.300s, want code %d status %s reason %s field %q and a message", b, tt.code, tt.status, tt.reason, tt.field)
+			if body.Code != tt.code || body.Status != tt.status || body.Reason != tt.reason || body.Field != tt.field ||
+				!saysInOrder(body.Message, tt.message) {
+				t.Errorf("body %.300s, want code %d status %s reason %s field %q and a message saying %q",
+					b, tt.code, tt.status, tt.reason, tt.field, tt.message)
 			}
 			if after, _, _ := srv.last(); (after > before) != tt.reachServer {
 				t.Errorf("reached the server: %v, want %v", after > before, tt.reachServer)
@@ -494,4 +497,18 @@ func TestConfigValidate(t *testing.T) {
 			}
 		})
 	}
+}
+
+// saysInOrder reports whether msg holds each of parts, in order. protobuf's
+// errors put a random space after "proto:" so that no one matches them
+// whole.
+func saysInOrder(msg string, parts []string) bool {
+	for _, p := range parts {
+		i := strings.Index(msg, p)
+		if i < 0 {
+			return false
+		}
+		msg = msg[i+len(p):]
+	}
+	return true
 }
