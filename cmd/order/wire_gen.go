@@ -74,14 +74,7 @@ func wireApp(bootstrap *conf.Bootstrap) (*server.App, func(), error) {
 	probes := server.NewProbes()
 	httpServer := server.NewHTTPServer(faultsConfig, probes, injector, telemetry)
 	gatewayConfig := confServer.Gateway
-	gateway, err := server.NewGateway(gatewayConfig, api)
-	if err != nil {
-		cleanup4()
-		cleanup3()
-		cleanup2()
-		cleanup()
-		return nil, nil, err
-	}
+	gateway := server.NewGateway(gatewayConfig, api, logger)
 	app := server.NewApp(bootstrap, instance, logger, grpcServer, httpServer, gateway, consulRegistry, healthServer, probes, streams)
 	return app, func() {
 		cleanup4()

@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"context"
+	"io"
 	"net"
 	"net/http"
 	"net/url"
@@ -80,10 +81,7 @@ func newAppServing(ctx context.Context, t *testing.T, c *conf.Bootstrap, reg reg
 		api = service.API{Desc: &orderv1.OrderService_ServiceDesc, Impl: orders, Gateway: orderv1.RegisterOrderServiceHandler}
 		grpcSrv.RegisterService(api.Desc, api.Impl)
 	}
-	gw, err := server.NewGateway(c.Server.Gateway, api)
-	if err != nil {
-		t.Fatal(err)
-	}
+	gw := server.NewGateway(c.Server.Gateway, api, log.NewStdLogger(io.Discard))
 	probes := server.NewProbes()
 	tel, err := telemetry.New(ctx, telemetry.Config{TracesExporter: "none"},
 		telemetry.ResourceInfo{ServiceName: c.Service.Name, ServiceVersion: "dev", InstanceID: "app-test"})
