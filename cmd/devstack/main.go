@@ -104,7 +104,7 @@ func run() error {
 	}
 	for _, sc := range counts {
 		for _, p := range stack.Instances(sc.Name) {
-			fmt.Printf("  %-*s grpc=%s http=%s pid=%d\n", width, sc.Name, p.GRPCAddr, p.HTTPAddr, p.PID())
+			fmt.Printf("  %-*s grpc=%s http=%s gateway=%s pid=%d\n", width, sc.Name, p.GRPCAddr, p.HTTPAddr, p.GatewayAddr, p.PID())
 		}
 	}
 
@@ -138,8 +138,10 @@ func startData(ctx context.Context, driver, dir string) (env []string, stop func
 }
 
 // runDemo runs the demo flow through Consul discovery and prints each step
-// with its trace ID. The launcher traces it like any client: its spans go
-// wherever the OTEL_* variables send the services' spans.
+// with its trace ID, then curl lines that call the same services over
+// HTTP/JSON at the gateways their instances registered in Consul. The
+// launcher traces the flow like any client: its spans go wherever the
+// OTEL_* variables send the services' spans.
 func runDemo(ctx context.Context, consul *api.Client) error {
 	tel, err := telemetry.New(ctx, telemetry.Config{}, telemetry.ResourceInfo{ServiceName: "devstack", ServiceVersion: "dev", InstanceID: "devstack"},
 		telemetry.WithLookup(os.LookupEnv))
@@ -159,8 +161,23 @@ func runDemo(ctx context.Context, consul *api.Client) error {
 	fmt.Println("\ndemo flow:")
 	demoCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	_, err = demo.Run(demoCtx, clients, os.Stdout)
-	return err
+	res, err := demo.Run(demoCtx, clients, os.Stdout)
+	if err != nil {
+		return err
+	}
+	userGW, err := demo.Gateway(demoCtx, consul, demo.UserService)
+	if err != nil {
+		return err
+	}
+	orderGW, err := demo.Gateway(demoCtx, consul, demo.OrderService)
+	if err != nil {
+		return err
+	}
+	fmt.Println("\nthe same over HTTP/JSON, at the instances' gateways (docs/http.md):")
+	for _, line := range demo.CurlLines(userGW, orderGW, res) {
+		fmt.Println("  " + line)
+	}
+	return nil
 }
 
 func parseServices(s string) ([]devstack.ServiceCount, error) {

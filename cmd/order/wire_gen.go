@@ -77,7 +77,9 @@ func wireApp(bootstrap *conf.Bootstrap) (*server.App, func(), error) {
 	grpcServer := server.NewGRPCServer(grpc, serverChain, healthServer, telemetry, streams, api)
 	probes := server.NewProbes()
 	httpServer := server.NewHTTPServer(faultsConfig, probes, injector, telemetry)
-	app := server.NewApp(bootstrap, instance, logger, grpcServer, httpServer, consulRegistry, healthServer, probes, streams)
+	gatewayConfig := confServer.Gateway
+	gateway := server.NewGateway(gatewayConfig, api, logger)
+	app := server.NewApp(bootstrap, instance, logger, grpcServer, httpServer, gateway, consulRegistry, healthServer, probes, streams)
 	return app, func() {
 		cleanup4()
 		cleanup3()

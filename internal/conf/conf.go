@@ -5,7 +5,7 @@
 //
 // Policy: conf composes; it owns no policy's settings. Each policy package
 // (internal/middleware/<policy>, the client chain in internal/middleware,
-// internal/telemetry) declares its Config, DefaultConfig and Validate, and
+// internal/telemetry, internal/gateway) declares its Config, DefaultConfig and Validate, and
 // conf embeds those types, starts from those defaults and puts those
 // errors under their keys. The dependency runs one way: conf imports the
 // policies, never the reverse.
@@ -22,6 +22,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/rampart-go/rampart/internal/gateway"
 	"github.com/rampart-go/rampart/internal/middleware"
 	"github.com/rampart-go/rampart/internal/middleware/faults"
 	"github.com/rampart-go/rampart/internal/middleware/shedding"
@@ -57,11 +58,15 @@ type Service struct {
 	Version string `yaml:"version"`
 }
 
-// Server holds the listening side: the gRPC port that serves the API and the
-// HTTP side port that serves health probes.
+// Server holds the listening side: the gRPC port that serves the API, the
+// HTTP side port that serves health probes, and the public HTTP/JSON
+// gateway to the same API.
 type Server struct {
 	GRPC GRPC `yaml:"grpc"`
 	HTTP HTTP `yaml:"http"`
+	// Gateway is the public listener that serves the API as HTTP/JSON by
+	// calling the gRPC port; an empty addr turns it off.
+	Gateway gateway.Config `yaml:"gateway"`
 	// DrainDelay is how long a stopping instance keeps serving after it left
 	// Consul, so that watchers have seen it go before connections close.
 	DrainDelay time.Duration `yaml:"drain_delay"`
@@ -253,6 +258,7 @@ func Default() *Bootstrap {
 				Addr: "127.0.0.1:0", Timeout: 5 * time.Second, KeepaliveMinTime: 5 * time.Second, MaxConcurrentStreams: 256,
 			},
 			HTTP:        HTTP{Addr: "127.0.0.1:0"},
+			Gateway:     gateway.DefaultConfig(),
 			DrainDelay:  time.Second,
 			StopTimeout: 10 * time.Second,
 			Shedding:    shedding.DefaultConfig(),

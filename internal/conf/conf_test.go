@@ -25,6 +25,8 @@ func TestBadValuesNameTheKey(t *testing.T) {
 		{"service: {name: user}\nregistry: {consul: {health_interval: 0s}}", "registry.consul.health_interval: must be > 0"},
 		{"service: {name: User_1}", "service.name: must be lower-case"},
 		{"service: {name: user}\nserver: {grpc: {addr: nowhere}}", "server.grpc.addr: must be host:port"},
+		{"service: {name: user}\nserver: {gateway: {addr: nowhere}}", `server.gateway.addr: must be host:port, or empty to turn the gateway off, got "nowhere"`},
+		{"service: {name: user}\nserver: {gateway: {max_body_bytes: 0}}", "server.gateway.max_body_bytes: must be > 0"},
 		{"service: {name: user}\nclients: {order: {target: order:9000, timeout: 1s}}", "clients.order.target: must look like discovery:///<service>"},
 		{"service: {name: user}\nclients: {order: {target: discovery:///order, timeout: 0s}}", "clients.order.timeout: must be > 0"},
 		{"service: {name: user}\nclients: {order: {target: discovery:///order, retry: {max_attempts: 9}}}", "clients.order.retry.max_attempts: must be between 1 and 5"},
@@ -116,6 +118,7 @@ func TestEnvironmentOverrides(t *testing.T) {
 		"CONSUL_CACERT":          "/etc/ca.pem",
 		"CONSUL_HTTP_SSL_VERIFY": "false",
 		"RAMPART_GRPC_ADDR":      "127.0.0.1:9000",
+		"RAMPART_GATEWAY_ADDR":   "0.0.0.0:8080",
 		"RAMPART_SQLITE_PATH":    "/tmp/x.db",
 		"LOG_FORMAT":             "json",
 	}))
@@ -127,8 +130,9 @@ func TestEnvironmentOverrides(t *testing.T) {
 		cc.TLS.CAFile != "/etc/ca.pem" || !cc.TLS.InsecureSkipVerify {
 		t.Fatalf("consul overrides not applied: %+v", cc)
 	}
-	if c.Server.GRPC.Addr != "127.0.0.1:9000" || c.Data.SQLite.Path != "/tmp/x.db" || c.Log.Format != "json" {
-		t.Fatalf("overrides not applied: grpc=%s sqlite=%s log=%s", c.Server.GRPC.Addr, c.Data.SQLite.Path, c.Log.Format)
+	if c.Server.GRPC.Addr != "127.0.0.1:9000" || c.Server.Gateway.Addr != "0.0.0.0:8080" || c.Data.SQLite.Path != "/tmp/x.db" || c.Log.Format != "json" {
+		t.Fatalf("overrides not applied: grpc=%s gateway=%s sqlite=%s log=%s",
+			c.Server.GRPC.Addr, c.Server.Gateway.Addr, c.Data.SQLite.Path, c.Log.Format)
 	}
 	if m := c.Masked(); m.Registry.Consul.Token != "***" || c.Registry.Consul.Token != "s3cret" {
 		t.Fatalf("Masked token = %q, original = %q", m.Registry.Consul.Token, c.Registry.Consul.Token)
@@ -268,5 +272,18 @@ func TestBudgetRatioZeroIsKept(t *testing.T) {
 	}
 	if b := c.Clients["order"].Budget; b.Ratio != 0 || b.MinPerSecond != 10 {
 		t.Fatalf("budget = %+v, want ratio 0 kept and the default floor", b)
+	}
+}
+
+// An empty server.gateway.addr is valid and turns the public listener
+// off; a file that leaves the key out gets the loopback default.
+func TestGatewayAddr(t *testing.T) {
+	off, err := conf.Parse([]byte("service: {name: user}\nserver: {gateway: {addr: ''}}"), noEnv)
+	if err != nil || off.Server.Gateway.Addr != "" {
+		t.Fatalf("addr '' = %q, %v; want off", off.Server.Gateway.Addr, err)
+	}
+	def, err := conf.Parse([]byte("service: {name: user}"), noEnv)
+	if err != nil || def.Server.Gateway.Addr != "127.0.0.1:0" || def.Server.Gateway.MaxBodyBytes != 4<<20 {
+		t.Fatalf("defaults = %+v, %v; want 127.0.0.1:0 and 4 MiB", def.Server.Gateway, err)
 	}
 }

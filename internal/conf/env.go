@@ -10,9 +10,10 @@ import (
 // standard names the consul CLI and consul/api read, so one exported
 // CONSUL_HTTP_ADDR points every tool and service at the same agent.
 const (
-	EnvGRPCAddr   = "RAMPART_GRPC_ADDR"
-	EnvHTTPAddr   = "RAMPART_HTTP_ADDR"
-	EnvSQLitePath = "RAMPART_SQLITE_PATH"
+	EnvGRPCAddr    = "RAMPART_GRPC_ADDR"
+	EnvHTTPAddr    = "RAMPART_HTTP_ADDR"
+	EnvGatewayAddr = "RAMPART_GATEWAY_ADDR"
+	EnvSQLitePath  = "RAMPART_SQLITE_PATH"
 	// EnvDataDriver overrides data.driver, so one config file runs on
 	// SQLite or PostgreSQL (make run DATA=postgres).
 	EnvDataDriver = "RAMPART_DATA_DRIVER"
@@ -45,6 +46,7 @@ func (c *Bootstrap) applyEnv(lookup func(string) (string, bool)) []error {
 	}
 	set(&c.Server.GRPC.Addr, EnvGRPCAddr)
 	set(&c.Server.HTTP.Addr, EnvHTTPAddr)
+	set(&c.Server.Gateway.Addr, EnvGatewayAddr)
 	set(&c.Data.SQLite.Path, EnvSQLitePath)
 	set(&c.Data.Driver, EnvDataDriver)
 	set(&c.Data.Postgres.URL, EnvDatabaseURL)

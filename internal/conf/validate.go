@@ -83,6 +83,7 @@ func (c *Bootstrap) validate(earlier []error) error {
 	for _, name := range names {
 		k.under("clients."+name, c.Clients[name].Validate())
 	}
+	k.under("server.gateway", c.Server.Gateway.Validate())
 	k.under("server.faults", c.Server.Faults.Validate())
 	k.under("server.shedding", c.Server.Shedding.Validate())
 	c.Data.check(k)

@@ -46,10 +46,11 @@ type ServiceSpec struct {
 
 // ServiceProc is one running service instance on loopback.
 type ServiceProc struct {
-	Spec     ServiceSpec
-	GRPCAddr string // 127.0.0.1:port the instance serves gRPC on
-	HTTPAddr string // 127.0.0.1:port of its /healthz and /readyz
-	LogPath  string
+	Spec        ServiceSpec
+	GRPCAddr    string // 127.0.0.1:port the instance serves gRPC on
+	HTTPAddr    string // 127.0.0.1:port of its /healthz and /readyz
+	GatewayAddr string // 127.0.0.1:port of its public HTTP/JSON API
+	LogPath     string
 
 	cmd    *exec.Cmd
 	exited chan struct{}
@@ -63,7 +64,8 @@ var instanceSeq struct {
 }
 
 // StartService starts one instance on reserved loopback ports (passed
-// through RAMPART_GRPC_ADDR / RAMPART_HTTP_ADDR, so the caller knows them)
+// through RAMPART_GRPC_ADDR / RAMPART_HTTP_ADDR / RAMPART_GATEWAY_ADDR, so
+// the caller knows them)
 // and waits until /healthz answers. An instance that finds one of its ports
 // taken (it logs the bind error and keeps retrying) is killed and started
 // again on fresh ports, a bounded number of times. It does not wait for
@@ -78,7 +80,7 @@ func StartService(ctx context.Context, spec ServiceSpec) (*ServiceProc, error) {
 }
 
 func startServiceOnce(ctx context.Context, spec ServiceSpec) (*ServiceProc, error) {
-	lease, err := leasePorts(2)
+	lease, err := leasePorts(3)
 	if err != nil {
 		return nil, fmt.Errorf("start %s: %w", spec.Name, err)
 	}
@@ -88,11 +90,12 @@ func startServiceOnce(ctx context.Context, spec ServiceSpec) (*ServiceProc, erro
 	instanceSeq.Unlock()
 
 	p := &ServiceProc{
-		Spec:     spec,
-		GRPCAddr: net.JoinHostPort("127.0.0.1", strconv.Itoa(lease.ports[0])),
-		HTTPAddr: net.JoinHostPort("127.0.0.1", strconv.Itoa(lease.ports[1])),
-		LogPath:  filepath.Join(spec.LogDir, fmt.Sprintf("%s-%d.log", spec.Name, seq)),
-		exited:   make(chan struct{}),
+		Spec:        spec,
+		GRPCAddr:    net.JoinHostPort("127.0.0.1", strconv.Itoa(lease.ports[0])),
+		HTTPAddr:    net.JoinHostPort("127.0.0.1", strconv.Itoa(lease.ports[1])),
+		GatewayAddr: net.JoinHostPort("127.0.0.1", strconv.Itoa(lease.ports[2])),
+		LogPath:     filepath.Join(spec.LogDir, fmt.Sprintf("%s-%d.log", spec.Name, seq)),
+		exited:      make(chan struct{}),
 	}
 	logF, err := os.Create(p.LogPath)
 	if err != nil {
@@ -103,6 +106,7 @@ func startServiceOnce(ctx context.Context, spec ServiceSpec) (*ServiceProc, erro
 	p.cmd.Env = append(os.Environ(),
 		"RAMPART_GRPC_ADDR="+p.GRPCAddr,
 		"RAMPART_HTTP_ADDR="+p.HTTPAddr,
+		"RAMPART_GATEWAY_ADDR="+p.GatewayAddr,
 		"CONSUL_HTTP_ADDR="+spec.ConsulAddr,
 	)
 	p.cmd.Env = append(p.cmd.Env, spec.Env...)

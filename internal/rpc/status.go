@@ -1,6 +1,9 @@
 package rpc
 
 import (
+	"strconv"
+
+	rpccode "google.golang.org/genproto/googleapis/rpc/code"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -21,13 +24,27 @@ func Error(code codes.Code, reason, msg string, md map[string]string) error {
 }
 
 // Reason is the reason of the status's first ErrorInfo detail, or "".
-func Reason(st *status.Status) string {
+func Reason(st *status.Status) string { return Info(st).GetReason() }
+
+// Info is the status's first ErrorInfo detail, or nil: where Rampart and
+// Kratos put an error's reason and its metadata (the field, for one).
+func Info(st *status.Status) *errdetails.ErrorInfo {
 	for _, d := range st.Details() {
 		if info, ok := d.(*errdetails.ErrorInfo); ok {
-			return info.GetReason()
+			return info
 		}
 	}
-	return ""
+	return nil
+}
+
+// CodeName is code as google.rpc.Code and the OpenTelemetry conventions
+// spell it ("UNAVAILABLE"), not as grpc-go's String() does ("Unavailable");
+// a code outside the enum reads CODE(n).
+func CodeName(code codes.Code) string {
+	if name, ok := rpccode.Code_name[int32(code)]; ok {
+		return name
+	}
+	return "CODE(" + strconv.FormatUint(uint64(code), 10) + ")"
 }
 
 // IsCircuitOpen reports whether err, wrapped or not, is a breaker's

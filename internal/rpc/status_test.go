@@ -73,6 +73,33 @@ func TestReason(t *testing.T) {
 	}
 }
 
+// Info hands over the metadata with the reason: a Kratos error's field, as
+// the validation middleware sets it, arrives whole.
+func TestInfo(t *testing.T) {
+	ke := kerrors.BadRequest(rpc.ReasonInvalidArgument, "name: must not be blank").WithMetadata(map[string]string{"field": "name"})
+	info := rpc.Info(status.Convert(ke))
+	if info.GetReason() != rpc.ReasonInvalidArgument || info.GetMetadata()["field"] != "name" {
+		t.Fatalf("Info = %v, want reason %s with metadata field=name", info, rpc.ReasonInvalidArgument)
+	}
+	if info := rpc.Info(status.New(codes.Unavailable, "m")); info != nil {
+		t.Fatalf("Info of a status without details = %v, want nil", info)
+	}
+}
+
+func TestCodeName(t *testing.T) {
+	for code, want := range map[codes.Code]string{
+		codes.OK:                "OK",
+		codes.InvalidArgument:   "INVALID_ARGUMENT",
+		codes.ResourceExhausted: "RESOURCE_EXHAUSTED",
+		codes.Canceled:          "CANCELLED",
+		codes.Code(42):          "CODE(42)",
+	} {
+		if got := rpc.CodeName(code); got != want {
+			t.Errorf("CodeName(%d) = %q, want %q", code, got, want)
+		}
+	}
+}
+
 func TestIsCircuitOpen(t *testing.T) {
 	open := rpc.Error(codes.Unavailable, rpc.ReasonCircuitOpen, "circuit breaker open for user /user.v1.UserService/GetUser", nil)
 	tests := []struct {

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strconv"
 	"time"
 
 	"github.com/go-kratos/kratos/v2/log"
@@ -15,31 +16,36 @@ import (
 	"google.golang.org/grpc/health"
 
 	"github.com/rampart-go/rampart/internal/conf"
+	"github.com/rampart-go/rampart/internal/gateway"
 )
 
-// App runs one service instance: it binds both ports, registers in Consul
-// and, when its context ends, stops in the order that loses no call:
-// NOT_SERVING -> deregister -> drain delay -> end streams -> GracefulStop. With
-// registry.self_register false a scheduler owns the registration, so App
-// neither registers nor deregisters; the rest of the order is the same.
+// App runs one service instance: it binds its ports (gRPC, the HTTP side
+// port and, unless it is off, the public gateway), registers in Consul and,
+// when its context ends, stops in the order that loses no call:
+// NOT_SERVING -> deregister -> drain delay -> end streams -> gateway
+// Shutdown -> GracefulStop. With registry.self_register false a scheduler
+// owns the registration, so App neither registers nor deregisters; the rest
+// of the order is the same.
 type App struct {
 	c       *conf.Bootstrap
 	inst    Instance
 	log     *log.Helper
 	grpc    *kgrpc.Server
 	http    *http.Server
+	gateway *gateway.Gateway // nil when server.gateway.addr is empty
 	reg     registry.Registrar
 	health  *health.Server
 	probes  *Probes
 	streams *Streams
 }
 
-// NewApp assembles an App; nothing starts until Run.
+// NewApp assembles an App; nothing starts until Run. gw is nil when the
+// gateway is off.
 func NewApp(c *conf.Bootstrap, inst Instance, logger log.Logger, grpcSrv *kgrpc.Server, httpSrv *http.Server,
-	reg registry.Registrar, hs *health.Server, probes *Probes, streams *Streams,
+	gw *gateway.Gateway, reg registry.Registrar, hs *health.Server, probes *Probes, streams *Streams,
 ) *App {
 	return &App{
-		c: c, inst: inst, log: log.NewHelper(logger), grpc: grpcSrv, http: httpSrv, reg: reg,
+		c: c, inst: inst, log: log.NewHelper(logger), grpc: grpcSrv, http: httpSrv, gateway: gw, reg: reg,
 		health: hs, probes: probes, streams: streams,
 	}
 }
@@ -48,42 +54,37 @@ func NewApp(c *conf.Bootstrap, inst Instance, logger log.Logger, grpcSrv *kgrpc.
 // stops gracefully. It returns an error only if a server fails on its own.
 func (a *App) Run(ctx context.Context) error {
 	a.log.Infof("starting %s %s with config %+v", a.inst.ID, a.inst.Version, a.c.Masked())
-	grpcLis, err := listen(ctx, a.log, "grpc", a.c.Server.GRPC.Addr)
+	lis, err := a.bind(ctx)
 	if err != nil {
-		return nil //nolint:nilerr // stopped before the port came free: a clean exit
+		return nil //nolint:nilerr // stopped before the ports came free: a clean exit
 	}
-	httpLis, err := listen(ctx, a.log, "http", a.c.Server.HTTP.Addr)
-	if err != nil {
-		_ = grpcLis.Close()
-		return nil //nolint:nilerr // as above
+	if a.gateway != nil {
+		// Over loopback: the gateway's calls never leave the host, whatever
+		// address the gRPC port is bound to.
+		if err := a.gateway.Connect(loopback(lis.grpc.Addr())); err != nil {
+			lis.close()
+			return err
+		}
 	}
-
-	grpcURL := &url.URL{Scheme: "grpc", Host: advertised(grpcLis.Addr()), RawQuery: "isSecure=false"}
+	grpcURL := &url.URL{Scheme: "grpc", Host: advertised(lis.grpc.Addr()), RawQuery: "isSecure=false"}
 	// Kratos options are plain funcs on the server, so the listener bound
 	// above (with retry) and the endpoint it yields can be handed over now.
-	kgrpc.Listener(grpcLis)(a.grpc)
+	kgrpc.Listener(lis.grpc)(a.grpc)
 	kgrpc.Endpoint(grpcURL)(a.grpc)
-
-	failed := make(chan error, 2)
-	go func() {
-		// Kratos merges every call's context with this one; it must outlive
-		// the shutdown signal so that draining calls are not cancelled.
-		if err := a.grpc.Start(context.WithoutCancel(ctx)); err != nil {
-			failed <- fmt.Errorf("grpc server: %w", err)
-		}
-	}()
-	go func() {
-		if err := a.http.Serve(httpLis); !errors.Is(err, http.ErrServerClosed) {
-			failed <- fmt.Errorf("http server: %w", err)
-		}
-	}()
+	failed := a.serve(ctx, lis)
 
 	ins := &registry.ServiceInstance{
 		ID:        a.inst.ID,
 		Name:      a.inst.Name,
 		Version:   a.inst.Version,
-		Metadata:  map[string]string{"http": advertised(httpLis.Addr())},
+		Metadata:  map[string]string{"http": advertised(lis.http.Addr())},
 		Endpoints: []string{grpcURL.String()},
+	}
+	gatewayAddr := "off"
+	if lis.gateway != nil {
+		// Clients outside the cluster find the public listener here.
+		gatewayAddr = advertised(lis.gateway.Addr())
+		ins.Metadata["gateway"] = gatewayAddr
 	}
 	if a.c.Registry.SelfRegister {
 		if err := a.reg.Register(ctx, ins); err != nil {
@@ -94,7 +95,7 @@ func (a *App) Run(ctx context.Context) error {
 		a.log.Info("registry.self_register is false: the scheduler registers this instance in Consul")
 	}
 	a.probes.SetReady(true)
-	a.log.Infof("serving grpc=%s http=%s", ins.Endpoints[0], ins.Metadata["http"])
+	a.log.Infof("serving grpc=%s http=%s gateway=%s", ins.Endpoints[0], ins.Metadata["http"], gatewayAddr)
 
 	select {
 	case <-ctx.Done():
@@ -108,12 +109,40 @@ func (a *App) Run(ctx context.Context) error {
 	}
 }
 
+// serve starts every server on its listener; the channel receives the
+// error of one that fails on its own.
+func (a *App) serve(ctx context.Context, lis listeners) <-chan error {
+	failed := make(chan error, 3)
+	go func() {
+		// Kratos merges every call's context with this one; it must outlive
+		// the shutdown signal so that draining calls are not cancelled.
+		if err := a.grpc.Start(context.WithoutCancel(ctx)); err != nil {
+			failed <- fmt.Errorf("grpc server: %w", err)
+		}
+	}()
+	go func() {
+		if err := a.http.Serve(lis.http); !errors.Is(err, http.ErrServerClosed) {
+			failed <- fmt.Errorf("http server: %w", err)
+		}
+	}()
+	if a.gateway != nil {
+		go func() {
+			if err := a.gateway.Serve(lis.gateway); !errors.Is(err, http.ErrServerClosed) {
+				failed <- fmt.Errorf("gateway: %w", err)
+			}
+		}()
+	}
+	return failed
+}
+
 // stop leaves the pool before it stops serving. Clients with health
 // checking drop the instance at NOT_SERVING, Consul watchers at deregister
 // (or, under a scheduler, when its gRPC check sees NOT_SERVING);
 // the drain delay gives the slowest of them time to notice. Then the
 // long-lived streams are ended (health watchers have seen NOT_SERVING by
-// now), and GracefulStop lets in-flight unary calls finish.
+// now), the gateway stops taking HTTP calls and waits for those in flight,
+// whose gRPC calls finish on a server that still serves, then closes its
+// connection; then GracefulStop lets the in-flight unary calls finish.
 func (a *App) stop(ins *registry.ServiceInstance) {
 	a.probes.SetReady(false)
 	a.health.Shutdown()
@@ -133,6 +162,11 @@ func (a *App) stop(ins *registry.ServiceInstance) {
 
 	sctx, cancel := context.WithTimeout(context.Background(), a.c.Server.StopTimeout)
 	defer cancel()
+	if a.gateway != nil {
+		if err := a.gateway.Shutdown(sctx); err != nil {
+			a.log.Errorf("gateway stop: %v", err)
+		}
+	}
 	if err := a.grpc.Stop(sctx); err != nil {
 		a.log.Errorf("grpc stop: %v", err)
 	}
@@ -140,6 +174,38 @@ func (a *App) stop(ins *registry.ServiceInstance) {
 		a.log.Errorf("http stop: %v", err)
 	}
 	a.log.Info("stopped")
+}
+
+// listeners are the ports of one instance; gateway is nil when it is off.
+type listeners struct{ grpc, http, gateway net.Listener }
+
+func (l listeners) close() {
+	for _, lis := range []net.Listener{l.grpc, l.http, l.gateway} {
+		if lis != nil {
+			_ = lis.Close()
+		}
+	}
+}
+
+// bind binds every port of the instance, each with listen's retry. It
+// fails only when ctx ends first, and then closes what it had bound.
+func (a *App) bind(ctx context.Context) (listeners, error) {
+	var l listeners
+	var err error
+	if l.grpc, err = listen(ctx, a.log, "grpc", a.c.Server.GRPC.Addr); err != nil {
+		return listeners{}, err
+	}
+	if l.http, err = listen(ctx, a.log, "http", a.c.Server.HTTP.Addr); err != nil {
+		l.close()
+		return listeners{}, err
+	}
+	if a.gateway != nil {
+		if l.gateway, err = listen(ctx, a.log, "gateway", a.c.Server.Gateway.Addr); err != nil {
+			l.close()
+			return listeners{}, err
+		}
+	}
+	return l, nil
 }
 
 // listen binds addr, retrying while the port is taken: a port still held by
@@ -178,4 +244,15 @@ func advertised(addr net.Addr) string {
 		}
 	}
 	return net.JoinHostPort("127.0.0.1", port)
+}
+
+// loopback is the address this process dials to reach its own listener:
+// a wildcard bind answers on loopback too (Go's listeners are dual-stack),
+// and loopback never leaves the host.
+func loopback(addr net.Addr) string {
+	tcp, ok := addr.(*net.TCPAddr)
+	if !ok || !tcp.IP.IsUnspecified() {
+		return addr.String()
+	}
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(tcp.Port))
 }

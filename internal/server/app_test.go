@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"context"
+	"io"
 	"net"
 	"net/http"
 	"net/url"
@@ -13,6 +14,7 @@ import (
 	"github.com/go-kratos/kratos/v2/log"
 	"github.com/go-kratos/kratos/v2/registry"
 	kgrpc "github.com/go-kratos/kratos/v2/transport/grpc"
+	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
@@ -20,9 +22,11 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
 
+	orderv1 "github.com/rampart-go/rampart/api/order/v1"
 	"github.com/rampart-go/rampart/internal/conf"
 	"github.com/rampart-go/rampart/internal/leakcheck"
 	"github.com/rampart-go/rampart/internal/server"
+	"github.com/rampart-go/rampart/internal/service"
 	"github.com/rampart-go/rampart/internal/telemetry"
 )
 
@@ -60,10 +64,24 @@ func (r *recorder) Deregister(_ context.Context, ins *registry.ServiceInstance) 
 // only the health service and a real telemetry without exporter.
 func newApp(ctx context.Context, t *testing.T, c *conf.Bootstrap, reg registry.Registrar) *server.App {
 	t.Helper()
+	return newAppServing(ctx, t, c, reg, nil)
+}
+
+// newAppServing is newApp whose gRPC server serves orders too, with the
+// gateway in front of it unless server.gateway.addr is empty; a nil orders
+// serves no API and no HTTP route.
+func newAppServing(ctx context.Context, t *testing.T, c *conf.Bootstrap, reg registry.Registrar, orders orderv1.OrderServiceServer) *server.App {
+	t.Helper()
 	hs := health.NewServer()
 	streams := server.NewStreams()
 	grpcSrv := kgrpc.NewServer(kgrpc.CustomHealth(), kgrpc.StreamInterceptor(streams.Interceptor()))
 	healthpb.RegisterHealthServer(grpcSrv, hs)
+	api := service.API{Gateway: func(context.Context, *runtime.ServeMux, *grpc.ClientConn) error { return nil }}
+	if orders != nil {
+		api = service.API{Desc: &orderv1.OrderService_ServiceDesc, Impl: orders, Gateway: orderv1.RegisterOrderServiceHandler}
+		grpcSrv.RegisterService(api.Desc, api.Impl)
+	}
+	gw := server.NewGateway(c.Server.Gateway, api, log.NewStdLogger(io.Discard))
 	probes := server.NewProbes()
 	tel, err := telemetry.New(ctx, telemetry.Config{TracesExporter: "none"},
 		telemetry.ResourceInfo{ServiceName: c.Service.Name, ServiceVersion: "dev", InstanceID: "app-test"})
@@ -72,7 +90,7 @@ func newApp(ctx context.Context, t *testing.T, c *conf.Bootstrap, reg registry.R
 	}
 	t.Cleanup(func() { _ = tel.Shutdown(context.Background()) })
 	return server.NewApp(c, server.NewInstance(c.Service), log.NewStdLogger(&strings.Builder{}), grpcSrv,
-		server.NewHTTPServer(c.Server.Faults, probes, nil, tel), reg, hs, probes, streams)
+		server.NewHTTPServer(c.Server.Faults, probes, nil, tel), gw, reg, hs, probes, streams)
 }
 
 // TestShutdownOrder checks the order that loses no call: by the time the

@@ -2,9 +2,9 @@
 // composition root: Main and Setup (root.go) make every process-wide
 // decision at start, ProviderSet hands each component the config section it
 // needs, and App runs the gRPC server with its middleware chain, the HTTP
-// side port for probes and the Consul registration, and stops them without
-// dropping a call. The Dialer it gives data compiles each client chain once,
-// at dial time.
+// side port for probes, the public HTTP/JSON gateway that calls the gRPC
+// port and the Consul registration, and stops them without dropping a call.
+// The Dialer it gives data compiles each client chain once, at dial time.
 package server
 
 import (
@@ -22,9 +22,9 @@ import (
 // log the effective configuration at start.
 var ProviderSet = wire.NewSet(
 	wire.FieldsOf(new(*conf.Bootstrap), "Service", "Server", "Registry", "Clients", "Data", "Log", "Telemetry", "Env"),
-	wire.FieldsOf(new(conf.Server), "GRPC", "Shedding", "Faults"),
+	wire.FieldsOf(new(conf.Server), "GRPC", "Shedding", "Faults", "Gateway"),
 	NewInstance, NewLogger, NewTelemetry, NewMeterProvider, NewConsulClient, NewRegistry, NewHealth, NewProbes,
-	NewStreams, NewHTTPServer, NewGRPCServer, NewApp, NewDialer,
+	NewStreams, NewHTTPServer, NewGRPCServer, NewGateway, NewApp, NewDialer,
 	wire.Bind(new(registry.Registrar), new(*consul.Registry)),
 	wire.Bind(new(registry.Discovery), new(*consul.Registry)),
 	wire.Bind(new(data.Dialer), new(*Dialer)),

@@ -3,7 +3,6 @@ package telemetry
 import (
 	"context"
 	"errors"
-	"strconv"
 	"strings"
 
 	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
@@ -12,7 +11,6 @@ import (
 	otelcodes "go.opentelemetry.io/otel/codes"
 	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
 	"go.opentelemetry.io/otel/trace"
-	rpccode "google.golang.org/genproto/googleapis/rpc/code"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/status"
 
@@ -156,16 +154,7 @@ func (m semconvMode) endAttrs(st *status.Status) []attribute.KeyValue {
 		attrs = append(attrs, oldRPCGRPCStatusCodeKey.Int(int(st.Code())))
 	}
 	if !m.noCurrent {
-		attrs = append(attrs, semconv.RPCResponseStatusCode(codeName(st)))
+		attrs = append(attrs, semconv.RPCResponseStatusCode(rpc.CodeName(st.Code())))
 	}
 	return attrs
-}
-
-// codeName is the code as the conventions spell it ("UNAVAILABLE"), the
-// proto enum name, not grpc-go's String() ("Unavailable").
-func codeName(st *status.Status) string {
-	if name, ok := rpccode.Code_name[int32(st.Code())]; ok {
-		return name
-	}
-	return "CODE(" + strconv.FormatUint(uint64(st.Code()), 10) + ")"
 }

@@ -30,4 +30,10 @@ const (
 	// CaseRampartUnsampled is CaseRampart with a sampler that samples
 	// nothing, so the cost of recording spans shows as the difference.
 	CaseRampartUnsampled = "c_rampart_unsampled"
+	// CaseHTTP is the same call over HTTP/JSON: net/http's client, a GET
+	// /v1/users/{id} to the gateway, which calls CaseRampart's server over
+	// loopback (no client chain: the gateway is a client of its own
+	// instance), sampled. Against CaseRampart it is the HTTP path's cost per
+	// call against the gRPC path's.
+	CaseHTTP = "d_http"
 )

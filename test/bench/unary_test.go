@@ -2,8 +2,10 @@ package bench_test
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"runtime/metrics"
 	"sync/atomic"
@@ -22,11 +24,13 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/encoding/protojson"
 
 	userv1 "github.com/rampart-go/rampart/api/user/v1"
 	userbiz "github.com/rampart-go/rampart/internal/biz/user"
 	"github.com/rampart-go/rampart/internal/conf"
 	userdata "github.com/rampart-go/rampart/internal/data/user"
+	"github.com/rampart-go/rampart/internal/gateway"
 	"github.com/rampart-go/rampart/internal/leakcheck"
 	"github.com/rampart-go/rampart/internal/middleware"
 	"github.com/rampart-go/rampart/internal/server"
@@ -82,6 +86,7 @@ func cases() []benchCase {
 		{name: bench.CaseKratos, setup: kratosStock},
 		{name: bench.CaseRampart, setup: func(tb testing.TB) fixture { return rampart(tb, true) }},
 		{name: bench.CaseRampartUnsampled, setup: func(tb testing.TB) fixture { return rampart(tb, false) }},
+		{name: bench.CaseHTTP, setup: overHTTP},
 	}
 }
 
@@ -239,6 +244,32 @@ func kratosStock(tb testing.TB) fixture {
 // included. Only the target differs: the server's loopback address instead
 // of Consul discovery, so no registry is involved.
 func rampart(tb testing.TB, sampled bool) fixture {
+	c, lis, id, tel, spans := rampartServer(tb, sampled)
+	// Without a discovery, the Dialer dials the target as it is.
+	user := c.Clients["user"]
+	user.Target = lis.Addr().String()
+	c.Clients["user"] = user
+	// P2C, as server.Setup chooses for the services; set here because the
+	// Kratos case may have put round robin back since.
+	selector.SetGlobalSelector(p2c.NewBuilder()) //nolint:forbidigo // server.Setup runs once; the stock case reset it
+	conn, closeConn, err := server.NewDialer(nil, middleware.NewClients(c.Clients, discard, tel)).Dial("user")
+	if err != nil {
+		tb.Fatalf("dial: %v", err)
+	}
+	tb.Cleanup(closeConn)
+	f := fixture{client: userv1.NewUserServiceClient(conn), userID: id, spans: spans}
+	if sampled {
+		// The logical client span, one attempt span, the server span.
+		f.spansPerCall = 3
+	}
+	return f
+}
+
+// rampartServer serves the user service as case (c) does, and returns its
+// config (with clients.user, target still to set), its listener, the
+// user's ID, the telemetry and the span counter.
+func rampartServer(tb testing.TB, sampled bool) (*conf.Bootstrap, net.Listener, string, *telemetry.Telemetry, *atomic.Int64) {
+	tb.Helper()
 	svc, id := users(tb)
 	c := conf.Default()
 	c.Service.Name = "user"
@@ -268,24 +299,63 @@ func rampart(tb testing.TB, sampled bool) fixture {
 	// As server.App does: hand over the listener bound beforehand.
 	kgrpc.Listener(lis)(srv)
 	start(tb, srv)
+	return c, lis, id, tel, spans
+}
 
-	// Without a discovery, the Dialer dials the target as it is.
-	user.Target = lis.Addr().String()
-	c.Clients["user"] = user
-	// P2C, as server.Setup chooses for the services; set here because the
-	// Kratos case may have put round robin back since.
-	selector.SetGlobalSelector(p2c.NewBuilder()) //nolint:forbidigo // server.Setup runs once; the stock case reset it
-	conn, closeConn, err := server.NewDialer(nil, middleware.NewClients(c.Clients, discard, tel)).Dial("user")
+// overHTTP is case (d): case (c)'s server behind the gateway, built as
+// server.App builds it, called with net/http as a client outside the
+// cluster would.
+func overHTTP(tb testing.TB) fixture {
+	c, grpcLis, id, _, spans := rampartServer(tb, true)
+	gw := gateway.New(c.Server.Gateway, userv1.RegisterUserServiceHandler)
+	if err := gw.Connect(grpcLis.Addr().String()); err != nil {
+		tb.Fatalf("gateway: %v", err)
+	}
+	lis := listen(tb)
+	served := make(chan struct{})
+	go func() {
+		defer close(served)
+		_ = gw.Serve(lis)
+	}()
+	tr := &http.Transport{}
+	tb.Cleanup(func() {
+		tr.CloseIdleConnections()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = gw.Shutdown(ctx)
+		<-served
+	})
+	// The gateway's call opens no span of its own: the server span only.
+	return fixture{client: &httpUsers{base: "http://" + lis.Addr().String(), client: &http.Client{Transport: tr}}, userID: id, spans: spans, spansPerCall: 1}
+}
+
+// httpUsers is a UserServiceClient whose GetUser is a GET /v1/users/{id}
+// with its JSON reply decoded; the benchmark calls nothing else.
+type httpUsers struct {
+	userv1.UserServiceClient
+	base   string
+	client *http.Client
+}
+
+func (h *httpUsers) GetUser(ctx context.Context, req *userv1.GetUserRequest, _ ...grpc.CallOption) (*userv1.GetUserReply, error) {
+	hreq, err := http.NewRequestWithContext(ctx, http.MethodGet, h.base+"/v1/users/"+req.GetId(), nil)
 	if err != nil {
-		tb.Fatalf("dial: %v", err)
+		return nil, err
 	}
-	tb.Cleanup(closeConn)
-	f := fixture{client: userv1.NewUserServiceClient(conn), userID: id, spans: spans}
-	if sampled {
-		// The logical client span, one attempt span, the server span.
-		f.spansPerCall = 3
+	resp, err := h.client.Do(hreq)
+	if err != nil {
+		return nil, err
 	}
-	return f
+	defer func() { _ = resp.Body.Close() }()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("GET %s: HTTP %d %s", hreq.URL.Path, resp.StatusCode, body)
+	}
+	reply := &userv1.GetUserReply{}
+	return reply, protojson.Unmarshal(body, reply)
 }
 
 // rampartTelemetry sets up telemetry as server.NewTelemetry does, from

@@ -3,6 +3,8 @@ package nomad
 import (
 	"context"
 	"fmt"
+	"io"
+	"net/http"
 	"slices"
 	"strings"
 	"testing"
@@ -67,6 +69,29 @@ func TestJobsServeTheDemo(t *testing.T) {
 		t.Fatalf("profile shows orders %v, want the one just placed (%s)", res.Profile.GetOrders(), res.Order.GetId())
 	}
 	t.Logf("demo:\n%s", out.String())
+
+	// The gateway port the job gives each allocation is registered as meta
+	// gateway and serves the API as HTTP/JSON.
+	gw, err := demo.Gateway(demoCtx, consul, demo.UserService)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, err := http.NewRequestWithContext(demoCtx, http.MethodGet, "http://"+gw+"/v1/users/"+res.User.GetId()+"/profile", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := &http.Transport{}
+	defer tr.CloseIdleConnections()
+	resp, err := (&http.Client{Transport: tr}).Do(req)
+	if err != nil {
+		t.Fatalf("profile over HTTP at the user gateway %s: %v", gw, err)
+	}
+	body, err := io.ReadAll(resp.Body)
+	_ = resp.Body.Close()
+	if err != nil || resp.StatusCode != http.StatusOK || !strings.Contains(string(body), res.Order.GetId()) {
+		t.Fatalf("GET /v1/users/%s/profile at %s = %d %s (%v), want 200 with order %s",
+			res.User.GetId(), gw, resp.StatusCode, body, err, res.Order.GetId())
+	}
 }
 
 // TestAllocStopUnderLoad stops one user allocation the way an operator

@@ -164,3 +164,38 @@ func (c *Clients) step(ctx context.Context, out io.Writer, name string, call fun
 	}
 	return nil
 }
+
+// GatewayMeta is the Consul service metadata key under which an instance
+// registers its public HTTP/JSON address.
+const GatewayMeta = "gateway"
+
+// Gateway is the HTTP/JSON address (host:port) of a passing instance of
+// name, read from its Consul registration as any client outside the
+// cluster would find it.
+func Gateway(ctx context.Context, client *api.Client, name string) (string, error) {
+	entries, _, err := client.Health().Service(name, "", true, (&api.QueryOptions{}).WithContext(ctx))
+	if err != nil {
+		return "", fmt.Errorf("gateway of %s: %w", name, err)
+	}
+	for _, e := range entries {
+		if addr := e.Service.Meta[GatewayMeta]; addr != "" {
+			return addr, nil
+		}
+	}
+	return "", fmt.Errorf("gateway of %s: no passing instance registers metadata %q", name, GatewayMeta)
+}
+
+// CurlLines are shell commands that call the flow's two services over
+// HTTP/JSON at their gateways: create a user at userGW, place an order for
+// res's user at orderGW, with its idempotency key in the Idempotency-Key
+// header (run it twice: the same order comes back), and read the user's
+// profile at userGW.
+func CurlLines(userGW, orderGW string, res *Result) []string {
+	const post = "curl -s -X POST -H 'Content-Type: application/json' "
+	return []string{
+		post + "http://" + userGW + "/v1/users -d '{\"name\":\"Grace Hopper\",\"email\":\"grace@example.com\"}'",
+		post + "-H 'Idempotency-Key: " + uuid.NewString() + "' http://" + orderGW + "/v1/orders" +
+			" -d '{\"userId\":\"" + res.User.GetId() + "\",\"item\":\"difference engine\",\"quantity\":2}'",
+		"curl -s http://" + userGW + "/v1/users/" + res.User.GetId() + "/profile",
+	}
+}

@@ -2,7 +2,8 @@
 // from a file or stdin, and prints per case the medians of ns/op, B/op,
 // allocs/op and goroutines/op over all runs, then the ratios the resilience
 // issue sets targets for: (c)/(a) and (c)/(b) in latency and (c)-(a) in
-// allocations.
+// allocations; and, when the output has it, the HTTP/JSON path (d) against
+// the gRPC one (c).
 //
 // Ratios come from medians of the same output, never from figures of
 // another run or machine: absolute times on small shared machines swing by
@@ -130,9 +131,10 @@ var labels = map[string]string{
 	bench.CaseKratos:           "(b) Kratos stock chain",
 	bench.CaseRampart:          "(c) Rampart chain, sampled",
 	bench.CaseRampartUnsampled: "(c') Rampart chain, not sampled",
+	bench.CaseHTTP:             "(d) HTTP/JSON via the gateway",
 }
 
-var order = []string{bench.CaseGRPC, bench.CaseKratos, bench.CaseRampart, bench.CaseRampartUnsampled}
+var order = []string{bench.CaseGRPC, bench.CaseKratos, bench.CaseRampart, bench.CaseRampartUnsampled, bench.CaseHTTP}
 
 // summary is the medians of one case.
 type summary struct {
@@ -234,6 +236,11 @@ func render(w io.Writer, samples map[string][]sample) error {
 	if u := sum[bench.CaseRampartUnsampled]; u.present {
 		fmt.Fprintf(w, "(c)/(c') latency %.2f  (cost of recording the spans)\n", c.ns/u.ns)
 		fmt.Fprintf(w, "(c)-(c') allocs  %+.0f\n", c.allocs-u.allocs)
+	}
+	if d := sum[bench.CaseHTTP]; d.present {
+		lo, hi := roundRatios(d, c)
+		fmt.Fprintf(w, "(d)/(c) latency  %.2f  (per round %.2f-%.2f; the HTTP path against the gRPC path)\n", d.ns/c.ns, lo, hi)
+		fmt.Fprintf(w, "(d)-(c) allocs   %+.0f\n", d.allocs-c.allocs)
 	}
 	return nil
 }

@@ -5,7 +5,7 @@ import (
 	"testing"
 )
 
-// Two rounds of three cases, as make bench writes them, with the noise a
+// Two rounds of four cases, as make bench writes them, with the noise a
 // real file has around the result lines.
 const twoRounds = `goos: linux
 goarch: amd64
@@ -14,10 +14,12 @@ cpu: AMD EPYC
 BenchmarkUnary/a_grpc-2      	   16281	     100000 ns/op	         1.000 goroutines/op	    9000 B/op	     160 allocs/op
 BenchmarkUnary/b_kratos-2    	   10000	     140000 ns/op	   20000 B/op	     260 allocs/op
 BenchmarkUnary/c_rampart-2   	   10000	     110000 ns/op	   12000 B/op	     200 allocs/op
+BenchmarkUnary/d_http-2      	   10000	     165000 ns/op	   30000 B/op	     300 allocs/op
 PASS
 BenchmarkUnary/a_grpc-2      	   16281	     200000 ns/op	         1.010 goroutines/op	    9100 B/op	     162 allocs/op
 BenchmarkUnary/b_kratos-2    	   10000	     260000 ns/op	   20000 B/op	     262 allocs/op
 BenchmarkUnary/c_rampart-2   	   10000	     240000 ns/op	   12000 B/op	     202 allocs/op
+BenchmarkUnary/d_http-2      	   10000	     240000 ns/op	   30000 B/op	     304 allocs/op
 BenchmarkValidation/GetUser-2  	 1000000	        700 ns/op	      48 B/op	       2 allocs/op
 BenchmarkValidation/GetUser-2  	 1000000	        900 ns/op	      48 B/op	       2 allocs/op
 ok  	github.com/rampart-go/rampart/test/bench	3.458s
@@ -39,6 +41,10 @@ func TestReport(t *testing.T) {
 		"(c)-(a) allocs +40 target <= +45: met",
 		"(c)/(b) latency 0.88",
 		"(b)-(a) allocs +100",
+		// d: 202500 ns, 302 allocs.
+		"(d) HTTP/JSON via the gateway 2 202500 165000-240000 30000 302 -",
+		"(d)/(c) latency 1.16 (per round 1.00-1.50; the HTTP path against the gRPC path)",
+		"(d)-(c) allocs +101",
 		"BenchmarkValidation/GetUser 2 800 48 2",
 	} {
 		if !strings.Contains(got, want) {
