@@ -82,9 +82,14 @@ job "user" {
       revision = var.revision
     }
 
+    # grpc and http bind loopback (docs/deploy.md: on a multi-host client,
+    # the advertised interface); gateway is the public HTTP/JSON API, bound
+    # on the client's address (NOMAD_ADDR_gateway) for clients outside the
+    # cluster, and registered as the service's meta gateway.
     network {
       port "grpc" {}
       port "http" {}
+      port "gateway" {}
     }
 
     # Nomad deregisters the service first, waits this long so that every
@@ -113,7 +118,8 @@ job "user" {
       port     = "grpc"
 
       meta {
-        http = "${NOMAD_ADDR_http}"
+        http    = "${NOMAD_ADDR_http}"
+        gateway = "${NOMAD_ADDR_gateway}"
       }
 
       # Consul calls the standard grpc.health.v1 service on the grpc port:
@@ -138,6 +144,7 @@ job "user" {
       env {
         RAMPART_GRPC_ADDR              = "127.0.0.1:${NOMAD_PORT_grpc}"
         RAMPART_HTTP_ADDR              = "127.0.0.1:${NOMAD_PORT_http}"
+        RAMPART_GATEWAY_ADDR           = "${NOMAD_ADDR_gateway}"
         RAMPART_REGISTRY_SELF_REGISTER = "false"
         RAMPART_SQLITE_PATH            = "${var.data_dir}/user.db"
         RAMPART_DATA_DRIVER            = var.data_driver
