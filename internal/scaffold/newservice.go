@@ -60,13 +60,13 @@ func CheckServiceName(root, name string) error {
 }
 
 // NewService adds the service name to the repository at root: its proto
-// API and generated code, cmd/<name> with its wire injector, its own
-// packages internal/biz/<name>, internal/data/<name> and
-// internal/service/<name>, configs/<name>.yaml and
-// deploy/nomad/<name>.nomad.hcl.
-// `make run`, `make build` and `make generate` find it by convention. It
-// writes nothing when name is refused, and puts everything back when a
-// later step (generation, build) fails.
+// API, with its validation rules and HTTP routes declared in it, and what
+// `make api` generates from that (gRPC, grpc-gateway handlers, OpenAPI);
+// cmd/<name> with its wire injector; its own packages internal/biz/<name>,
+// internal/data/<name> and internal/service/<name>; configs/<name>.yaml and
+// deploy/nomad/<name>.nomad.hcl. `make run`, `make build` and `make
+// generate` find it by convention. It writes nothing when name is refused,
+// and puts everything back when a later step (generation, build) fails.
 func NewService(ctx context.Context, root, name string, opts ...Option) ([]string, error) {
 	o := newOptions(opts)
 	if err := CheckServiceName(root, name); err != nil {
@@ -94,15 +94,18 @@ func NewService(ctx context.Context, root, name string, opts ...Option) ([]strin
 		}
 		written = append(written, rel)
 	}
-	generated := []string{
-		filepath.Join("api", name, "v1", name+".pb.go"),
-		filepath.Join("api", name, "v1", name+"_grpc.pb.go"),
+	api := filepath.Join("api", name, "v1", name)
+	expected := []string{
+		api + ".pb.go",
+		api + "_grpc.pb.go",
+		api + ".pb.gw.go",
+		api + ".openapi.yaml",
 		filepath.Join("cmd", name, "wire_gen.go"),
 	}
-	if err := regenerate(ctx, c, o, generated...); err != nil {
+	if err := regenerate(ctx, c, o, expected...); err != nil {
 		return nil, undo(c, fmt.Errorf("new service %s: %w", name, err))
 	}
-	return append(written, generated...), nil
+	return append(written, expected...), nil
 }
 
 // RenderService renders every service template for d, keyed by the path

@@ -40,11 +40,11 @@ var skipDirs = map[string]bool{".git": true, "bin": true, ".devstack": true, "no
 
 // Rename rewrites the module path of the repository at root to newPath in
 // every text file that names it (go.mod, imports, go_package options, the
-// tool modules, Makefile, configs, docs, lint settings), regenerates what a
-// generator owns (*.pb.go, wire_gen.go) instead of patching it, and builds
-// the result. It returns the files it rewrote. Renaming to the current path
-// changes nothing; a malformed path is refused before any write, and a
-// failed step puts every file back.
+// tool modules such as tools/buf, Makefile, configs, docs, lint settings),
+// regenerates what a generator owns (see generated) instead of patching it,
+// and builds the result. It returns the files it rewrote. Renaming to the
+// current path changes nothing; a malformed path is refused before any
+// write, and a failed step puts every file back.
 func Rename(ctx context.Context, root, newPath string, opts ...Option) ([]string, error) {
 	o := newOptions(opts)
 	if err := CheckModulePath(newPath); err != nil {
@@ -95,8 +95,12 @@ func planRename(root, oldPath, newPath string) (map[string][]byte, error) {
 			}
 			return nil
 		}
-		if !e.Type().IsRegular() || isGenerated(e.Name()) {
+		if !e.Type().IsRegular() {
 			return nil
+		}
+		rel, err := filepath.Rel(root, p)
+		if err != nil || isGenerated(filepath.ToSlash(rel)) {
+			return err
 		}
 		b, err := os.ReadFile(p)
 		if err != nil {
@@ -109,10 +113,6 @@ func planRename(root, oldPath, newPath string) (map[string][]byte, error) {
 		if bytes.Equal(nb, b) {
 			return nil
 		}
-		rel, err := filepath.Rel(root, p)
-		if err != nil {
-			return err
-		}
 		if strings.HasSuffix(rel, ".go") {
 			if nb, err = format.Source(nb); err != nil {
 				return fmt.Errorf("%s after the rewrite: %w", rel, err)
@@ -122,11 +122,6 @@ func planRename(root, oldPath, newPath string) (map[string][]byte, error) {
 		return nil
 	})
 	return out, err
-}
-
-// isGenerated names the files a generator owns; regenerate rewrites them.
-func isGenerated(name string) bool {
-	return strings.HasSuffix(name, ".pb.go") || name == "wire_gen.go"
 }
 
 // replacePath replaces oldPath where it stands as a whole module path:

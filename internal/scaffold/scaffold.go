@@ -11,6 +11,7 @@ import (
 	"io/fs"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -139,12 +140,34 @@ func (c *change) rollback() error {
 	return errors.Join(errs...)
 }
 
-// generatedFiles are the files `make api` and `make generate` own; a step
-// that runs them snapshots these first.
+// generated are the files `make api` (buf generate: messages, gRPC stubs,
+// grpc-gateway handlers, OpenAPI) and `make generate` (wire) own, as globs
+// relative to the repository root. Rename leaves their content to the
+// generators, and a step that runs the generators snapshots them first. The
+// Makefile's GENERATED names the same api/ files for check-generated.
+var generated = []string{
+	"api/*/*/*.pb.go",
+	"api/*/*/*.pb.gw.go",
+	"api/*/*/*.openapi.yaml",
+	"cmd/*/wire_gen.go",
+}
+
+// isGenerated reports whether rel, a slash-separated path relative to the
+// repository root, is a file a generator owns.
+func isGenerated(rel string) bool {
+	for _, pattern := range generated {
+		if ok, _ := path.Match(pattern, rel); ok {
+			return true
+		}
+	}
+	return false
+}
+
+// generatedFiles lists the generated files that exist under root.
 func generatedFiles(root string) ([]string, error) {
 	var out []string
-	for _, pattern := range []string{"api/*/*/*.pb.go", "cmd/*/wire_gen.go"} {
-		matches, err := filepath.Glob(filepath.Join(root, pattern))
+	for _, pattern := range generated {
+		matches, err := filepath.Glob(filepath.Join(root, filepath.FromSlash(pattern)))
 		if err != nil {
 			return nil, err
 		}
@@ -159,8 +182,8 @@ func generatedFiles(root string) ([]string, error) {
 	return out, nil
 }
 
-// regenerate runs the repository's own generators (protoc through `make
-// api`, wire through `make generate`) and then builds everything, with the
+// regenerate runs the repository's own generators (buf through `make api`,
+// wire through `make generate`) and then builds everything, with the
 // generated files snapshotted so a failure can be rolled back. expected are
 // generated files that do not exist yet.
 func regenerate(ctx context.Context, c *change, o options, expected ...string) error {
@@ -173,7 +196,7 @@ func regenerate(ctx context.Context, c *change, o options, expected ...string) e
 			return err
 		}
 	}
-	o.log("regenerating protobuf and wire code (make api generate)")
+	o.log("regenerating the API (buf) and wire code (make api generate)")
 	if err := o.run(ctx, c.root, "make", "--no-print-directory", "api", "generate"); err != nil {
 		return err
 	}

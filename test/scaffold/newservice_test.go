@@ -2,7 +2,10 @@ package scaffold
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"slices"
 	"strings"
 	"testing"
@@ -14,6 +17,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/types/descriptorpb"
 	"google.golang.org/protobuf/types/dynamicpb"
@@ -35,9 +39,10 @@ const (
 // TestNewServiceRunsWithConsul scaffolds a service in a copy, then runs it
 // as a user would: built from the copy, registered in a real Consul agent,
 // called by address through reflection (no generated code on this side),
-// and called through discovery:///payment with the client chain, the way
-// another service would call it. Its example method calls user, so one user
-// instance runs too.
+// called through discovery:///payment with the client chain, the way
+// another service would call it, and called over HTTP/JSON through the
+// gateway it advertises in Consul, the way curl would. Its example method
+// calls user, so one user instance runs too.
 func TestNewServiceRunsWithConsul(t *testing.T) {
 	ctx := devstacktest.Context(t, 12*time.Minute)
 	dir := copyRepo(t, ctx)
@@ -69,6 +74,7 @@ func TestNewServiceRunsWithConsul(t *testing.T) {
 	}
 	// What CI checks on every commit holds for the new service too.
 	run(t, ctx, dir, "make", "--no-print-directory", "check-generated")
+	run(t, ctx, dir, "make", "--no-print-directory", "buf-check")
 	if out := run(t, ctx, dir, "make", "-n", "build"); !strings.Contains(out, " "+newName+" ") {
 		t.Errorf("make build does not build %s:\n%s", newName, out)
 	}
@@ -153,6 +159,97 @@ func TestNewServiceRunsWithConsul(t *testing.T) {
 			t.Errorf("instance %s served no call: discovery did not spread the calls over both instances", p.GRPCAddr)
 		}
 	}
+
+	// Over HTTP/JSON, through the routes the proto declares, at the gateway
+	// address the instance advertises in Consul.
+	gateway := "http://" + entries[0].Service.Meta["gateway"]
+	if gateway == "http://" {
+		t.Fatalf("%s instance %s advertises no gateway in its Consul metadata %v", newName, entries[0].Service.ID, entries[0].Service.Meta)
+	}
+	list, err := r.Files.FindDescriptorByName(protoreflect.FullName(newService + ".ListPayments"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	listMethod := list.(protoreflect.MethodDescriptor)
+	httpID := uuid.NewString()
+	created := gatewayCall(t, ctx, http.MethodPost, gateway+"/v1/payments",
+		`{"id": "`+httpID+`", "userId": "`+ownerID+`", "description": "over HTTP"}`, http.StatusOK)
+	reply := decodeReply(t, created, method.Output())
+	payment := reply.Get(method.Output().Fields().ByName(newName)).Message()
+	if got := payment.Get(payment.Descriptor().Fields().ByName("id")).String(); got != httpID ||
+		!reply.Get(method.Output().Fields().ByName("created")).Bool() {
+		t.Errorf("POST /v1/payments: %s, want payment %s created", created, httpID)
+	}
+
+	// Page parameters travel as query parameters: a page of one has a
+	// token, and the whole list ends with the record just created (each
+	// instance keeps its own records in memory, and this gateway calls its
+	// own instance, which stored it).
+	listURL := gateway + "/v1/users/" + ownerID + "/payments"
+	records := listMethod.Output().Fields().ByName(newName + "s")
+	page := decodeReply(t, gatewayCall(t, ctx, http.MethodGet, listURL+"?pageSize=1", "", http.StatusOK), listMethod.Output())
+	if n, next := page.Get(records).List().Len(), page.Get(listMethod.Output().Fields().ByName("next_page_token")).String(); n != 1 || next == "" {
+		t.Errorf("GET %s?pageSize=1: %d records, next_page_token %q; want 1 and a token", listURL, n, next)
+	}
+	all := decodeReply(t, gatewayCall(t, ctx, http.MethodGet, listURL+"?pageSize=1000", "", http.StatusOK), listMethod.Output()).Get(records).List()
+	if all.Len() == 0 {
+		t.Fatalf("GET %s: no records", listURL)
+	}
+	if last := all.Get(all.Len() - 1).Message(); last.Get(last.Descriptor().Fields().ByName("id")).String() != httpID {
+		t.Errorf("GET %s: the last of %d records is %v, want %s, created last", listURL, all.Len(), last, httpID)
+	}
+
+	// A rule of the proto refuses a blank description before the handler,
+	// as a 400 whose JSON names the field.
+	refused := gatewayCall(t, ctx, http.MethodPost, gateway+"/v1/payments",
+		`{"id": "`+uuid.NewString()+`", "userId": "`+ownerID+`", "description": "   "}`, http.StatusBadRequest)
+	var refusal struct{ Reason, Field string }
+	if err := json.Unmarshal(refused, &refusal); err != nil || refusal.Reason != "INVALID_ARGUMENT" || refusal.Field != "description" {
+		t.Errorf("POST /v1/payments with a blank description: %s, want reason INVALID_ARGUMENT and field description (docs/http.md)", refused)
+	}
+}
+
+// gatewayCall sends body (JSON, or nothing when empty) to url and returns
+// the response body, failing the test unless the status is want and the
+// body is JSON.
+func gatewayCall(t *testing.T, ctx context.Context, method, url, body string, want int) []byte {
+	t.Helper()
+	callCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(callCtx, method, url, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, url, err)
+	}
+	defer func() { _ = resp.Body.Close() }()
+	got, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("%s %s: reading the body: %v", method, url, err)
+	}
+	if resp.StatusCode != want {
+		t.Fatalf("%s %s: %s %s, want %d", method, url, resp.Status, got, want)
+	}
+	if ct := resp.Header.Get("Content-Type"); !strings.HasPrefix(ct, "application/json") || !json.Valid(got) {
+		t.Fatalf("%s %s: Content-Type %q, body %s; want JSON", method, url, ct, got)
+	}
+	return got
+}
+
+// decodeReply reads a gateway's JSON body as the reply message it carries,
+// whichever field names (JSON or proto) the gateway writes.
+func decodeReply(t *testing.T, body []byte, desc protoreflect.MessageDescriptor) *dynamicpb.Message {
+	t.Helper()
+	m := dynamicpb.NewMessage(desc)
+	if err := protojson.Unmarshal(body, m); err != nil {
+		t.Fatalf("%s as %s: %v", body, desc.FullName(), err)
+	}
+	return m
 }
 
 func createPayment(ctx context.Context, conn grpc.ClientConnInterface, method protoreflect.MethodDescriptor, id, userID, description string) (*dynamicpb.Message, error) {
