@@ -92,10 +92,14 @@ func NewCertSource(ctx context.Context, client *api.Client, service string, opts
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	s := &CertSource{client: client, service: service, opts: o, log: log.NewHelper(o.logger), cancel: cancel}
 
-	leaf := &follower{what: "leaf certificate", hint: "the ACL token needs service:write on " + service,
-		ready: make(chan struct{}), fetch: s.fetchLeaf}
-	roots := &follower{what: "CA roots", hint: "the ACL token cannot read the CA roots",
-		ready: make(chan struct{}), fetch: s.fetchRoots}
+	leaf := &follower{
+		what: "leaf certificate", hint: "the ACL token needs service:write on " + service,
+		ready: make(chan struct{}), fetch: s.fetchLeaf,
+	}
+	roots := &follower{
+		what: "CA roots", hint: "the ACL token cannot read the CA roots",
+		ready: make(chan struct{}), fetch: s.fetchRoots,
+	}
 	for _, f := range []*follower{leaf, roots} {
 		s.wg.Add(1)
 		go func() {
