@@ -126,8 +126,8 @@ func NewCertSource(ctx context.Context, client *api.Client, service string, opts
 		}
 	}
 	svid := s.svid.Load()
-	s.log.Infof("consul: certificates of %s: leaf %s (serial %s) valid until %s, %d CA root(s) of %s",
-		service, svid.ID, serialOf(svid), svid.Certificates[0].NotAfter.Format(time.RFC3339),
+	s.log.Infof("consul: certificates of %s: leaf %s valid until %s, %d CA root(s) of %s",
+		service, svid.ID, svid.Certificates[0].NotAfter.Format(time.RFC3339),
 		len(s.bundle.Load().X509Authorities()), s.bundle.Load().TrustDomain())
 	return s, nil
 }
@@ -277,13 +277,15 @@ func (s *CertSource) fetchLeaf(ctx context.Context, index uint64) (uint64, error
 	if meta.LastIndex == index {
 		return index, nil // the wait timed out: nothing new
 	}
-	cur := s.svid.Load()
-	if cur != nil && serialOf(cur) == leaf.SerialNumber {
-		return meta.LastIndex, nil
-	}
 	svid, err := parseLeaf(leaf)
 	if err != nil {
 		return 0, err
+	}
+	// Serials are a per-CA counter: a new CA (a restarted dev agent) can
+	// issue the same serial again, so compare the certificates.
+	cur := s.svid.Load()
+	if cur != nil && cur.Certificates[0].Equal(svid.Certificates[0]) {
+		return meta.LastIndex, nil
 	}
 	if got, ok := rpc.ServiceOfURI(svid.ID.URL()); !ok || got != s.service {
 		return 0, fmt.Errorf("the agent issued %s, not a leaf of %s", svid.ID, s.service)
@@ -404,24 +406,6 @@ func parseRoots(list *api.CARootList) (*x509bundle.Bundle, error) {
 	// The same order for the same set, so an unchanged set compares equal.
 	slices.SortFunc(roots, func(a, b *x509.Certificate) int { return bytes.Compare(a.Raw, b.Raw) })
 	return x509bundle.FromX509Authorities(td, roots), nil
-}
-
-// serialOf is the leaf's serial number the way Consul writes it
-// (colon-separated hex bytes, "0c" or "3a:5f:…").
-func serialOf(svid *x509svid.SVID) string {
-	b := svid.Certificates[0].SerialNumber.Bytes()
-	if len(b) == 0 {
-		return "00"
-	}
-	out := make([]byte, 0, 3*len(b))
-	const hexDigits = "0123456789abcdef"
-	for i, c := range b {
-		if i > 0 {
-			out = append(out, ':')
-		}
-		out = append(out, hexDigits[c>>4], hexDigits[c&0xf])
-	}
-	return string(out)
 }
 
 // explain403 adds what the ACL token lacks to a 403 from the agent.

@@ -298,3 +298,40 @@ func serveTLS(t *testing.T, cfg *tls.Config) string {
 	})
 	return lis.Addr().String()
 }
+
+// An agent restart is an outage and then, for a dev agent, a new cluster:
+// a new CA with a new trust domain. The source keeps its pair through the
+// outage, logs it once per query, and then follows the new CA.
+func TestCertSourceAcrossAgentRestart(t *testing.T) {
+	agent := devstacktest.Consul(t)
+	client := devstacktest.ConsulClient(t, agent.Addr())
+	src, logs := newCertSource(t, client, "user")
+	before := src.ID()
+
+	agent.Kill()
+	time.Sleep(1500 * time.Millisecond) // several retries
+	if svid, err := src.GetX509SVID(); err != nil || svid.ID != before {
+		t.Fatalf("during the outage: %v, %v; want the current leaf", svid, err)
+	}
+	if n := logs.count("retrying"); n != 2 {
+		t.Errorf("the outage was logged %d times, want once per query (2)", n)
+	}
+	if err := agent.Restart(testContext(t, time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	took := waitFor(t, 30*time.Second, "the new CA's leaf and roots", func() bool {
+		r := src.Rotations()
+		return r.Leaf >= 1 && r.Roots >= 1
+	})
+	t.Logf("TIMING new CA followed %s after the agent was ready", took.Round(time.Millisecond))
+	after := src.ID()
+	if after.TrustDomain() == before.TrustDomain() {
+		t.Errorf("trust domain still %s after a dev agent restart", after.TrustDomain())
+	}
+	if _, err := src.GetX509BundleForTrustDomain(after.TrustDomain()); err != nil {
+		t.Errorf("no bundle for the new trust domain: %v", err)
+	}
+	if n := logs.count("Consul answers again"); n != 2 {
+		t.Errorf("the recovery was logged %d times, want 2", n)
+	}
+}

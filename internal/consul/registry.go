@@ -10,6 +10,13 @@
 // keeps the last known instances), re-registers after a Consul agent restart
 // and runs long blocking queries that deliver every change, including the
 // empty set when the last instance leaves.
+//
+// For mTLS and authorization it also follows the service's identity from
+// Consul's CA (CertSource: leaf certificate and roots, as go-spiffe
+// sources) and answers from Consul's intentions whether one service may
+// call another (Authorizer). Both talk to the local agent only, which
+// caches certificates and intentions, so a server outage does not stop
+// handshakes or authorization while the agent has them.
 package consul
 
 import (
