@@ -331,18 +331,7 @@ func (s *CertSource) fetchRoots(ctx context.Context, index uint64) (uint64, erro
 // cross-signed by the old), and the key as SEC 1 ("EC PRIVATE KEY"), PKCS
 // #1 or PKCS #8 PEM; go-spiffe wants PKCS #8.
 func parseLeaf(leaf *api.LeafCert) (*x509svid.SVID, error) {
-	var chain []byte
-	rest := []byte(leaf.CertPEM)
-	for {
-		var block *pem.Block
-		block, rest = pem.Decode(rest)
-		if block == nil {
-			break
-		}
-		if block.Type == "CERTIFICATE" {
-			chain = append(chain, block.Bytes...)
-		}
-	}
+	chain := certsDER(leaf.CertPEM)
 	if len(chain) == 0 {
 		return nil, fmt.Errorf("leaf %s: no certificate in CertPEM", leaf.SerialNumber)
 	}
@@ -386,19 +375,11 @@ func parseRoots(list *api.CARootList) (*x509bundle.Bundle, error) {
 	}
 	var roots []*x509.Certificate
 	for _, r := range list.Roots {
-		rest := []byte(r.RootCertPEM)
-		for {
-			var block *pem.Block
-			block, rest = pem.Decode(rest)
-			if block == nil {
-				break
-			}
-			cert, err := x509.ParseCertificate(block.Bytes)
-			if err != nil {
-				return nil, fmt.Errorf("CA root %s: %w", r.ID, err)
-			}
-			roots = append(roots, cert)
+		certs, err := x509.ParseCertificates(certsDER(r.RootCertPEM))
+		if err != nil {
+			return nil, fmt.Errorf("CA root %s: %w", r.ID, err)
 		}
+		roots = append(roots, certs...)
 	}
 	if len(roots) == 0 {
 		return nil, errors.New("CA roots: none listed (is Connect enabled on the servers?)")
@@ -406,6 +387,22 @@ func parseRoots(list *api.CARootList) (*x509bundle.Bundle, error) {
 	// The same order for the same set, so an unchanged set compares equal.
 	slices.SortFunc(roots, func(a, b *x509.Certificate) int { return bytes.Compare(a.Raw, b.Raw) })
 	return x509bundle.FromX509Authorities(td, roots), nil
+}
+
+// certsDER is the DER of the CERTIFICATE blocks of a PEM text, one after
+// the other, as x509.ParseCertificates and x509svid.ParseRaw take it.
+func certsDER(pemText string) []byte {
+	var der []byte
+	rest := []byte(pemText)
+	for {
+		var block *pem.Block
+		if block, rest = pem.Decode(rest); block == nil {
+			return der
+		}
+		if block.Type == "CERTIFICATE" {
+			der = append(der, block.Bytes...)
+		}
+	}
 }
 
 // explain403 adds what the ACL token lacks to a 403 from the agent.

@@ -2,9 +2,7 @@ package consul_test
 
 import (
 	"context"
-	"crypto/tls"
 	"crypto/x509"
-	"net"
 	"strconv"
 	"strings"
 	"sync"
@@ -16,13 +14,13 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
-	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/peer"
 
 	"github.com/rampart-go/rampart/internal/consul"
 	"github.com/rampart-go/rampart/internal/devstack/devstacktest"
 	"github.com/rampart-go/rampart/internal/mtls"
+	"github.com/rampart-go/rampart/internal/mtls/mtlstest"
 )
 
 // newCertSource starts a CertSource of service on client and closes it
@@ -166,7 +164,7 @@ func TestCARotationUnderLoad(t *testing.T) {
 	userSrc, _ := newCertSource(t, client, "user")
 	orderSrc, _ := newCertSource(t, client, "order")
 	oldUser := userSrc.ID()
-	addr := serveTLS(t, mtls.ServerConfig(userSrc))
+	addr := mtlstest.Serve(t, mtls.ServerConfig(userSrc))
 	clientTLS := mtls.ClientConfig(orderSrc, "user")
 
 	ctx := testContext(t, 3*time.Minute)
@@ -178,7 +176,7 @@ func TestCARotationUnderLoad(t *testing.T) {
 
 	var (
 		calls, failed, handshakes atomic.Int64
-		serials                   sync.Map // server leaf serials seen by new connections
+		serials                   sync.Map // server leaves (DER) the calls saw
 		stop                      = make(chan struct{})
 		wg                        sync.WaitGroup
 	)
@@ -194,28 +192,23 @@ func TestCARotationUnderLoad(t *testing.T) {
 			return
 		}
 		if info, ok := p.AuthInfo.(credentials.TLSInfo); ok && len(info.State.PeerCertificates) > 0 {
-			serials.Store(info.State.PeerCertificates[0].SerialNumber.String(), true)
+			serials.Store(string(info.State.PeerCertificates[0].Raw), true)
 		}
 	}
-	for range 2 { // calls on the connection opened before the rotation
+	// Two workers call on the connection opened before the rotation, two
+	// open a new connection, so make a new handshake, for every call.
+	for i := range 4 {
+		fresh := i%2 == 1
 		wg.Go(func() {
 			for {
 				select {
 				case <-stop:
 					return
 				default:
-					check(open)
 				}
-			}
-		})
-	}
-	for range 2 { // a new connection, so a new handshake, per call
-		wg.Go(func() {
-			for {
-				select {
-				case <-stop:
-					return
-				default:
+				if !fresh {
+					check(open)
+					continue
 				}
 				conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(credentials.NewTLS(clientTLS)))
 				if err != nil {
@@ -250,9 +243,8 @@ func TestCARotationUnderLoad(t *testing.T) {
 	})
 	leavesIn += rootsIn
 	newLeaf, _ := userSrc.GetX509SVID()
-	newSerial := newLeaf.Certificates[0].SerialNumber.String()
 	waitFor(t, 10*time.Second, "a new connection handshaking with the new leaf", func() bool {
-		_, ok := serials.Load(newSerial)
+		_, ok := serials.Load(string(newLeaf.Certificates[0].Raw))
 		return ok
 	})
 	time.Sleep(time.Second) // and calls go on after it
@@ -275,28 +267,6 @@ func TestCARotationUnderLoad(t *testing.T) {
 	if len(newLeaf.Certificates) < 2 {
 		t.Errorf("the new leaf came without the cross-signed intermediate (%d certificates)", len(newLeaf.Certificates))
 	}
-}
-
-// serveTLS serves the health service over cfg on loopback until the test
-// ends, and returns its address.
-func serveTLS(t *testing.T, cfg *tls.Config) string {
-	t.Helper()
-	lis, err := (&net.ListenConfig{}).Listen(context.Background(), "tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := grpc.NewServer(grpc.Creds(credentials.NewTLS(cfg)))
-	healthpb.RegisterHealthServer(srv, health.NewServer())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_ = srv.Serve(lis)
-	}()
-	t.Cleanup(func() {
-		srv.Stop()
-		<-done
-	})
-	return lis.Addr().String()
 }
 
 // An agent restart is an outage and then, for a dev agent, a new cluster:

@@ -3,7 +3,6 @@ package mtls_test
 import (
 	"context"
 	"crypto/tls"
-	"net"
 	"sync"
 	"testing"
 	"time"
@@ -13,7 +12,6 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
-	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
 
@@ -46,11 +44,7 @@ func (s *server) lastCaller() string {
 
 func serve(t *testing.T, cfg *tls.Config) *server {
 	t.Helper()
-	lis, err := (&net.ListenConfig{}).Listen(context.Background(), "tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := &server{addr: lis.Addr().String()}
+	s := &server{}
 	record := func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
 		caller, ok := rpc.CallerService(ctx)
 		if !ok {
@@ -61,17 +55,7 @@ func serve(t *testing.T, cfg *tls.Config) *server {
 		s.mu.Unlock()
 		return h(ctx, req)
 	}
-	srv := grpc.NewServer(grpc.Creds(credentials.NewTLS(cfg)), grpc.UnaryInterceptor(record))
-	healthpb.RegisterHealthServer(srv, health.NewServer())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_ = srv.Serve(lis)
-	}()
-	t.Cleanup(func() {
-		srv.Stop()
-		<-done
-	})
+	s.addr = mtlstest.Serve(t, cfg, grpc.UnaryInterceptor(record))
 	return s
 }
 

@@ -1,17 +1,21 @@
 // Package mtlstest is a certificate authority for tests that issues
 // certificates shaped like Consul's (a root with the trust domain's SPIFFE
-// ID, leaves with spiffe://<td>/ns/default/dc/dc1/svc/<service>), and a
-// Source over them whose SVID a test can swap, as a rotation would.
+// ID, leaves with spiffe://<td>/ns/default/dc/dc1/svc/<service>), a Source
+// over them whose SVID a test can swap, as a rotation would, and a
+// loopback gRPC server to handshake with.
 package mtlstest
 
 import (
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"fmt"
 	"math/big"
+	"net"
 	"net/url"
 	"sync/atomic"
 	"testing"
@@ -20,6 +24,10 @@ import (
 	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 )
 
 // Datacenter is the datacenter in the SPIFFE IDs the CA issues.
@@ -167,4 +175,28 @@ func serial(tb testing.TB) *big.Int {
 		tb.Fatal(err)
 	}
 	return n
+}
+
+// Serve runs a gRPC server with the standard health service (serving)
+// over cfg on a loopback port until the test ends, and returns its
+// address. opts are further server options, an interceptor that looks at
+// the caller, say.
+func Serve(tb testing.TB, cfg *tls.Config, opts ...grpc.ServerOption) string {
+	tb.Helper()
+	lis, err := (&net.ListenConfig{}).Listen(context.Background(), "tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	srv := grpc.NewServer(append([]grpc.ServerOption{grpc.Creds(credentials.NewTLS(cfg))}, opts...)...)
+	healthpb.RegisterHealthServer(srv, health.NewServer())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = srv.Serve(lis)
+	}()
+	tb.Cleanup(func() {
+		srv.Stop()
+		<-done
+	})
+	return lis.Addr().String()
 }
