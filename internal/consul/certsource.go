@@ -83,7 +83,12 @@ type Rotations struct {
 // ctx bounds only the start; the source runs until Close.
 //
 // The ACL token needs service:write on service (Consul issues a leaf only
-// to a token that may register the service).
+// to a token that may register the service). Consul 1.22's agent checks
+// that only when it has a leaf signed: a leaf it already holds, key
+// included, it serves to any token, the anonymous one too (seen in
+// TestLeastPrivilegeToken). The agent's HTTP API is the host's trust
+// boundary: bind it to loopback or a socket only this host's services
+// reach.
 func NewCertSource(ctx context.Context, client *api.Client, service string, opts ...Option) (*CertSource, error) {
 	if service == "" {
 		return nil, errors.New("consul: certificates: no service name")
@@ -115,7 +120,7 @@ func NewCertSource(ctx context.Context, client *api.Client, service string, opts
 		case <-f.ready:
 		case <-startCtx.Done():
 			_ = s.Close()
-			why := "no answer within " + o.startTimeout.String()
+			why := "not within " + o.startTimeout.String()
 			if ctx.Err() != nil {
 				why = ctx.Err().Error()
 			}
