@@ -10,6 +10,13 @@
 // keeps the last known instances), re-registers after a Consul agent restart
 // and runs long blocking queries that deliver every change, including the
 // empty set when the last instance leaves.
+//
+// For mTLS and authorization it also follows the service's identity from
+// Consul's CA (CertSource: leaf certificate and roots, as go-spiffe
+// sources) and answers from Consul's intentions whether one service may
+// call another (Authorizer). Both talk to the local agent only, which
+// caches certificates and intentions, so a server outage does not stop
+// handshakes or authorization while the agent has them.
 package consul
 
 import (
@@ -48,7 +55,8 @@ const (
 // ErrClosed is returned by Register and Watch after Close.
 var ErrClosed = errors.New("consul: registry closed")
 
-// Option configures a Registry.
+// Option configures a Registry, a CertSource or an Authorizer; each reads
+// the settings that concern it, as every option says.
 type Option func(*options)
 
 type options struct {
@@ -62,6 +70,9 @@ type options struct {
 	waitTime        time.Duration
 	requestTimeout  time.Duration
 	recoveryGrace   time.Duration
+	startTimeout    time.Duration
+	authzTTL        time.Duration
+	authzTimeout    time.Duration
 }
 
 // WithHealthCheck sets the gRPC health check's interval and timeout, and how
@@ -75,14 +86,15 @@ func WithHealthCheck(interval, timeout, deregisterCriticalAfter time.Duration) O
 	}
 }
 
-// WithLogger sets the logger (default: Kratos' global logger).
+// WithLogger sets the logger of a Registry, a CertSource or an Authorizer
+// (default: Kratos' global logger).
 func WithLogger(logger log.Logger) Option {
 	return func(o *options) { o.logger = logger }
 }
 
 // WithRetryBackoff sets the exponential backoff (with jitter) between retries
-// while Consul is unreachable, for registrations and watches alike.
-// Default: 100 ms doubling to 5 s.
+// while Consul is unreachable, for registrations, watches and a
+// CertSource's blocking queries alike. Default: 100 ms doubling to 5 s.
 func WithRetryBackoff(initial, maxDelay time.Duration) Option {
 	return func(o *options) { o.backoffInitial, o.backoffMax = initial, maxDelay }
 }
@@ -92,9 +104,9 @@ func WithTags(tags ...string) Option {
 	return func(o *options) { o.tags = append(o.tags, tags...) }
 }
 
-// WithWaitTime sets how long one blocking query may wait for a change
-// (default 55 s, under the 60 s idle limits of common proxies; Consul adds up
-// to 1/16 jitter).
+// WithWaitTime sets how long one blocking query (a watch's, a CertSource's)
+// may wait for a change (default 55 s, under the 60 s idle limits of common
+// proxies; Consul adds up to 1/16 jitter).
 func WithWaitTime(d time.Duration) Option {
 	return func(o *options) { o.waitTime = d }
 }
@@ -133,8 +145,8 @@ type Registry struct {
 	known map[string][]*registry.ServiceInstance
 }
 
-// New returns a Registry on client. It does not contact Consul.
-func New(client *api.Client, opts ...Option) *Registry {
+// newOptions applies opts over the defaults each option documents.
+func newOptions(opts []Option) options {
 	o := options{
 		checkInterval:   time.Second,
 		checkTimeout:    time.Second,
@@ -144,6 +156,9 @@ func New(client *api.Client, opts ...Option) *Registry {
 		waitTime:        55 * time.Second,
 		requestTimeout:  5 * time.Second,
 		recoveryGrace:   5 * time.Second,
+		startTimeout:    30 * time.Second,
+		authzTTL:        time.Second,
+		authzTimeout:    time.Second,
 	}
 	for _, opt := range opts {
 		opt(&o)
@@ -153,6 +168,12 @@ func New(client *api.Client, opts ...Option) *Registry {
 	}
 	o.backoffInitial = max(o.backoffInitial, time.Millisecond)
 	o.backoffMax = max(o.backoffMax, o.backoffInitial)
+	return o
+}
+
+// New returns a Registry on client. It does not contact Consul.
+func New(client *api.Client, opts ...Option) *Registry {
+	o := newOptions(opts)
 	return &Registry{
 		client:   client,
 		opts:     o,

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -121,14 +122,16 @@ func startGRPC(t *testing.T) *grpcServer {
 }
 
 // startHung listens and accepts connections but never answers: a process
-// that is alive and stuck.
-func startHung(t *testing.T) string {
+// that is alive and stuck. It counts the connections it accepted; the
+// test's end closes them, which ends whatever waits on them.
+func startHung(t *testing.T) (string, *atomic.Int64) {
 	t.Helper()
 	lis, err := (&net.ListenConfig{}).Listen(context.Background(), "tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	var (
+		n     atomic.Int64
 		mu    sync.Mutex
 		conns []net.Conn
 		done  = make(chan struct{})
@@ -140,6 +143,7 @@ func startHung(t *testing.T) string {
 			if err != nil {
 				return
 			}
+			n.Add(1)
 			mu.Lock()
 			conns = append(conns, c)
 			mu.Unlock()
@@ -154,7 +158,7 @@ func startHung(t *testing.T) string {
 			_ = c.Close()
 		}
 	})
-	return lis.Addr().String()
+	return lis.Addr().String(), &n
 }
 
 func newInstance(name, id, grpcAddr string) *registry.ServiceInstance {
@@ -520,7 +524,7 @@ func TestHungInstanceLeaves(t *testing.T) {
 	agent := devstacktest.Consul(t)
 	ctx := testContext(t, time.Minute)
 	r, _, _ := newRegistry(t, agent.Addr())
-	hung := startHung(t)
+	hung, _ := startHung(t)
 	ins := newInstance("user", "user-hung", hung)
 
 	w, err := r.Watch(ctx, "user")

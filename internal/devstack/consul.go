@@ -171,6 +171,7 @@ type consulOptions struct {
 	nodeName     string
 	startTimeout time.Duration
 	stopTimeout  time.Duration
+	aclToken     string // management token; "" runs without ACLs (acl.go)
 }
 
 // WithConsulBinary runs this consul binary instead of <repo>/bin/consul
@@ -337,6 +338,7 @@ func (a *ConsulAgent) startLocked(ctx context.Context) error {
 		// A dev agent would otherwise phone home for update checks.
 		"-hcl", "disable_update_check = true",
 	)
+	cmd.Args = append(cmd.Args, a.opts.aclArgs()...)
 	cmd.Dir = a.opts.dir
 	cmd.Stdout, cmd.Stderr = logF, logF
 	cmd.SysProcAttr = consulSysProcAttr()
@@ -390,7 +392,7 @@ func (a *ConsulAgent) waitReady(ctx context.Context, proc *consulProc) error {
 	defer cancel()
 	// Keep-alives off: each probe is a fresh connection, so nothing idles on
 	// after this function (goleak-friendly) and a restarted agent is seen.
-	hc := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+	hc := &http.Client{Transport: a.opts.withToken(&http.Transport{DisableKeepAlives: true})}
 	base := a.HTTPAddr()
 	var leaderAt time.Time
 	probeInCatalog := func(want bool) func() error {

@@ -3,7 +3,8 @@
 // attempt header, gRFC A6's pushback trailer) with the code that writes and
 // reads them, how a failed attempt is classified, how a status error is
 // built, how a full method is parsed and how the operation is read from a
-// Kratos transport, and a wait that ends with its context.
+// Kratos transport, who called (the Consul service in the caller's verified
+// client certificate), and a wait that ends with its context.
 //
 // Policy: it is the leaf of the project's graph and imports no package of
 // this module, so every policy under internal/middleware, the data layer and

@@ -39,6 +39,16 @@ const (
 	ReasonPanic = "UNKNOWN"
 	// ReasonInvalidArgument marks a request its Validate method refused.
 	ReasonInvalidArgument = "INVALID_ARGUMENT"
+	// ReasonPermissionDenied marks a call the server's authorization
+	// refused (PermissionDenied): the caller's verified identity may not
+	// call this service, or the call came without one. Final: another
+	// attempt gets the same answer until someone changes the intention.
+	ReasonPermissionDenied = "PERMISSION_DENIED"
+	// ReasonAuthorizationUnavailable marks a call the server could not
+	// authorize because its authority (the Consul agent) did not answer
+	// (Unavailable): the server fails closed, and another instance, with
+	// its own agent, may well answer.
+	ReasonAuthorizationUnavailable = "AUTHORIZATION_UNAVAILABLE"
 )
 
 // WithAttempt returns ctx with AttemptHeader set to attempt in its outgoing

@@ -12,6 +12,7 @@ import (
 	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
 	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/stats"
 	"google.golang.org/grpc/status"
 
 	"github.com/rampart-go/rampart/internal/rpc"
@@ -31,8 +32,31 @@ const TargetKey = attribute.Key("rampart.target")
 // know adds no series: grpc-go answers it Unimplemented without ending the
 // call's stats (there is no unknown-service handler), so nothing is recorded
 // for a name a client made up.
+//
+// Over mTLS the span names the calling service in service.peer.name (from
+// the verified client certificate, rpc.CallerService). That is the semantic
+// conventions' attribute for "the logical name of the service on the other
+// side of the connection", which replaced peer.service: a backend that
+// builds service maps from it draws the caller without a Rampart-specific
+// key.
 func (t *Telemetry) ServerStatsHandler() grpc.ServerOption {
-	return grpc.StatsHandler(otelgrpc.NewServerHandler(t.otelgrpcOptions()...))
+	return grpc.StatsHandler(callerAttribute{otelgrpc.NewServerHandler(t.otelgrpcOptions()...)})
+}
+
+// callerAttribute adds service.peer.name to the server span otelgrpc has
+// just started for a call. The peer, with its TLS state, is in the
+// context from the connection's start, so the caller is known before any
+// interceptor runs.
+type callerAttribute struct{ stats.Handler }
+
+func (h callerAttribute) TagRPC(ctx context.Context, info *stats.RPCTagInfo) context.Context {
+	ctx = h.Handler.TagRPC(ctx, info)
+	if span := trace.SpanFromContext(ctx); span.IsRecording() {
+		if caller, ok := rpc.CallerService(ctx); ok {
+			span.SetAttributes(semconv.ServicePeerName(caller))
+		}
+	}
+	return ctx
 }
 
 // ClientStatsHandler returns the dial option that gives every attempt a

@@ -14,11 +14,15 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
 	userv1 "github.com/rampart-go/rampart/api/user/v1"
 	"github.com/rampart-go/rampart/internal/middleware/retry"
+	"github.com/rampart-go/rampart/internal/mtls"
+	"github.com/rampart-go/rampart/internal/mtls/mtlstest"
 	"github.com/rampart-go/rampart/internal/telemetry"
 )
 
@@ -358,5 +362,43 @@ func TestUnsampledCallsKeepTraceIDs(t *testing.T) {
 	calls := back.received()
 	if len(calls) != 1 || calls[0].span.TraceID() != span.SpanContext().TraceID() {
 		t.Errorf("server saw %+v, want trace %s", calls, span.SpanContext().TraceID())
+	}
+}
+
+// Over mTLS the server span names the calling service in
+// service.peer.name; a plaintext call's span has no such attribute.
+func TestServerSpanNamesTheCaller(t *testing.T) {
+	clearOTelEnv(t)
+	tel, rec := newTelemetry(t, telemetry.Config{Sampler: telemetry.SamplerAlwaysOn})
+	ca := mtlstest.NewCA(t, "11111111-2222-3333-4444-555555555555.consul")
+	addr := serve(t, tel, &backend{}, grpc.Creds(credentials.NewTLS(mtls.ServerConfig(ca.Source(t, "user")))))
+	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(credentials.NewTLS(mtls.ClientConfig(ca.Source(t, "order"), "user"))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cc.Close() })
+	if _, err = userv1.NewUserServiceClient(cc).GetUser(testCtx(t), &userv1.GetUserRequest{Id: "u1"}); err != nil {
+		t.Fatal(err)
+	}
+	plain, err := grpc.NewClient(serve(t, tel, &backend{}), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = plain.Close() })
+	if _, err := userv1.NewUserServiceClient(plain).GetUser(testCtx(t), &userv1.GetUserRequest{Id: "u1"}); err != nil {
+		t.Fatal(err)
+	}
+
+	servers := find(t, waitSpans(t, rec, 2), getUser, trace.SpanKindServer, otelgrpcScope)
+	if len(servers) != 2 {
+		t.Fatalf("%d server spans, want 2", len(servers))
+	}
+	var got []string
+	for _, s := range servers {
+		got = append(got, attr(s, "service.peer.name"))
+	}
+	slices.Sort(got)
+	if !slices.Equal(got, []string{"", "order"}) {
+		t.Errorf("service.peer.name of the mTLS and the plaintext call: %q, want order and none", got)
 	}
 }

@@ -75,15 +75,15 @@ func newTelemetry(t *testing.T, cfg telemetry.Config, opts ...telemetry.Option) 
 }
 
 // serve runs srv as the user service on a loopback port, instrumented by
-// tel, and returns its address.
-func serve(t *testing.T, tel *telemetry.Telemetry, srv userv1.UserServiceServer) string {
+// tel, with any further server options, and returns its address.
+func serve(t *testing.T, tel *telemetry.Telemetry, srv userv1.UserServiceServer, opts ...grpc.ServerOption) string {
 	t.Helper()
 	var lc net.ListenConfig
 	lis, err := lc.Listen(testCtx(t), "tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatalf("listen: %v", err)
 	}
-	s := grpc.NewServer(tel.ServerStatsHandler())
+	s := grpc.NewServer(append([]grpc.ServerOption{tel.ServerStatsHandler()}, opts...)...)
 	userv1.RegisterUserServiceServer(s, srv)
 	done := make(chan struct{})
 	go func() {

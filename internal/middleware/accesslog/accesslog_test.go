@@ -2,7 +2,10 @@ package accesslog_test
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
+	"net/url"
 	"strings"
 	"testing"
 
@@ -10,6 +13,8 @@ import (
 	"github.com/go-kratos/kratos/v2/log"
 	"github.com/go-kratos/kratos/v2/transport"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 
 	userv1 "github.com/rampart-go/rampart/api/user/v1"
@@ -111,5 +116,37 @@ func TestClientSide(t *testing.T) {
 	}
 	if s := rec.lines[0].String(); !strings.Contains(s, "kind=client") || !strings.Contains(s, "operation=/user.v1.UserService/GetUser") {
 		t.Fatalf("client line = %q", s)
+	}
+}
+
+// Over mTLS the server line names the calling service, from the verified
+// client certificate; a plaintext call has no caller key at all.
+func TestServerLineNamesTheCaller(t *testing.T) {
+	u, err := url.Parse("spiffe://td.consul/ns/default/dc/dc1/svc/order")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mtlsPeer := &peer.Peer{AuthInfo: credentials.TLSInfo{State: tls.ConnectionState{
+		HandshakeComplete: true, PeerCertificates: []*x509.Certificate{{URIs: []*url.URL{u}}},
+	}}}
+	for _, tt := range []struct {
+		name string
+		p    *peer.Peer
+		err  error
+		want string
+	}{
+		{"mTLS success", mtlsPeer, nil, "caller=order code=OK"},
+		{"mTLS refusal", mtlsPeer, kerrors.Forbidden("PERMISSION_DENIED", "order may not call user"), "caller=order code=PermissionDenied reason=PERMISSION_DENIED"},
+		{"plaintext", &peer.Peer{}, nil, "operation=/user.v1.UserService/GetUser code=OK"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			rec := &recorder{}
+			h := accesslog.Server(rec)(func(context.Context, any) (any, error) { return nil, tt.err })
+			ctx := transport.NewServerContext(peer.NewContext(context.Background(), tt.p), fakeTransport{})
+			_, _ = h(ctx, nil)
+			if s := rec.lines[0].String(); !strings.Contains(s, tt.want) {
+				t.Errorf("line %q lacks %q", s, tt.want)
+			}
+		})
 	}
 }

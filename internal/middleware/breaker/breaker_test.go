@@ -120,8 +120,11 @@ func TestOpensUnderSustainedFailuresAndFailsFast(t *testing.T) {
 func TestClientErrorsNeverOpen(t *testing.T) {
 	ctx := testContext(t)
 	ic, reader := newClient(t)
-	for _, code := range []codes.Code{codes.NotFound, codes.InvalidArgument, codes.AlreadyExists, codes.FailedPrecondition} {
+	for _, code := range []codes.Code{codes.NotFound, codes.InvalidArgument, codes.AlreadyExists, codes.FailedPrecondition, codes.PermissionDenied} {
 		inv := &fakeInvoker{err: status.Error(code, "client error")}
+		if code == codes.PermissionDenied { // as the server's authorization answers it
+			inv.err = rpc.Error(code, rpc.ReasonPermissionDenied, "order may not call user", nil)
+		}
 		for i := 0; i < maxCalls; i++ {
 			if err := ic(ctx, methodA, nil, nil, nil, inv.invoke); rpc.IsCircuitOpen(err) {
 				t.Fatalf("breaker opened after %d %v answers", i, code)

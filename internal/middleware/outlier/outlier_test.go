@@ -21,6 +21,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/rampart-go/rampart/internal/middleware/outlier"
+	"github.com/rampart-go/rampart/internal/rpc"
 )
 
 const (
@@ -168,6 +169,9 @@ func TestOnlyFailuresOfThePeerCount(t *testing.T) {
 	h.fail(t, instA, 2, codes.Internal)
 	h.fail(t, instA, 5, codes.NotFound)
 	h.fail(t, instA, 5, codes.InvalidArgument)
+	for range 5 { // a caller no intention allows, as the server's authorization answers it
+		_ = h.attempt(context.Background(), instA, rpc.Error(codes.PermissionDenied, rpc.ReasonPermissionDenied, "order may not call user", nil), nil)
+	}
 	cancelled, cancel := context.WithCancel(context.Background())
 	cancel()
 	for range 5 {

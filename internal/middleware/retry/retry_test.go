@@ -41,6 +41,8 @@ func TestClassification(t *testing.T) {
 		{name: "Unavailable after caller cancelled", err: unavailable(), callerDone: "cancel"},
 		{name: "ResourceExhausted after caller deadline", err: status.Error(codes.ResourceExhausted, "shedding"), callerDone: "deadline"},
 		{name: "InvalidArgument", err: status.Error(codes.InvalidArgument, "bad id")},
+		{name: "PermissionDenied by the server's authorization", err: rpc.Error(codes.PermissionDenied, rpc.ReasonPermissionDenied, "order may not call user", nil)},
+		{name: "authorization unavailable on one instance", err: rpc.Error(codes.Unavailable, rpc.ReasonAuthorizationUnavailable, "agent down", nil), retried: true},
 		{name: "NotFound", err: status.Error(codes.NotFound, "no user")},
 		{name: "AlreadyExists", err: status.Error(codes.AlreadyExists, "dup")},
 		{name: "FailedPrecondition", err: status.Error(codes.FailedPrecondition, "state")},
