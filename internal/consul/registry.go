@@ -73,6 +73,8 @@ type options struct {
 	startTimeout    time.Duration
 	authzTTL        time.Duration
 	authzTimeout    time.Duration
+	httpCheckMeta   string // "" checks over gRPC
+	httpCheckPath   string
 }
 
 // WithHealthCheck sets the gRPC health check's interval and timeout, and how
@@ -84,6 +86,20 @@ func WithHealthCheck(interval, timeout, deregisterCriticalAfter time.Duration) O
 	return func(o *options) {
 		o.checkInterval, o.checkTimeout, o.deregisterAfter = interval, timeout, deregisterCriticalAfter
 	}
+}
+
+// WithHTTPCheck makes Consul check each instance with GET
+// http://<addr><path> instead of the gRPC health check, where addr is the
+// instance's metadata value under metaKey (a server's side port): for a
+// server whose gRPC port takes only mutual TLS, which Consul's gRPC check
+// cannot pass, since the agent has no client certificate to present. The
+// path must answer 200 exactly while the gRPC health status is SERVING
+// (a readiness probe), so a stopping instance leaves the passing set at
+// the same moment. Interval, timeout and deregistration are
+// WithHealthCheck's. An instance without that metadata cannot be
+// registered.
+func WithHTTPCheck(metaKey, path string) Option {
+	return func(o *options) { o.httpCheckMeta, o.httpCheckPath = metaKey, path }
 }
 
 // WithLogger sets the logger of a Registry, a CertSource or an Authorizer
@@ -453,6 +469,21 @@ func (r *Registry) registration(ins *registry.ServiceInstance) (*api.AgentServic
 		// Register runs once the server listens, so start passing: the
 		// instance is discoverable now instead of after the first interval.
 		Status: api.HealthPassing,
+	}
+	if key := r.opts.httpCheckMeta; key != "" {
+		addr := ins.Metadata[key]
+		if addr == "" {
+			return nil, fmt.Errorf("no metadata %q: the HTTP check needs the address it names", key)
+		}
+		check = &api.AgentServiceCheck{
+			Name:     "HTTP readiness",
+			Notes:    "GET " + r.opts.httpCheckPath + " on the side port (the gRPC port takes only mutual TLS)",
+			HTTP:     "http://" + addr + r.opts.httpCheckPath,
+			Method:   http.MethodGet,
+			Interval: r.opts.checkInterval.String(),
+			Timeout:  r.opts.checkTimeout.String(),
+			Status:   api.HealthPassing,
+		}
 	}
 	if r.opts.deregisterAfter > 0 {
 		check.DeregisterCriticalServiceAfter = r.opts.deregisterAfter.String()
