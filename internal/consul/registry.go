@@ -215,7 +215,7 @@ func (k *keeper) stop() {
 }
 
 // Register registers ins with the local agent: address and port of its
-// first grpc:// endpoint, tags version=<Version> (when set) plus WithTags,
+// first grpc:// (or TLS grpcs://) endpoint, tags version=<Version> (when set) plus WithTags,
 // metadata plus the version and every endpoint (so Discovery rebuilds the
 // instance exactly), and one gRPC health check on that address, initially
 // passing: call it once the server listens, and the instance is
@@ -434,7 +434,7 @@ func (r *Registry) registration(ins *registry.ServiceInstance) (*api.AgentServic
 		if err != nil {
 			return nil, fmt.Errorf("endpoint %q: %w", ep, err)
 		}
-		if u.Scheme != "grpc" || grpcHost != "" {
+		if (u.Scheme != "grpc" && u.Scheme != "grpcs") || grpcHost != "" {
 			continue
 		}
 		host, port, err := net.SplitHostPort(u.Host)
@@ -445,10 +445,13 @@ func (r *Registry) registration(ins *registry.ServiceInstance) (*api.AgentServic
 			return nil, fmt.Errorf("endpoint %q: bad port: %w", ep, err)
 		}
 		grpcHost = host
+		// Kratos 2.9 writes a TLS port grpcs://; older versions wrote
+		// grpc://…?isSecure=true.
 		secure, _ = strconv.ParseBool(u.Query().Get("isSecure"))
+		secure = secure || u.Scheme == "grpcs"
 	}
 	if grpcHost == "" {
-		return nil, errors.New("no grpc:// endpoint to register and health-check")
+		return nil, errors.New("no grpc:// or grpcs:// endpoint to register and health-check")
 	}
 
 	tags := make([]string, 0, 1+len(r.opts.tags))

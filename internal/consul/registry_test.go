@@ -539,7 +539,10 @@ func TestHTTPCheck(t *testing.T) {
 		}
 	}))
 	t.Cleanup(probe.Close)
-	ins := newInstance("user", "user-1", "127.0.0.1:1") // nothing listens on the gRPC port: the check must not go there
+	// A TLS port, as Kratos 2.9 writes it; nothing listens there, so a
+	// check that went to it would fail.
+	ins := newInstance("user", "user-1", "127.0.0.1:1")
+	ins.Endpoints = []string{"grpcs://127.0.0.1:1?isSecure=true"}
 	if err := r.Register(ctx, ins); err == nil || !strings.Contains(err.Error(), `no metadata "http"`) {
 		t.Fatalf("Register without the metadata = %v, want an error naming it", err)
 	}
@@ -550,6 +553,9 @@ func TestHTTPCheck(t *testing.T) {
 	checks, _, err := client.Health().Checks("user", (&api.QueryOptions{}).WithContext(ctx))
 	if err != nil || len(checks) != 1 || checks[0].Type != "http" {
 		t.Fatalf("checks of user = %v, %v; want one of type http", checks, err)
+	}
+	if svc, _, err := client.Agent().Service("user-1", nil); err != nil || svc.Port != 1 {
+		t.Fatalf("registered %+v, %v; want port 1 of the grpcs:// endpoint", svc, err)
 	}
 	w, err := r.Watch(ctx, "user")
 	if err != nil {

@@ -79,7 +79,7 @@ func Dial(_ context.Context, client *api.Client, tel *telemetry.Telemetry) (*Cli
 	}
 	server.Setup()
 	reg := consul.New(client)
-	dialer := server.NewDialer(reg, middleware.NewClients(configs, log.NewStdLogger(io.Discard), tel))
+	dialer := server.NewDialer(reg, middleware.NewClients(configs, log.NewStdLogger(io.Discard), tel), nil)
 	userConn, closeUser, err := dialer.Dial(UserService)
 	if err != nil {
 		_ = reg.Close()

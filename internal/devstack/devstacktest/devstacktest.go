@@ -144,7 +144,7 @@ func Dial(tb testing.TB, consulAddr string, c *conf.Bootstrap, name string) *grp
 	reg := consul.New(ConsulClient(tb, consulAddr))
 	tb.Cleanup(func() { _ = reg.Close() })
 	server.Setup()
-	conn, closeConn, err := server.NewDialer(reg, middleware.NewClients(c.Clients, log.NewStdLogger(io.Discard), nil)).Dial(name)
+	conn, closeConn, err := server.NewDialer(reg, middleware.NewClients(c.Clients, log.NewStdLogger(io.Discard), nil), nil).Dial(name)
 	if err != nil {
 		tb.Fatal(err)
 	}
