@@ -52,6 +52,7 @@ func startStack(t *testing.T, ctx context.Context, users, orders int) *devstack.
 type stackExtras struct {
 	configs map[string]string // service name -> config file replacing configs/<name>.yaml
 	env     []string          // extra environment of every instance
+	mtls    bool              // security.mode mtls, an agent with ACLs on (devstack's StackConfig.MTLS)
 }
 
 // startStackWith is startStack with replaced config files or extra
@@ -64,6 +65,7 @@ func startStackWith(t *testing.T, ctx context.Context, users, orders int, extras
 		Services: demo.Services(users, orders),
 		Configs:  extras.configs,
 		Env:      extras.env,
+		MTLS:     extras.mtls,
 	})
 }
 

@@ -123,11 +123,11 @@ func ConsulClient(tb testing.TB, addr string) *api.Client {
 	return c
 }
 
-// Demo dials the demo clients (untraced) and closes them when the test
-// ends.
-func Demo(tb testing.TB, ctx context.Context, consul *api.Client) *demo.Clients {
+// Demo dials the demo clients (untraced) with opts and closes them when
+// the test ends.
+func Demo(tb testing.TB, ctx context.Context, consul *api.Client, opts ...demo.DialOption) *demo.Clients {
 	tb.Helper()
-	c, err := demo.Dial(ctx, consul, nil)
+	c, err := demo.Dial(ctx, consul, nil, opts...)
 	if err != nil {
 		tb.Fatal(err)
 	}
