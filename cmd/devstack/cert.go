@@ -53,7 +53,7 @@ func runCert(args []string) error {
 	var allowed []string
 	for _, svc := range strings.Split(*allow, ",") {
 		if svc = strings.TrimSpace(svc); svc != "" && !slices.Contains(allowed, svc) {
-			if err := devstack.AllowIntention(ctx, client, *name, svc); err != nil {
+			if err = devstack.AllowIntention(ctx, client, *name, svc); err != nil {
 				return err
 			}
 			allowed = append(allowed, svc)

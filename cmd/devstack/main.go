@@ -53,29 +53,18 @@ func run() error {
 	driver := flag.String("data", "", "`driver` for every instance: empty keeps the configs' (sqlite); postgres starts a local PostgreSQL server for them")
 	security := flag.String("security", "plaintext", "`mode` of every instance: plaintext, or mtls (an agent with ACLs on, a token per service, intentions from the configs' clients)")
 	flag.Parse()
-	if *driver != "" && *driver != "sqlite" && *driver != "postgres" {
-		return fmt.Errorf("-data: %q is not sqlite or postgres", *driver)
-	}
-	if *security != "plaintext" && *security != "mtls" {
-		return fmt.Errorf("-security: %q is not plaintext or mtls", *security)
-	}
-	mtlsMode := *security == "mtls"
-	if mtlsMode && *onNomad {
-		return errors.New("-security mtls with -nomad: the Nomad jobs run plaintext for now")
+	mtlsMode, err := checkFlags(*driver, *security, *onNomad)
+	if err != nil {
+		return err
 	}
 	root, err := devstack.RepoRoot()
 	if err != nil {
 		return err
 	}
 	if *services == "" {
-		names, listErr := devstack.Services(root)
-		if listErr != nil {
-			return listErr
+		if *services, err = everyServiceTwice(root); err != nil {
+			return err
 		}
-		for i, n := range names {
-			names[i] = n + "=2"
-		}
-		*services = strings.Join(names, ",")
 	}
 	counts, err := parseServices(*services)
 	if err != nil {
@@ -122,6 +111,20 @@ func run() error {
 		fmt.Println("stopped, nothing left running")
 	}()
 	fmt.Printf("all instances passing in Consul after %s\n", time.Since(start).Round(100*time.Millisecond))
+	printInstances(stack, counts)
+
+	if err = runDemo(ctx, stack.Client, mtlsMode); err != nil {
+		return err
+	}
+
+	printAccess(stack, dir, mtlsMode)
+	fmt.Println("running; press Ctrl-C to stop")
+	<-ctx.Done()
+	return nil
+}
+
+// printInstances lists every instance of the stack with its ports.
+func printInstances(stack *devstack.Stack, counts []devstack.ServiceCount) {
 	width := 0
 	for _, sc := range counts {
 		width = max(width, len(sc.Name))
@@ -131,21 +134,18 @@ func run() error {
 			fmt.Printf("  %-*s grpc=%s http=%s gateway=%s pid=%d\n", width, sc.Name, p.GRPCAddr, p.HTTPAddr, p.GatewayAddr, p.PID())
 		}
 	}
+}
 
-	if err = runDemo(ctx, stack.Client, mtlsMode); err != nil {
-		return err
-	}
-
-	if mtlsMode {
-		fmt.Println("\nmtls: every gRPC port takes only mutual TLS with a certificate of this Consul's CA, and intentions decide who calls whom.")
-		fmt.Println("to call a service from the shell: make cert NAME=<you> ALLOW=user,order  (writes .devstack/certs/<you>/ and prints the grpcurl and ghz lines)")
-		fmt.Printf("Consul UI: http://%s/ui/ (log in with the token in %s)\n", stack.ConsulAddr, filepath.Join(dir, devstack.TokenFile))
-	} else {
+// printAccess says where the Consul UI is and, in mtls mode, how to call a
+// service from the shell.
+func printAccess(stack *devstack.Stack, dir string, mtlsMode bool) {
+	if !mtlsMode {
 		fmt.Printf("\nConsul UI: http://%s/ui/\n", stack.ConsulAddr)
+		return
 	}
-	fmt.Println("running; press Ctrl-C to stop")
-	<-ctx.Done()
-	return nil
+	fmt.Println("\nmtls: every gRPC port takes only mutual TLS with a certificate of this Consul's CA, and intentions decide who calls whom.")
+	fmt.Println("to call a service from the shell: make cert NAME=<you> ALLOW=user,order  (writes .devstack/certs/<you>/ and prints the grpcurl and ghz lines)")
+	fmt.Printf("Consul UI: http://%s/ui/ (log in with the token in %s)\n", stack.ConsulAddr, filepath.Join(dir, devstack.TokenFile))
 }
 
 // startData starts what -data needs: for postgres a local server, and the
@@ -219,6 +219,35 @@ func runDemo(ctx context.Context, consul *api.Client, mtlsMode bool) error {
 		fmt.Println("  " + line)
 	}
 	return nil
+}
+
+// checkFlags refuses a -data or -security it does not know, and mtls on
+// Nomad; mtls is whether -security asks for it.
+func checkFlags(driver, security string, onNomad bool) (mtls bool, err error) {
+	if driver != "" && driver != "sqlite" && driver != "postgres" {
+		return false, fmt.Errorf("-data: %q is not sqlite or postgres", driver)
+	}
+	const plaintext, mtlsMode = "plaintext", "mtls"
+	if security != plaintext && security != mtlsMode {
+		return false, fmt.Errorf("-security: %q is not plaintext or mtls", security)
+	}
+	if security == mtlsMode && onNomad {
+		return false, errors.New("-security mtls with -nomad: the Nomad jobs run plaintext for now")
+	}
+	return security == mtlsMode, nil
+}
+
+// everyServiceTwice is the -services default: two instances of every
+// service of the repository at root.
+func everyServiceTwice(root string) (string, error) {
+	names, err := devstack.Services(root)
+	if err != nil {
+		return "", err
+	}
+	for i, n := range names {
+		names[i] = n + "=2"
+	}
+	return strings.Join(names, ","), nil
 }
 
 func parseServices(s string) ([]devstack.ServiceCount, error) {

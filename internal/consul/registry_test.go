@@ -554,8 +554,8 @@ func TestHTTPCheck(t *testing.T) {
 	if err != nil || len(checks) != 1 || checks[0].Type != "http" {
 		t.Fatalf("checks of user = %v, %v; want one of type http", checks, err)
 	}
-	if svc, _, err := client.Agent().Service("user-1", nil); err != nil || svc.Port != 1 {
-		t.Fatalf("registered %+v, %v; want port 1 of the grpcs:// endpoint", svc, err)
+	if svc, _, serr := client.Agent().Service("user-1", nil); serr != nil || svc.Port != 1 {
+		t.Fatalf("registered %+v, %v; want port 1 of the grpcs:// endpoint", svc, serr)
 	}
 	w, err := r.Watch(ctx, "user")
 	if err != nil {

@@ -74,10 +74,10 @@ func TestCallees(t *testing.T) {
 	if err != nil || !slices.Equal(got, []string{"order", "user"}) {
 		t.Errorf("Callees = %v, %v; want [order user]", got, err)
 	}
-	if got, err := Callees(write("none.yaml", "service: {name: a}\n")); err != nil || len(got) != 0 {
+	if got, err = Callees(write("none.yaml", "service: {name: a}\n")); err != nil || len(got) != 0 {
 		t.Errorf("no clients: %v, %v", got, err)
 	}
-	if _, err := Callees(write("bad.yaml", "clients: {order: {target: '127.0.0.1:9000'}}\n")); err == nil || !strings.Contains(err.Error(), "clients.order.target") {
+	if _, err = Callees(write("bad.yaml", "clients: {order: {target: '127.0.0.1:9000'}}\n")); err == nil || !strings.Contains(err.Error(), "clients.order.target") {
 		t.Errorf("fixed address: %v, want an error naming clients.order.target", err)
 	}
 	root, err := RepoRoot()

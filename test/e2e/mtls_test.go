@@ -148,7 +148,7 @@ func TestMTLS(t *testing.T) {
 		// The denial is cached for authz_cache_ttl; the allow reaches calls
 		// within that plus the agent's own delay.
 		flipped := time.Now()
-		if err := devstack.AllowIntention(ctx, s.Client, "intruder", "user"); err != nil {
+		if err = devstack.AllowIntention(ctx, s.Client, "intruder", "user"); err != nil {
 			t.Fatal(err)
 		}
 		for {
@@ -193,7 +193,7 @@ func TestMTLS(t *testing.T) {
 			t.Errorf("with a host name check: %v, want the IP SAN failure grpcurl -cacert meets", err)
 		}
 		// What grpcurl -insecure -cert -key does, once make cert's ALLOW wrote the intention.
-		if err := devstack.AllowIntention(ctx, s.Client, "shell", "user"); err != nil {
+		if err = devstack.AllowIntention(ctx, s.Client, "shell", "user"); err != nil {
 			t.Fatal(err)
 		}
 		shell := userAt(t, user.GRPCAddr, credentials.NewTLS(&tls.Config{InsecureSkipVerify: true, Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS13})) //nolint:gosec // the honest grpcurl line
