@@ -26,6 +26,11 @@ import (
 // Shutdown -> GracefulStop. With registry.self_register false a scheduler
 // owns the registration, so App neither registers nor deregisters; the rest
 // of the order is the same.
+//
+// In mtls mode (an Identity) App waits for the instance's first
+// certificate after binding, serving only the side port (/readyz 503)
+// meanwhile: it neither serves gRPC nor registers without one, and a stop
+// requested while it waits ends it cleanly.
 type App struct {
 	c       *conf.Bootstrap
 	inst    Instance

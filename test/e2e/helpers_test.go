@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"net"
+	"path/filepath"
 	"strconv"
 	"testing"
 	"time"
@@ -90,6 +91,31 @@ func buildUser(t *testing.T, ctx context.Context) string {
 		t.Fatal(err)
 	}
 	return bins["user"]
+}
+
+// startInstance starts one instance outside any stack, its config
+// configs/<name>.yaml unless spec says otherwise, and stops it when the
+// test ends; if the start or the test fails, every log under spec.LogDir
+// goes to the test log. what says how it is started, for the failure.
+func startInstance(t *testing.T, ctx context.Context, spec devstack.ServiceSpec, what string) *devstack.ServiceProc {
+	t.Helper()
+	if spec.Config == "" {
+		spec.Config = filepath.Join(repoRoot(t), "configs", spec.Name+".yaml")
+	}
+	p, err := devstack.StartService(ctx, spec)
+	if err != nil {
+		dumpLogs(t, spec.LogDir)
+		t.Fatalf("start %s %s: %v", spec.Name, what, err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			dumpLogs(t, spec.LogDir)
+		}
+		if err := p.Stop(10 * time.Second); err != nil {
+			t.Errorf("stop %s: %v", spec.Name, err)
+		}
+	})
+	return p
 }
 
 // portOf returns the port of a host:port address.

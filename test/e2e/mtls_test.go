@@ -222,24 +222,10 @@ func TestMTLSConsulDownAtStart(t *testing.T) {
 	port := devstacktest.Port(t)
 	logDir := t.TempDir()
 	start := func() *devstack.ServiceProc {
-		p, err := devstack.StartService(ctx, devstack.ServiceSpec{
-			Name: "user", Binary: bin, Config: filepath.Join(repoRoot(t), "configs", "user.yaml"),
-			ConsulAddr: "127.0.0.1:" + strconv.Itoa(port), LogDir: logDir,
+		return startInstance(t, ctx, devstack.ServiceSpec{
+			Name: "user", Binary: bin, ConsulAddr: "127.0.0.1:" + strconv.Itoa(port), LogDir: logDir,
 			Env: []string{"RAMPART_SECURITY_MODE=mtls", "RAMPART_SQLITE_PATH=" + filepath.Join(logDir, "user.db")},
-		})
-		if err != nil {
-			dumpLogs(t, logDir)
-			t.Fatalf("start user in mtls mode without Consul: %v", err)
-		}
-		t.Cleanup(func() {
-			if t.Failed() {
-				dumpLogs(t, logDir)
-			}
-			if err := p.Stop(10 * time.Second); err != nil {
-				t.Errorf("stop user: %v", err)
-			}
-		})
-		return p
+		}, "in mtls mode without Consul")
 	}
 
 	stopped, waiting := start(), start()
