@@ -5,7 +5,8 @@
 // an empty instance list, cuts blocking queries every 10 s and fails start-up
 // when Consul is down. This one registers a Consul-native gRPC health check
 // against the standard grpc.health.v1 service (so NOT_SERVING and hung
-// servers leave the passing set, not just dead ports), never fails start-up
+// servers leave the passing set, not just dead ports; WithHTTPCheck checks a
+// readiness path instead, for a gRPC port that takes only mTLS), never fails start-up
 // or a watch because Consul is unreachable (it retries in the background and
 // keeps the last known instances), re-registers after a Consul agent restart
 // and runs long blocking queries that deliver every change, including the
