@@ -6,13 +6,19 @@
 // (`make run DATA=postgres`) it first starts a throwaway PostgreSQL server
 // (devstack.StartPostgres: its log in the work dir, its cluster in a temp
 // dir removed at exit) and runs every instance with data.driver postgres
-// against it, through RAMPART_DATA_DRIVER and DATABASE_URL.
+// against it, through RAMPART_DATA_DRIVER and DATABASE_URL. With -security
+// mtls (`make run SECURITY=mtls`) the agent runs with ACLs on, every
+// instance in mtls mode with a token of its own, and the demo calls with a
+// certificate of devstack.ClientIdentity; `devstack cert` (`make cert`)
+// then writes a client certificate for the shell (cert.go).
 package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -21,9 +27,11 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/go-kratos/kratos/v2/log"
 	"github.com/hashicorp/consul/api"
 
 	"github.com/rampart-go/rampart/cmd/devstack/demo"
+	rconsul "github.com/rampart-go/rampart/internal/consul"
 	"github.com/rampart-go/rampart/internal/devstack"
 	"github.com/rampart-go/rampart/internal/telemetry"
 )
@@ -36,27 +44,27 @@ func main() {
 }
 
 func run() error {
+	if len(os.Args) > 1 && os.Args[1] == "cert" {
+		return runCert(os.Args[2:])
+	}
 	services := flag.String("services", "", "services to start as `name=count,...`; empty means two instances of every service")
 	workDir := flag.String("dir", ".devstack", "where binaries and logs are written")
 	onNomad := flag.Bool("nomad", false, "run the services as Nomad jobs (deploy/nomad) on a Nomad dev agent instead of as plain processes")
 	driver := flag.String("data", "", "`driver` for every instance: empty keeps the configs' (sqlite); postgres starts a local PostgreSQL server for them")
+	security := flag.String("security", "plaintext", "`mode` of every instance: plaintext, or mtls (an agent with ACLs on, a token per service, intentions from the configs' clients)")
 	flag.Parse()
-	if *driver != "" && *driver != "sqlite" && *driver != "postgres" {
-		return fmt.Errorf("-data: %q is not sqlite or postgres", *driver)
+	mtlsMode, err := checkFlags(*driver, *security, *onNomad)
+	if err != nil {
+		return err
 	}
 	root, err := devstack.RepoRoot()
 	if err != nil {
 		return err
 	}
 	if *services == "" {
-		names, listErr := devstack.Services(root)
-		if listErr != nil {
-			return listErr
+		if *services, err = everyServiceTwice(root); err != nil {
+			return err
 		}
-		for i, n := range names {
-			names[i] = n + "=2"
-		}
-		*services = strings.Join(names, ",")
 	}
 	counts, err := parseServices(*services)
 	if err != nil {
@@ -82,14 +90,19 @@ func run() error {
 		return err
 	}
 	defer stopData()
-	fmt.Printf("starting Consul and %s (logs in %s)...\n", *services, dir)
+	fmt.Printf("starting Consul and %s in %s mode (logs in %s)...\n", *services, *security, dir)
 	startCtx, cancel := context.WithTimeout(ctx, 10*time.Minute)
-	stack, err := devstack.StartStack(startCtx, devstack.StackConfig{RepoRoot: root, Services: counts, WorkDir: dir, Env: env})
+	stack, err := devstack.StartStack(startCtx, devstack.StackConfig{RepoRoot: root, Services: counts, WorkDir: dir, Env: env, MTLS: mtlsMode})
 	cancel()
 	if err != nil {
 		return err
 	}
+	if err = stack.WriteAccess(dir); err != nil {
+		_ = stack.Stop()
+		return err
+	}
 	defer func() {
+		devstack.RemoveAccess(dir)
 		fmt.Println("stopping: every instance deregisters, then the agent stops...")
 		if stopErr := stack.Stop(); stopErr != nil {
 			fmt.Fprintln(os.Stderr, "devstack: stop:", stopErr)
@@ -98,6 +111,20 @@ func run() error {
 		fmt.Println("stopped, nothing left running")
 	}()
 	fmt.Printf("all instances passing in Consul after %s\n", time.Since(start).Round(100*time.Millisecond))
+	printInstances(stack, counts)
+
+	if err = runDemo(ctx, stack.Client, mtlsMode); err != nil {
+		return err
+	}
+
+	printAccess(stack, dir, mtlsMode)
+	fmt.Println("running; press Ctrl-C to stop")
+	<-ctx.Done()
+	return nil
+}
+
+// printInstances lists every instance of the stack with its ports.
+func printInstances(stack *devstack.Stack, counts []devstack.ServiceCount) {
 	width := 0
 	for _, sc := range counts {
 		width = max(width, len(sc.Name))
@@ -107,15 +134,18 @@ func run() error {
 			fmt.Printf("  %-*s grpc=%s http=%s gateway=%s pid=%d\n", width, sc.Name, p.GRPCAddr, p.HTTPAddr, p.GatewayAddr, p.PID())
 		}
 	}
+}
 
-	if err = runDemo(ctx, stack.Client); err != nil {
-		return err
+// printAccess says where the Consul UI is and, in mtls mode, how to call a
+// service from the shell.
+func printAccess(stack *devstack.Stack, dir string, mtlsMode bool) {
+	if !mtlsMode {
+		fmt.Printf("\nConsul UI: http://%s/ui/\n", stack.ConsulAddr)
+		return
 	}
-
-	fmt.Printf("\nConsul UI: http://%s/ui/\n", stack.ConsulAddr)
-	fmt.Println("running; press Ctrl-C to stop")
-	<-ctx.Done()
-	return nil
+	fmt.Println("\nmtls: every gRPC port takes only mutual TLS with a certificate of this Consul's CA, and intentions decide who calls whom.")
+	fmt.Println("to call a service from the shell: make cert NAME=<you> ALLOW=user,order  (writes .devstack/certs/<you>/ and prints the grpcurl and ghz lines)")
+	fmt.Printf("Consul UI: http://%s/ui/ (log in with the token in %s)\n", stack.ConsulAddr, filepath.Join(dir, devstack.TokenFile))
 }
 
 // startData starts what -data needs: for postgres a local server, and the
@@ -142,7 +172,18 @@ func startData(ctx context.Context, driver, dir string) (env []string, stop func
 // HTTP/JSON at the gateways their instances registered in Consul. The
 // launcher traces the flow like any client: its spans go wherever the
 // OTEL_* variables send the services' spans.
-func runDemo(ctx context.Context, consul *api.Client) error {
+func runDemo(ctx context.Context, consul *api.Client, mtlsMode bool) error {
+	var opts []demo.DialOption
+	if mtlsMode {
+		// The launcher's own identity, which the stack's intentions allow
+		// to call every service.
+		src, err := rconsul.NewCertSource(ctx, consul, devstack.ClientIdentity, rconsul.WithLogger(log.NewStdLogger(io.Discard)))
+		if err != nil {
+			return err
+		}
+		defer func() { _ = src.Close() }()
+		opts = append(opts, demo.WithCertificates(src))
+	}
 	tel, err := telemetry.New(ctx, telemetry.Config{}, telemetry.ResourceInfo{ServiceName: "devstack", ServiceVersion: "dev", InstanceID: "devstack"},
 		telemetry.WithLookup(os.LookupEnv))
 	if err != nil {
@@ -153,7 +194,7 @@ func runDemo(ctx context.Context, consul *api.Client) error {
 		defer cancelFlush()
 		_ = tel.Shutdown(flushCtx)
 	}()
-	clients, err := demo.Dial(ctx, consul, tel)
+	clients, err := demo.Dial(ctx, consul, tel, opts...)
 	if err != nil {
 		return err
 	}
@@ -178,6 +219,35 @@ func runDemo(ctx context.Context, consul *api.Client) error {
 		fmt.Println("  " + line)
 	}
 	return nil
+}
+
+// checkFlags refuses a -data or -security it does not know, and mtls on
+// Nomad; mtls is whether -security asks for it.
+func checkFlags(driver, security string, onNomad bool) (mtls bool, err error) {
+	if driver != "" && driver != "sqlite" && driver != "postgres" {
+		return false, fmt.Errorf("-data: %q is not sqlite or postgres", driver)
+	}
+	const plaintext, mtlsMode = "plaintext", "mtls"
+	if security != plaintext && security != mtlsMode {
+		return false, fmt.Errorf("-security: %q is not plaintext or mtls", security)
+	}
+	if security == mtlsMode && onNomad {
+		return false, errors.New("-security mtls with -nomad: the Nomad jobs run plaintext for now")
+	}
+	return security == mtlsMode, nil
+}
+
+// everyServiceTwice is the -services default: two instances of every
+// service of the repository at root.
+func everyServiceTwice(root string) (string, error) {
+	names, err := devstack.Services(root)
+	if err != nil {
+		return "", err
+	}
+	for i, n := range names {
+		names[i] = n + "=2"
+	}
+	return strings.Join(names, ","), nil
 }
 
 func parseServices(s string) ([]devstack.ServiceCount, error) {

@@ -47,7 +47,7 @@ func runNomad(ctx context.Context, root, dir string) error {
 	if err != nil {
 		return err
 	}
-	if err = runDemo(ctx, client); err != nil {
+	if err = runDemo(ctx, client, false); err != nil {
 		return err
 	}
 

@@ -39,32 +39,42 @@ func wireApp(bootstrap *conf.Bootstrap) (*server.App, func(), error) {
 		cleanup()
 		return nil, nil, err
 	}
-	serverChain, err := middleware.NewServerChain(config, logger, injector, meterProvider)
+	security := bootstrap.Security
+	registry := bootstrap.Registry
+	client, err := server.NewConsulClient(registry)
 	if err != nil {
+		cleanup()
+		return nil, nil, err
+	}
+	identity, cleanup2, err := server.NewIdentity(security, client, instance, logger)
+	if err != nil {
+		cleanup()
+		return nil, nil, err
+	}
+	authorization := server.NewAuthorization(identity)
+	serverChain, err := middleware.NewServerChain(config, logger, injector, meterProvider, authorization)
+	if err != nil {
+		cleanup2()
 		cleanup()
 		return nil, nil, err
 	}
 	healthServer := server.NewHealth()
 	streams := server.NewStreams()
 	data := bootstrap.Data
-	repo, cleanup2, err := user.NewRepo(data, logger)
-	if err != nil {
-		cleanup()
-		return nil, nil, err
-	}
-	registry := bootstrap.Registry
-	client, err := server.NewConsulClient(registry)
+	repo, cleanup3, err := user.NewRepo(data, logger)
 	if err != nil {
 		cleanup2()
 		cleanup()
 		return nil, nil, err
 	}
-	consulRegistry, cleanup3 := server.NewRegistry(client, registry, logger)
+	consulRegistry, cleanup4 := server.NewRegistry(client, registry, security, logger)
 	clientConfigs := bootstrap.Clients
 	clients := middleware.NewClients(clientConfigs, logger, telemetry)
-	dialer := server.NewDialer(consulRegistry, clients)
-	orderConn, cleanup4, err := user.NewOrderConn(dialer)
+	source := server.NewTLSSource(identity)
+	dialer := server.NewDialer(consulRegistry, clients, source)
+	orderConn, cleanup5, err := user.NewOrderConn(dialer)
 	if err != nil {
+		cleanup4()
 		cleanup3()
 		cleanup2()
 		cleanup()
@@ -74,13 +84,14 @@ func wireApp(bootstrap *conf.Bootstrap) (*server.App, func(), error) {
 	usecase := user2.NewUsecase(repo, orderHistory)
 	userService := user3.NewService(usecase, logger)
 	api := user3.NewAPI(userService)
-	grpcServer := server.NewGRPCServer(grpc, serverChain, healthServer, telemetry, streams, api)
+	grpcServer := server.NewGRPCServer(grpc, serverChain, healthServer, telemetry, streams, api, identity)
 	probes := server.NewProbes()
 	httpServer := server.NewHTTPServer(faultsConfig, probes, injector, telemetry)
 	gatewayConfig := confServer.Gateway
 	gateway := server.NewGateway(gatewayConfig, api, logger)
-	app := server.NewApp(bootstrap, instance, logger, grpcServer, httpServer, gateway, consulRegistry, healthServer, probes, streams)
+	app := server.NewApp(bootstrap, instance, logger, grpcServer, httpServer, gateway, consulRegistry, healthServer, probes, streams, identity)
 	return app, func() {
+		cleanup5()
 		cleanup4()
 		cleanup3()
 		cleanup2()

@@ -38,6 +38,7 @@ type Bootstrap struct {
 	Data      Data                     `yaml:"data"`
 	Log       Log                      `yaml:"log"`
 	Telemetry telemetry.Config         `yaml:"telemetry"`
+	Security  Security                 `yaml:"security"`
 	// Env is the environment the file was parsed with (os.LookupEnv in a
 	// service). What reads variables after parsing, telemetry's OTEL_*,
 	// reads them through it, so tests and tools can hand a process a
@@ -114,11 +115,14 @@ type Registry struct {
 // CONSUL_HTTP_TOKEN, CONSUL_CACERT, …; see env.go); no variable overrides
 // the datacenter.
 type Consul struct {
-	Address    string    `yaml:"address"`
-	Scheme     string    `yaml:"scheme"`
-	Datacenter string    `yaml:"datacenter"`
-	Token      string    `yaml:"token"`
-	TLS        ConsulTLS `yaml:"tls"`
+	Address    string `yaml:"address"`
+	Scheme     string `yaml:"scheme"`
+	Datacenter string `yaml:"datacenter"`
+	// Token is the ACL token. TokenFile, when set, names a file holding
+	// it instead (read once at start, trimmed), as secrets are mounted.
+	Token     string    `yaml:"token"`
+	TokenFile string    `yaml:"token_file"`
+	TLS       ConsulTLS `yaml:"tls"`
 	// HealthInterval and HealthTimeout drive Consul's gRPC health check;
 	// together they bound how long a dead or hung instance stays passing.
 	HealthInterval time.Duration `yaml:"health_interval"`
@@ -159,6 +163,27 @@ func emptyNullClients(doc *yaml.Node) {
 		}
 	}
 }
+
+// Security says how the service's gRPC calls are secured.
+type Security struct {
+	// Mode is SecurityPlaintext or SecurityMTLS.
+	Mode string `yaml:"mode"`
+	// AuthzCacheTTL is how long, in mtls mode, the answer of the Consul
+	// agent to "may caller call this service" is kept per caller: a changed
+	// intention applies within it (plus the agent's own few milliseconds).
+	AuthzCacheTTL time.Duration `yaml:"authz_cache_ttl"`
+}
+
+// Security modes for security.mode.
+const (
+	// SecurityPlaintext: no TLS and no authorization; any process that
+	// reaches the gRPC port may call it. For local experiments.
+	SecurityPlaintext = "plaintext"
+	// SecurityMTLS: every gRPC connection is mutual TLS with certificates
+	// from Consul's CA, and every call is authorized by Consul's
+	// intentions from the caller's certificate.
+	SecurityMTLS = "mtls"
+)
 
 // Data configures the storage side.
 type Data struct {
@@ -276,8 +301,9 @@ func Default() *Bootstrap {
 			Postgres:    Postgres{MaxConns: 10, ConnectTimeout: 5 * time.Second, StatementTimeout: 5 * time.Second},
 			Idempotency: Idempotency{TTL: 24 * time.Hour, Capacity: 100000},
 		},
-		Log: Log{Level: "info", Format: "text"},
-		Env: noEnv,
+		Log:      Log{Level: "info", Format: "text"},
+		Security: Security{Mode: SecurityPlaintext, AuthzCacheTTL: time.Second},
+		Env:      noEnv,
 	}
 }
 

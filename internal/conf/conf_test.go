@@ -3,6 +3,8 @@ package conf_test
 import (
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -59,6 +61,9 @@ func TestBadValuesNameTheKey(t *testing.T) {
 		{"service: {name: user}\ndata: {driver: sqlite}", "data.sqlite.path: must be set"},
 		{"service: {name: user}\nregistry: {consul: {health_interval: 1s, health_timeout: 2s}}", "registry.consul.health_timeout: must not exceed health_interval"},
 		{"service: {name: user}\nlog: {format: xml}", "log.format: must be text or json"},
+		{"service: {name: user}\nsecurity: {mode: tls}", `security.mode: must be plaintext or mtls, got "tls"`},
+		{"service: {name: user}\nsecurity: {authz_cache_ttl: 0s}", "security.authz_cache_ttl: must be > 0"},
+		{"service: {name: user}\nregistry: {consul: {token_file: /nonexistent/token}}", "registry.consul.token_file: cannot read the token: open /nonexistent/token"},
 		{"service: {name: user}\nserver: {grcp: {}}", "server.grcp: unknown key"},
 		{"service: {name: user}\nclients: {order: {target: discovery:///order, timeout: 1s, retries: 3}}", "clients.order.retries: unknown key"},
 		{"service: {name: user}\nregistry: {consul: {health_interval: soon}}", "cannot unmarshal"},
@@ -285,5 +290,80 @@ func TestGatewayAddr(t *testing.T) {
 	def, err := conf.Parse([]byte("service: {name: user}"), noEnv)
 	if err != nil || def.Server.Gateway.Addr != "127.0.0.1:0" || def.Server.Gateway.MaxBodyBytes != 4<<20 {
 		t.Fatalf("defaults = %+v, %v; want 127.0.0.1:0 and 4 MiB", def.Server.Gateway, err)
+	}
+}
+
+// security.mode comes from RAMPART_SECURITY_MODE when it is set, and a bad
+// value from there is reported under the key.
+func TestSecurityMode(t *testing.T) {
+	c, err := conf.Parse([]byte("service: {name: user}"), noEnv)
+	if err != nil || c.Security.Mode != conf.SecurityPlaintext || c.Security.AuthzCacheTTL != time.Second {
+		t.Fatalf("default: %+v, %v; want plaintext, 1s", c.Security, err)
+	}
+	c, err = conf.Parse([]byte("service: {name: user}"), env(map[string]string{"RAMPART_SECURITY_MODE": "mtls"}))
+	if err != nil || c.Security.Mode != conf.SecurityMTLS {
+		t.Fatalf("RAMPART_SECURITY_MODE=mtls: %+v, %v", c.Security, err)
+	}
+	_, err = conf.Parse([]byte("service: {name: user}"), env(map[string]string{"RAMPART_SECURITY_MODE": "MTLS"}))
+	if err == nil || !strings.Contains(err.Error(), `security.mode: must be plaintext or mtls, got "MTLS"`) {
+		t.Fatalf("RAMPART_SECURITY_MODE=MTLS: %v", err)
+	}
+}
+
+// The token comes from the first of CONSUL_HTTP_TOKEN_FILE,
+// CONSUL_HTTP_TOKEN, token_file, token; a file is read once and trimmed,
+// and the token never reaches the logged copy.
+func TestConsulToken(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, content string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	envFile := write("env-token", "  from-env-file\n")
+	confFile := write("conf-token", "from-conf-file\n")
+	empty := write("empty", " \n")
+	tests := []struct {
+		name    string
+		yaml    string
+		env     map[string]string
+		want    string
+		wantErr string
+	}{
+		{"file value", "token: from-conf", nil, "from-conf", ""},
+		{"file's token_file wins over token", "{token: from-conf, token_file: " + confFile + "}", nil, "from-conf-file", ""},
+		{"CONSUL_HTTP_TOKEN wins over the file", "token_file: " + confFile, map[string]string{"CONSUL_HTTP_TOKEN": "from-env"}, "from-env", ""},
+		{"CONSUL_HTTP_TOKEN_FILE wins over all", "token: from-conf", map[string]string{"CONSUL_HTTP_TOKEN": "from-env", "CONSUL_HTTP_TOKEN_FILE": envFile}, "from-env-file", ""},
+		{"unreadable file names the variable", "", map[string]string{"CONSUL_HTTP_TOKEN_FILE": filepath.Join(dir, "missing")}, "", "registry.consul.token_file: CONSUL_HTTP_TOKEN_FILE: cannot read the token"},
+		{"empty file", "token_file: " + empty, nil, "", "registry.consul.token_file: " + empty + " is empty"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			raw := "service: {name: user}\n"
+			if tt.yaml != "" {
+				raw += "registry: {consul: " + tt.yaml + "}\n"
+				if !strings.HasPrefix(tt.yaml, "{") {
+					raw = "service: {name: user}\nregistry: {consul: {" + tt.yaml + "}}\n"
+				}
+			}
+			c, err := conf.Parse([]byte(raw), env(tt.env))
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("Parse = %v, want an error containing %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := c.Registry.Consul.Token; got != tt.want {
+				t.Errorf("token = %q, want %q", got, tt.want)
+			}
+			if logged := fmt.Sprintf("%+v", c.Masked()); strings.Contains(logged, tt.want) {
+				t.Errorf("the logged config shows the token: %s", logged)
+			}
+		})
 	}
 }

@@ -2,6 +2,7 @@ package conf
 
 import (
 	"fmt"
+	"os"
 	"strconv"
 	"strings"
 )
@@ -25,8 +26,12 @@ const (
 	EnvSelfRegister = "RAMPART_REGISTRY_SELF_REGISTER"
 	EnvLogFormat    = "LOG_FORMAT"
 	EnvLogLevel     = "LOG_LEVEL"
+	// EnvSecurityMode overrides security.mode, so one config file runs
+	// plaintext or mtls (make run SECURITY=mtls).
+	EnvSecurityMode = "RAMPART_SECURITY_MODE"
 	envConsulAddr   = "CONSUL_HTTP_ADDR"
 	envConsulTok    = "CONSUL_HTTP_TOKEN"
+	envConsulTokF   = "CONSUL_HTTP_TOKEN_FILE"
 	envConsulSSL    = "CONSUL_HTTP_SSL"
 	envConsulVer    = "CONSUL_HTTP_SSL_VERIFY"
 	envConsulCA     = "CONSUL_CACERT"
@@ -52,6 +57,7 @@ func (c *Bootstrap) applyEnv(lookup func(string) (string, bool)) []error {
 	set(&c.Data.Postgres.URL, EnvDatabaseURL)
 	set(&c.Log.Format, EnvLogFormat)
 	set(&c.Log.Level, EnvLogLevel)
+	set(&c.Security.Mode, EnvSecurityMode)
 	if v, ok := lookup(EnvSelfRegister); ok && v != "" {
 		on, err := strconv.ParseBool(v)
 		if err != nil {
@@ -70,7 +76,9 @@ func (c *Bootstrap) applyEnv(lookup func(string) (string, bool)) []error {
 		}
 		cc.Address = v
 	}
-	set(&cc.Token, envConsulTok)
+	if err := cc.resolveToken(lookup); err != nil {
+		errs = append(errs, err)
+	}
 	set(&cc.TLS.CAFile, envConsulCA)
 	set(&cc.TLS.CertFile, envConsulCert)
 	set(&cc.TLS.KeyFile, envConsulKey)
@@ -85,4 +93,34 @@ func (c *Bootstrap) applyEnv(lookup func(string) (string, bool)) []error {
 		}
 	}
 	return errs
+}
+
+// resolveToken settles the ACL token, first of: CONSUL_HTTP_TOKEN_FILE,
+// CONSUL_HTTP_TOKEN, registry.consul.token_file, registry.consul.token. A
+// file wins over a value at the same level, as in Consul's own tools. The
+// file is read here, once, and its content trimmed; one that cannot be read
+// or is empty is an error under the key, naming the variable if the
+// path came from one. What loses is
+// cleared, so the logged configuration shows what is used (the token
+// masked, the file's path as is).
+func (cc *Consul) resolveToken(lookup func(string) (string, bool)) error {
+	from := "" // the key itself
+	if v, ok := lookup(envConsulTokF); ok && v != "" {
+		cc.TokenFile, cc.Token, from = v, "", envConsulTokF+": "
+	} else if v, ok := lookup(envConsulTok); ok && v != "" {
+		cc.Token, cc.TokenFile = v, ""
+	}
+	if cc.TokenFile == "" {
+		return nil
+	}
+	raw, err := os.ReadFile(cc.TokenFile)
+	if err != nil {
+		return &KeyError{Key: "registry.consul.token_file", Reason: fmt.Sprintf("%scannot read the token: %v", from, err)}
+	}
+	token := strings.TrimSpace(string(raw))
+	if token == "" {
+		return &KeyError{Key: "registry.consul.token_file", Reason: fmt.Sprintf("%s%s is empty", from, cc.TokenFile)}
+	}
+	cc.Token = token
+	return nil
 }

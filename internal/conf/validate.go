@@ -88,6 +88,7 @@ func (c *Bootstrap) validate(earlier []error) error {
 	k.under("server.shedding", c.Server.Shedding.Validate())
 	c.Data.check(k)
 	c.Log.check(k)
+	c.Security.check(k)
 	// Telemetry names its own key (telemetry.sampler) or the OTEL_*
 	// variable that overrode it.
 	if _, err := c.Telemetry.Resolve(c.Env); err != nil {
@@ -172,4 +173,13 @@ func (l Log) check(k *checker) {
 	default:
 		k.bad("log.level", "must be debug, info, warn or error, got %q", l.Level)
 	}
+}
+
+func (s Security) check(k *checker) {
+	switch s.Mode {
+	case SecurityPlaintext, SecurityMTLS:
+	default:
+		k.bad("security.mode", "must be %s or %s, got %q", SecurityPlaintext, SecurityMTLS, s.Mode)
+	}
+	k.positive("security.authz_cache_ttl", s.AuthzCacheTTL)
 }

@@ -65,6 +65,9 @@ type CertSource struct {
 	leafRotations atomic.Uint64
 	rootRotations atomic.Uint64
 
+	leaf, roots *follower
+	ready       chan struct{} // closed once both have answered
+
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 	close  sync.Once
@@ -90,51 +93,122 @@ type Rotations struct {
 // boundary: bind it to loopback or a socket only this host's services
 // reach.
 func NewCertSource(ctx context.Context, client *api.Client, service string, opts ...Option) (*CertSource, error) {
+	s, err := StartCertSource(client, service, opts...)
+	if err != nil {
+		return nil, err
+	}
+	startCtx, stop := context.WithTimeout(ctx, s.opts.startTimeout)
+	defer stop()
+	err = s.wait(startCtx, func() string {
+		if ctx.Err() != nil {
+			return ctx.Err().Error()
+		}
+		return "not within " + s.opts.startTimeout.String()
+	})
+	if err != nil {
+		_ = s.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// StartCertSource starts following as NewCertSource does but returns at
+// once, before the agent answered: a server that must come up while its
+// agent is away (and stop cleanly meanwhile) waits on Ready or Wait
+// instead, and GetX509SVID fails until then. It fails only without a
+// service name. WithStartTimeout does not apply.
+func StartCertSource(client *api.Client, service string, opts ...Option) (*CertSource, error) {
 	if service == "" {
 		return nil, errors.New("consul: certificates: no service name")
 	}
 	o := newOptions(opts)
-	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	s := &CertSource{client: client, service: service, opts: o, log: log.NewHelper(o.logger), cancel: cancel}
-
-	leaf := &follower{
+	runCtx, cancel := context.WithCancel(context.Background())
+	s := &CertSource{
+		client: client, service: service, opts: o, log: log.NewHelper(o.logger), cancel: cancel,
+		ready: make(chan struct{}),
+	}
+	s.leaf = &follower{
 		what: "leaf certificate", hint: "the ACL token needs service:write on " + service,
 		ready: make(chan struct{}), fetch: s.fetchLeaf,
 	}
-	roots := &follower{
+	s.roots = &follower{
 		what: "CA roots", hint: "the ACL token cannot read the CA roots",
 		ready: make(chan struct{}), fetch: s.fetchRoots,
 	}
-	for _, f := range []*follower{leaf, roots} {
+	for _, f := range []*follower{s.leaf, s.roots} {
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
 			s.follow(runCtx, f)
 		}()
 	}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		for _, f := range []*follower{s.leaf, s.roots} {
+			select {
+			case <-f.ready:
+			case <-runCtx.Done():
+				return
+			}
+		}
+		svid := s.svid.Load()
+		s.log.Infof("consul: certificates of %s: leaf %s valid until %s, %d CA root(s) of %s",
+			service, svid.ID, svid.Certificates[0].NotAfter.Format(time.RFC3339),
+			len(s.bundle.Load().X509Authorities()), s.bundle.Load().TrustDomain())
+		close(s.ready)
+	}()
+	return s, nil
+}
 
-	startCtx, stop := context.WithTimeout(ctx, o.startTimeout)
-	defer stop()
-	for _, f := range []*follower{leaf, roots} {
+// Ready is closed once the source has its first leaf and roots; from then
+// on GetX509SVID and GetX509BundleForTrustDomain always answer.
+func (s *CertSource) Ready() <-chan struct{} { return s.ready }
+
+// Wait returns nil once the source is ready, or, if ctx ends first, an
+// error saying what is missing and the last error its query met (the
+// agent's refusal, naming the permission, or why it could not be reached).
+// The source keeps trying either way, until Close.
+func (s *CertSource) Wait(ctx context.Context) error {
+	return s.wait(ctx, func() string { return ctx.Err().Error() })
+}
+
+// wait is Wait whose error says why in why's words.
+func (s *CertSource) wait(ctx context.Context, why func() string) error {
+	select {
+	case <-s.ready:
+		return nil
+	case <-ctx.Done():
+	}
+	for _, f := range []*follower{s.leaf, s.roots} {
 		select {
 		case <-f.ready:
-		case <-startCtx.Done():
-			_ = s.Close()
-			why := "not within " + o.startTimeout.String()
-			if ctx.Err() != nil {
-				why = ctx.Err().Error()
-			}
-			if err := f.lastErr(); err != nil {
-				return nil, fmt.Errorf("consul: certificates of %s: no %s: %s; last error: %w", service, f.what, why, err)
-			}
-			return nil, fmt.Errorf("consul: certificates of %s: no %s: %s", service, f.what, why)
+			continue
+		default:
+		}
+		if err := f.lastErr(); err != nil {
+			return fmt.Errorf("consul: certificates of %s: no %s: %s; last error: %w", s.service, f.what, why(), err)
+		}
+		return fmt.Errorf("consul: certificates of %s: no %s: %s", s.service, f.what, why())
+	}
+	// Both arrived as ctx ended: the source answers.
+	return nil
+}
+
+// LastError is the last error a query of the source met while it has no
+// leaf or roots, nil once it has both or before any query failed.
+func (s *CertSource) LastError() error {
+	select {
+	case <-s.ready:
+		return nil
+	default:
+	}
+	for _, f := range []*follower{s.leaf, s.roots} {
+		if err := f.lastErr(); err != nil {
+			return err
 		}
 	}
-	svid := s.svid.Load()
-	s.log.Infof("consul: certificates of %s: leaf %s valid until %s, %d CA root(s) of %s",
-		service, svid.ID, svid.Certificates[0].NotAfter.Format(time.RFC3339),
-		len(s.bundle.Load().X509Authorities()), s.bundle.Load().TrustDomain())
-	return s, nil
+	return nil
 }
 
 // GetX509SVID returns the current leaf certificate (with the intermediates

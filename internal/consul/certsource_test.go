@@ -18,6 +18,7 @@ import (
 	"google.golang.org/grpc/peer"
 
 	"github.com/rampart-go/rampart/internal/consul"
+	"github.com/rampart-go/rampart/internal/devstack"
 	"github.com/rampart-go/rampart/internal/devstack/devstacktest"
 	"github.com/rampart-go/rampart/internal/mtls"
 	"github.com/rampart-go/rampart/internal/mtls/mtlstest"
@@ -118,6 +119,46 @@ func TestCertSourceFailsFastWithoutAnAgent(t *testing.T) {
 	if _, err := consul.NewCertSource(ctx, client, "user", consul.WithLogger(&testLogger{t: t})); err == nil ||
 		!strings.Contains(err.Error(), "deadline") {
 		t.Errorf("with a short context: %v", err)
+	}
+}
+
+// TestStartCertSourceWaitsForTheAgent: StartCertSource returns at once
+// without an agent, is not ready and says why, and becomes ready by
+// itself once an agent appears at the address.
+func TestStartCertSourceWaitsForTheAgent(t *testing.T) {
+	port := devstacktest.Port(t)
+	client := devstacktest.ConsulClient(t, "127.0.0.1:"+strconv.Itoa(port))
+	src, err := consul.StartCertSource(client, "user", consul.WithLogger(&testLogger{t: t}),
+		consul.WithRetryBackoff(50*time.Millisecond, 500*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = src.Close() })
+	if _, err := src.GetX509SVID(); err == nil {
+		t.Fatal("an SVID before any agent answered")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	if err := src.Wait(ctx); err == nil || !strings.Contains(err.Error(), "connection refused") {
+		t.Fatalf("Wait without an agent = %v, want the last error", err)
+	}
+	if err := src.LastError(); err == nil {
+		t.Error("LastError = nil while not ready")
+	}
+	select {
+	case <-src.Ready():
+		t.Fatal("ready without an agent")
+	default:
+	}
+
+	devstacktest.Consul(t, devstack.WithConsulHTTPPort(port))
+	appeared := time.Now()
+	if err := src.Wait(testContext(t, 30*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("TIMING ready %s after the agent was", time.Since(appeared).Round(time.Millisecond))
+	if got, ok := mtls.ServiceOf(src.ID()); !ok || got != "user" || src.LastError() != nil {
+		t.Errorf("ID %s (%q), LastError %v; want user's, nil", src.ID(), got, src.LastError())
 	}
 }
 

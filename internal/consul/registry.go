@@ -5,7 +5,8 @@
 // an empty instance list, cuts blocking queries every 10 s and fails start-up
 // when Consul is down. This one registers a Consul-native gRPC health check
 // against the standard grpc.health.v1 service (so NOT_SERVING and hung
-// servers leave the passing set, not just dead ports), never fails start-up
+// servers leave the passing set, not just dead ports; WithHTTPCheck checks a
+// readiness path instead, for a gRPC port that takes only mTLS), never fails start-up
 // or a watch because Consul is unreachable (it retries in the background and
 // keeps the last known instances), re-registers after a Consul agent restart
 // and runs long blocking queries that deliver every change, including the
@@ -73,6 +74,8 @@ type options struct {
 	startTimeout    time.Duration
 	authzTTL        time.Duration
 	authzTimeout    time.Duration
+	httpCheckMeta   string // "" checks over gRPC
+	httpCheckPath   string
 }
 
 // WithHealthCheck sets the gRPC health check's interval and timeout, and how
@@ -84,6 +87,20 @@ func WithHealthCheck(interval, timeout, deregisterCriticalAfter time.Duration) O
 	return func(o *options) {
 		o.checkInterval, o.checkTimeout, o.deregisterAfter = interval, timeout, deregisterCriticalAfter
 	}
+}
+
+// WithHTTPCheck makes Consul check each instance with GET
+// http://<addr><path> instead of the gRPC health check, where addr is the
+// instance's metadata value under metaKey (a server's side port): for a
+// server whose gRPC port takes only mutual TLS, which Consul's gRPC check
+// cannot pass, since the agent has no client certificate to present. The
+// path must answer 200 exactly while the gRPC health status is SERVING
+// (a readiness probe), so a stopping instance leaves the passing set at
+// the same moment. Interval, timeout and deregistration are
+// WithHealthCheck's. An instance without that metadata cannot be
+// registered.
+func WithHTTPCheck(metaKey, path string) Option {
+	return func(o *options) { o.httpCheckMeta, o.httpCheckPath = metaKey, path }
 }
 
 // WithLogger sets the logger of a Registry, a CertSource or an Authorizer
@@ -199,7 +216,7 @@ func (k *keeper) stop() {
 }
 
 // Register registers ins with the local agent: address and port of its
-// first grpc:// endpoint, tags version=<Version> (when set) plus WithTags,
+// first grpc:// (or TLS grpcs://) endpoint, tags version=<Version> (when set) plus WithTags,
 // metadata plus the version and every endpoint (so Discovery rebuilds the
 // instance exactly), and one gRPC health check on that address, initially
 // passing: call it once the server listens, and the instance is
@@ -418,7 +435,7 @@ func (r *Registry) registration(ins *registry.ServiceInstance) (*api.AgentServic
 		if err != nil {
 			return nil, fmt.Errorf("endpoint %q: %w", ep, err)
 		}
-		if u.Scheme != "grpc" || grpcHost != "" {
+		if (u.Scheme != "grpc" && u.Scheme != "grpcs") || grpcHost != "" {
 			continue
 		}
 		host, port, err := net.SplitHostPort(u.Host)
@@ -429,10 +446,13 @@ func (r *Registry) registration(ins *registry.ServiceInstance) (*api.AgentServic
 			return nil, fmt.Errorf("endpoint %q: bad port: %w", ep, err)
 		}
 		grpcHost = host
+		// Kratos 2.9 writes a TLS port grpcs://; older versions wrote
+		// grpc://…?isSecure=true.
 		secure, _ = strconv.ParseBool(u.Query().Get("isSecure"))
+		secure = secure || u.Scheme == "grpcs"
 	}
 	if grpcHost == "" {
-		return nil, errors.New("no grpc:// endpoint to register and health-check")
+		return nil, errors.New("no grpc:// or grpcs:// endpoint to register and health-check")
 	}
 
 	tags := make([]string, 0, 1+len(r.opts.tags))
@@ -453,6 +473,21 @@ func (r *Registry) registration(ins *registry.ServiceInstance) (*api.AgentServic
 		// Register runs once the server listens, so start passing: the
 		// instance is discoverable now instead of after the first interval.
 		Status: api.HealthPassing,
+	}
+	if key := r.opts.httpCheckMeta; key != "" {
+		addr := ins.Metadata[key]
+		if addr == "" {
+			return nil, fmt.Errorf("no metadata %q: the HTTP check needs the address it names", key)
+		}
+		check = &api.AgentServiceCheck{
+			Name:     "HTTP readiness",
+			Notes:    "GET " + r.opts.httpCheckPath + " on the side port (the gRPC port takes only mutual TLS)",
+			HTTP:     "http://" + addr + r.opts.httpCheckPath,
+			Method:   http.MethodGet,
+			Interval: r.opts.checkInterval.String(),
+			Timeout:  r.opts.checkTimeout.String(),
+			Status:   api.HealthPassing,
+		}
 	}
 	if r.opts.deregisterAfter > 0 {
 		check.DeregisterCriticalServiceAfter = r.opts.deregisterAfter.String()

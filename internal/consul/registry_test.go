@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"maps"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"slices"
 	"strconv"
 	"strings"
@@ -518,6 +520,64 @@ func TestNotServingLeaves(t *testing.T) {
 	start = time.Now()
 	nextUntil(t, w, 10*time.Second, "user-1 back", hasIDs("user-1"))
 	t.Logf("TIMING SERVING->back: %s", time.Since(start).Round(time.Millisecond))
+}
+
+// TestHTTPCheck: with WithHTTPCheck, Consul checks the readiness path at
+// the address in the instance's metadata instead of its gRPC port (which,
+// under mTLS, the agent could not handshake with), and the instance leaves
+// the passing set when the path stops answering 200. An instance without
+// that metadata is refused.
+func TestHTTPCheck(t *testing.T) {
+	agent := devstacktest.Consul(t)
+	ctx := testContext(t, time.Minute)
+	r, client, _ := newRegistry(t, agent.Addr(), consul.WithHTTPCheck("http", "/readyz"))
+	var ready atomic.Bool
+	ready.Store(true)
+	probe := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		if req.URL.Path != "/readyz" || !ready.Load() {
+			w.WriteHeader(http.StatusServiceUnavailable)
+		}
+	}))
+	t.Cleanup(probe.Close)
+	// A TLS port, as Kratos 2.9 writes it; nothing listens there, so a
+	// check that went to it would fail.
+	ins := newInstance("user", "user-1", "127.0.0.1:1")
+	ins.Endpoints = []string{"grpcs://127.0.0.1:1?isSecure=true"}
+	if err := r.Register(ctx, ins); err == nil || !strings.Contains(err.Error(), `no metadata "http"`) {
+		t.Fatalf("Register without the metadata = %v, want an error naming it", err)
+	}
+	ins.Metadata["http"] = strings.TrimPrefix(probe.URL, "http://")
+	if err := r.Register(ctx, ins); err != nil {
+		t.Fatal(err)
+	}
+	checks, _, err := client.Health().Checks("user", (&api.QueryOptions{}).WithContext(ctx))
+	if err != nil || len(checks) != 1 || checks[0].Type != "http" {
+		t.Fatalf("checks of user = %v, %v; want one of type http", checks, err)
+	}
+	if svc, _, serr := client.Agent().Service("user-1", nil); serr != nil || svc.Port != 1 {
+		t.Fatalf("registered %+v, %v; want port 1 of the grpcs:// endpoint", svc, serr)
+	}
+	w, err := r.Watch(ctx, "user")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = w.Stop() }()
+	// Registered passing, and the first probes (every second) keep it so.
+	nextUntil(t, w, 5*time.Second, "user-1", hasIDs("user-1"))
+	time.Sleep(2 * checkInterval)
+	if entries, err := passingEntries(ctx, client, "user"); err != nil || len(entries) != 1 {
+		t.Fatalf("passing after two probes: %d, %v; want 1", len(entries), err)
+	}
+	ready.Store(false)
+	start := time.Now()
+	nextUntil(t, w, 10*time.Second, "user-1 gone", hasIDs())
+	t.Logf("TIMING /readyz 503 -> gone: %s", time.Since(start).Round(time.Millisecond))
+}
+
+// passingEntries are the passing instances of name.
+func passingEntries(ctx context.Context, client *api.Client, name string) ([]*api.ServiceEntry, error) {
+	entries, _, err := client.Health().Service(name, "", true, (&api.QueryOptions{}).WithContext(ctx))
+	return entries, err
 }
 
 func TestHungInstanceLeaves(t *testing.T) {

@@ -58,3 +58,35 @@ func TestServicesOfThisRepository(t *testing.T) {
 		t.Fatalf("Services = %v, %v; want user and order among them", got, err)
 	}
 }
+
+// Callees are the services a config's clients name, each once, sorted;
+// a target that is not discovery:///<service> is an error naming it.
+func TestCallees(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, text string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	got, err := Callees(write("a.yaml", "service: {name: a}\nclients:\n  order: {target: discovery:///order}\n  user: {target: 'discovery:///user'}\n  again: {target: discovery:///order}\n"))
+	if err != nil || !slices.Equal(got, []string{"order", "user"}) {
+		t.Errorf("Callees = %v, %v; want [order user]", got, err)
+	}
+	if got, err = Callees(write("none.yaml", "service: {name: a}\n")); err != nil || len(got) != 0 {
+		t.Errorf("no clients: %v, %v", got, err)
+	}
+	if _, err = Callees(write("bad.yaml", "clients: {order: {target: '127.0.0.1:9000'}}\n")); err == nil || !strings.Contains(err.Error(), "clients.order.target") {
+		t.Errorf("fixed address: %v, want an error naming clients.order.target", err)
+	}
+	root, err := RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for svc, want := range map[string][]string{"user": {"order"}, "order": {"user"}} {
+		if got, err := Callees(filepath.Join(root, "configs", svc+".yaml")); err != nil || !slices.Equal(got, want) {
+			t.Errorf("configs/%s.yaml: %v, %v; want %v", svc, got, err, want)
+		}
+	}
+}

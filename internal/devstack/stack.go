@@ -25,6 +25,13 @@ type StackConfig struct {
 	// Bins are binaries already built, by service name; when set, StartStack
 	// uses them instead of building, so a test package builds once.
 	Bins map[string]string
+	// MTLS runs every instance with security.mode mtls against an agent
+	// with ACLs on and default deny, started for the stack (never one from
+	// CONSUL_HTTP_ADDR, whose management token the launcher lacks). Each
+	// service gets a token of its own with the least policy and the
+	// intentions to call the services its config's clients name; the
+	// launcher's ClientIdentity may call every service.
+	MTLS bool
 }
 
 // ServiceCount is one service and its number of instances.
@@ -41,13 +48,15 @@ type Stack struct {
 	Bins       map[string]string
 
 	cfg   StackConfig
+	env   map[string][]string // per service, beside cfg.Env (mtls: mode and token)
 	mu    sync.Mutex
 	procs map[string][]*ServiceProc
 }
 
 // StartStack builds the services, uses the agent at CONSUL_HTTP_ADDR if one
-// answers or starts a dev agent, starts every instance and waits until
-// Consul reports all of them passing. On error everything started is stopped.
+// answers (not with MTLS) or starts a dev agent, starts every instance and
+// waits until Consul reports all of them passing. On error everything
+// started is stopped. Client carries the management token with MTLS.
 func StartStack(ctx context.Context, cfg StackConfig) (s *Stack, err error) {
 	if cfg.StopAfter == 0 {
 		cfg.StopAfter = 15 * time.Second
@@ -70,22 +79,34 @@ func StartStack(ctx context.Context, cfg StackConfig) (s *Stack, err error) {
 	} else if s.Bins, err = BuildServices(ctx, cfg.RepoRoot, filepath.Join(cfg.WorkDir, "bin"), names...); err != nil {
 		return nil, err
 	}
-	if addr, ok := ConsulFromEnv(ctx); ok {
+	if addr, ok := ConsulFromEnv(ctx); ok && !cfg.MTLS {
 		s.ConsulAddr = addr
 	} else {
 		bin, buildErr := EnsureConsulBinary(ctx, cfg.RepoRoot)
 		if buildErr != nil {
 			return nil, buildErr
 		}
-		if s.Consul, err = StartConsul(ctx, WithConsulBinary(bin), WithConsulDir(filepath.Join(cfg.WorkDir, "consul"))); err != nil {
+		opts := []ConsulOption{WithConsulBinary(bin), WithConsulDir(filepath.Join(cfg.WorkDir, "consul"))}
+		if cfg.MTLS {
+			opts = append(opts, WithConsulACL())
+		}
+		if s.Consul, err = StartConsul(ctx, opts...); err != nil {
 			return nil, err
 		}
 		s.ConsulAddr = s.Consul.Addr()
 	}
 	apiCfg := api.DefaultConfig()
 	apiCfg.Address = s.ConsulAddr
+	if cfg.MTLS {
+		apiCfg.Token = s.ManagementToken()
+	}
 	if s.Client, err = api.NewClient(apiCfg); err != nil {
 		return nil, fmt.Errorf("consul client: %w", err)
+	}
+	if cfg.MTLS {
+		if s.env, err = s.secureStack(ctx); err != nil {
+			return nil, err
+		}
 	}
 	for _, sc := range cfg.Services {
 		for range sc.Instances {
@@ -115,7 +136,7 @@ func (s *Stack) Add(ctx context.Context, name string) (*ServiceProc, error) {
 		ConsulAddr: s.ConsulAddr,
 		// Instances of one service share one store, as they would share a
 		// database in production.
-		Env:    append([]string{"RAMPART_SQLITE_PATH=" + s.SQLitePath(name)}, s.cfg.Env...),
+		Env:    append(append([]string{"RAMPART_SQLITE_PATH=" + s.SQLitePath(name)}, s.env[name]...), s.cfg.Env...),
 		LogDir: s.cfg.WorkDir,
 	})
 	if err != nil {

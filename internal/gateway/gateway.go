@@ -33,6 +33,7 @@ package gateway
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -42,6 +43,7 @@ import (
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/encoding/protojson"
 )
@@ -121,12 +123,18 @@ func New(c Config, register Register) *Gateway {
 }
 
 // Connect opens the connection to target, the instance's own gRPC port
-// (host:port on loopback), and registers the routes on it. The connection
-// is lazy: nothing is dialled before the first call. Call it once, before
-// Serve.
-func (g *Gateway) Connect(target string) error {
+// (host:port on loopback), and registers the routes on it. tlsConf secures
+// the connection when the port takes only TLS (in mtls mode, a client
+// configuration presenting the instance's own certificate); nil dials
+// plaintext. The connection is lazy: nothing is dialled before the first
+// call. Call it once, before Serve.
+func (g *Gateway) Connect(target string, tlsConf *tls.Config) error {
+	creds := insecure.NewCredentials()
+	if tlsConf != nil {
+		creds = credentials.NewTLS(tlsConf)
+	}
 	conn, err := grpc.NewClient("passthrough:///"+target,
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithTransportCredentials(creds),
 		grpc.WithUnaryInterceptor(fillIdempotencyKey),
 	)
 	if err != nil {

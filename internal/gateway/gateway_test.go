@@ -98,7 +98,7 @@ func start(t *testing.T, srv orderv1.OrderServiceServer, c gateway.Config) (gw *
 	t.Cleanup(gs.Stop)
 
 	gw = gateway.New(c, orderv1.RegisterOrderServiceHandler)
-	if err := gw.Connect(grpcLis.Addr().String()); err != nil {
+	if err := gw.Connect(grpcLis.Addr().String(), nil); err != nil {
 		t.Fatal(err)
 	}
 	lis = listen(t)

@@ -6,9 +6,10 @@
 // budget) -> breaker -> outlier ejection (records each attempt against its
 // instance) -> timeout (one attempt) -> the balancer's pick, which the
 // ejection filter and retry's avoid-tried filter narrow.
-// Server chain, outermost first: access log -> recovery -> load shedding ->
-// retry marker (chain stop) -> validation -> fault injection -> handler,
-// with the server's timeout cap applied by the Kratos server before all.
+// Server chain, outermost first: access log -> recovery -> authorization
+// (mtls mode only) -> load shedding -> retry marker (chain stop) ->
+// validation -> fault injection -> handler, with the server's timeout cap
+// applied by the Kratos server before all.
 package middleware
 
 import (
@@ -23,6 +24,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/rampart-go/rampart/internal/middleware/accesslog"
+	"github.com/rampart-go/rampart/internal/middleware/authz"
 	"github.com/rampart-go/rampart/internal/middleware/breaker"
 	"github.com/rampart-go/rampart/internal/middleware/faults"
 	"github.com/rampart-go/rampart/internal/middleware/outlier"
@@ -40,18 +42,31 @@ var ProviderSet = wire.NewSet(NewFaults, NewServerChain, NewClients)
 // ServerChain is the middleware every API handler runs behind, outermost first.
 type ServerChain []kmiddleware.Middleware
 
+// Authorization is the server chain's authorization step: Service is the
+// server's own Consul service name, Authorizer decides who may call it. The
+// zero value (plaintext mode) leaves the step out.
+type Authorization struct {
+	Service    string
+	Authorizer authz.Authorizer
+}
+
 // NewServerChain returns the server chain. The access log is outermost so
-// every call gets its line, one that panicked included: recovery, right
-// inside it, turns a panic anywhere below into Internal instead of a crash.
-// Shedding comes before any work is spent on a call it will refuse;
-// validation before fault injection, so a bad request is refused the same
-// way under faults. Shedding records its counter through mp.
-func NewServerChain(sh shedding.Config, logger log.Logger, inj *faults.Injector, mp metric.MeterProvider) (ServerChain, error) {
+// every call gets its line, one that panicked or was refused included:
+// recovery, right inside it, turns a panic anywhere below into Internal
+// instead of a crash. Authorization comes next, before shedding, so a
+// caller that may not call costs no capacity. Shedding comes before any
+// work is spent on a call it will refuse; validation before fault
+// injection, so a bad request is refused the same way under faults.
+// Shedding records its counter through mp.
+func NewServerChain(sh shedding.Config, logger log.Logger, inj *faults.Injector, mp metric.MeterProvider, az Authorization) (ServerChain, error) {
 	validate, err := validation.Server(logger)
 	if err != nil {
 		return nil, err
 	}
 	chain := ServerChain{accesslog.Server(logger), recovery.Server(logger)}
+	if az.Authorizer != nil {
+		chain = append(chain, authz.Server(az.Service, az.Authorizer, logger))
+	}
 	if sh.Enabled {
 		chain = append(chain, shedding.Server(sh, shedding.WithMeterProvider(mp)))
 	}

@@ -75,7 +75,7 @@ func TestPanicIsAccessLoggedAsInternal(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	chain, err := NewServerChain(shedding.DefaultConfig(), rec, inj, nil)
+	chain, err := NewServerChain(shedding.DefaultConfig(), rec, inj, nil, Authorization{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -26,6 +26,11 @@ import (
 // Shutdown -> GracefulStop. With registry.self_register false a scheduler
 // owns the registration, so App neither registers nor deregisters; the rest
 // of the order is the same.
+//
+// In mtls mode (an Identity) App waits for the instance's first
+// certificate after binding, serving only the side port (/readyz 503)
+// meanwhile: it neither serves gRPC nor registers without one, and a stop
+// requested while it waits ends it cleanly.
 type App struct {
 	c       *conf.Bootstrap
 	inst    Instance
@@ -37,16 +42,17 @@ type App struct {
 	health  *health.Server
 	probes  *Probes
 	streams *Streams
+	id      *Identity // nil in plaintext mode
 }
 
 // NewApp assembles an App; nothing starts until Run. gw is nil when the
-// gateway is off.
+// gateway is off, id in plaintext mode.
 func NewApp(c *conf.Bootstrap, inst Instance, logger log.Logger, grpcSrv *kgrpc.Server, httpSrv *http.Server,
-	gw *gateway.Gateway, reg registry.Registrar, hs *health.Server, probes *Probes, streams *Streams,
+	gw *gateway.Gateway, reg registry.Registrar, hs *health.Server, probes *Probes, streams *Streams, id *Identity,
 ) *App {
 	return &App{
 		c: c, inst: inst, log: log.NewHelper(logger), grpc: grpcSrv, http: httpSrv, gateway: gw, reg: reg,
-		health: hs, probes: probes, streams: streams,
+		health: hs, probes: probes, streams: streams, id: id,
 	}
 }
 
@@ -60,24 +66,44 @@ func (a *App) Run(ctx context.Context) error {
 	}
 	if a.gateway != nil {
 		// Over loopback: the gateway's calls never leave the host, whatever
-		// address the gRPC port is bound to.
-		if err := a.gateway.Connect(loopback(lis.grpc.Addr())); err != nil {
+		// address the gRPC port is bound to. In mtls mode it presents the
+		// instance's own certificate, which the server chain lets through
+		// without an intention (same identity): HTTP callers are
+		// authenticated by nothing here, the public listener is the edge.
+		if err := a.gateway.Connect(loopback(lis.grpc.Addr()), a.id.selfTLS()); err != nil {
 			lis.close()
 			return err
 		}
 	}
+	// The scheme tells clients which credentials the port wants: Kratos'
+	// resolver hands a TLS client only grpcs:// endpoints, a plaintext one
+	// only grpc:// ones (isSecure is the older Kratos spelling, kept).
 	grpcURL := &url.URL{Scheme: "grpc", Host: advertised(lis.grpc.Addr()), RawQuery: "isSecure=false"}
+	if a.id != nil {
+		grpcURL.Scheme, grpcURL.RawQuery = "grpcs", "isSecure=true"
+	}
 	// Kratos options are plain funcs on the server, so the listener bound
 	// above (with retry) and the endpoint it yields can be handed over now.
 	kgrpc.Listener(lis.grpc)(a.grpc)
 	kgrpc.Endpoint(grpcURL)(a.grpc)
-	failed := a.serve(ctx, lis)
-
+	failed := make(chan error, 3)
+	// The side port first: /healthz answers while the instance waits for
+	// its certificate, /readyz says 503 until it serves.
+	a.serveHTTP(lis.http, failed)
+	if err := a.id.wait(ctx, a.log); err != nil {
+		a.abort(lis)
+		if ctx.Err() != nil {
+			a.log.Info("shutdown requested before the first certificate: nothing was served or registered")
+			return nil
+		}
+		return err
+	}
+	a.serve(ctx, lis, failed)
 	ins := &registry.ServiceInstance{
 		ID:        a.inst.ID,
 		Name:      a.inst.Name,
 		Version:   a.inst.Version,
-		Metadata:  map[string]string{"http": advertised(lis.http.Addr())},
+		Metadata:  map[string]string{metaHTTP: advertised(lis.http.Addr())},
 		Endpoints: []string{grpcURL.String()},
 	}
 	gatewayAddr := "off"
@@ -95,7 +121,7 @@ func (a *App) Run(ctx context.Context) error {
 		a.log.Info("registry.self_register is false: the scheduler registers this instance in Consul")
 	}
 	a.probes.SetReady(true)
-	a.log.Infof("serving grpc=%s http=%s gateway=%s", ins.Endpoints[0], ins.Metadata["http"], gatewayAddr)
+	a.log.Infof("serving grpc=%s http=%s gateway=%s", ins.Endpoints[0], ins.Metadata[metaHTTP], gatewayAddr)
 
 	select {
 	case <-ctx.Done():
@@ -109,20 +135,24 @@ func (a *App) Run(ctx context.Context) error {
 	}
 }
 
-// serve starts every server on its listener; the channel receives the
-// error of one that fails on its own.
-func (a *App) serve(ctx context.Context, lis listeners) <-chan error {
-	failed := make(chan error, 3)
+// serveHTTP starts the side port; failed receives its error if it fails
+// on its own.
+func (a *App) serveHTTP(lis net.Listener, failed chan<- error) {
+	go func() {
+		if err := a.http.Serve(lis); !errors.Is(err, http.ErrServerClosed) {
+			failed <- fmt.Errorf("http server: %w", err)
+		}
+	}()
+}
+
+// serve starts the gRPC server and the gateway on their listeners; failed
+// receives the error of one that fails on its own.
+func (a *App) serve(ctx context.Context, lis listeners, failed chan<- error) {
 	go func() {
 		// Kratos merges every call's context with this one; it must outlive
 		// the shutdown signal so that draining calls are not cancelled.
 		if err := a.grpc.Start(context.WithoutCancel(ctx)); err != nil {
 			failed <- fmt.Errorf("grpc server: %w", err)
-		}
-	}()
-	go func() {
-		if err := a.http.Serve(lis.http); !errors.Is(err, http.ErrServerClosed) {
-			failed <- fmt.Errorf("http server: %w", err)
 		}
 	}()
 	if a.gateway != nil {
@@ -132,7 +162,24 @@ func (a *App) serve(ctx context.Context, lis listeners) <-chan error {
 			}
 		}()
 	}
-	return failed
+}
+
+// abort undoes a start that ended before anything but the side port
+// served: it closes the other listeners and the gateway's (unused)
+// connection and stops the side port.
+func (a *App) abort(lis listeners) {
+	_ = lis.grpc.Close()
+	sctx, cancel := context.WithTimeout(context.Background(), a.c.Server.StopTimeout)
+	defer cancel()
+	if a.gateway != nil {
+		_ = lis.gateway.Close()
+		if err := a.gateway.Shutdown(sctx); err != nil {
+			a.log.Errorf("gateway stop: %v", err)
+		}
+	}
+	if err := a.http.Shutdown(sctx); err != nil {
+		a.log.Errorf("http stop: %v", err)
+	}
 }
 
 // stop leaves the pool before it stops serving. Clients with health

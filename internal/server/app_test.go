@@ -90,7 +90,7 @@ func newAppServing(ctx context.Context, t *testing.T, c *conf.Bootstrap, reg reg
 	}
 	t.Cleanup(func() { _ = tel.Shutdown(context.Background()) })
 	return server.NewApp(c, server.NewInstance(c.Service), log.NewStdLogger(&strings.Builder{}), grpcSrv,
-		server.NewHTTPServer(c.Server.Faults, probes, nil, tel), gw, reg, hs, probes, streams)
+		server.NewHTTPServer(c.Server.Faults, probes, nil, tel), gw, reg, hs, probes, streams, nil)
 }
 
 // TestShutdownOrder checks the order that loses no call: by the time the

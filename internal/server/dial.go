@@ -3,6 +3,8 @@ package server
 import (
 	"context"
 	"fmt"
+	"net/url"
+	"strings"
 
 	"github.com/go-kratos/kratos/v2/registry"
 	kgrpc "github.com/go-kratos/kratos/v2/transport/grpc"
@@ -10,20 +12,25 @@ import (
 
 	"github.com/rampart-go/rampart/internal/data"
 	"github.com/rampart-go/rampart/internal/middleware"
+	"github.com/rampart-go/rampart/internal/mtls"
 )
 
 // Dialer is data.Dialer over Consul discovery and the client chains.
 type Dialer struct {
 	discovery registry.Discovery
 	clients   *middleware.Clients
+	src       mtls.Source
 }
 
 var _ data.Dialer = (*Dialer)(nil)
 
 // NewDialer returns the dialer data's clients use. A nil discovery dials
-// each target as it is written (tests with a fixed address).
-func NewDialer(d registry.Discovery, clients *middleware.Clients) *Dialer {
-	return &Dialer{discovery: d, clients: clients}
+// each target as it is written (tests with a fixed address). With src
+// (mtls mode) every connection is mutual TLS presenting src's certificate
+// and accepting only a server whose certificate names the service called;
+// a nil src dials plaintext.
+func NewDialer(d registry.Discovery, clients *middleware.Clients, src mtls.Source) *Dialer {
+	return &Dialer{discovery: d, clients: clients, src: src}
 }
 
 // Dial opens a lazy connection to clients.<name>, with its chain compiled
@@ -49,9 +56,28 @@ func (d *Dialer) Dial(name string) (*grpc.ClientConn, func(), error) {
 	if d.discovery != nil {
 		opts = append(opts, kgrpc.WithDiscovery(d.discovery))
 	}
-	conn, err := kgrpc.DialInsecure(context.Background(), opts...)
+	dial := kgrpc.DialInsecure
+	if d.src != nil {
+		// Discovery then hands out only the instances that advertise a TLS
+		// endpoint (grpcs://), so a plaintext instance is never tried.
+		opts = append(opts, kgrpc.WithTLSConfig(mtls.ClientConfig(d.src, targetService(chain.Target, name))))
+		dial = kgrpc.Dial
+	}
+	conn, err := dial(context.Background(), opts...)
 	if err != nil {
 		return nil, nil, fmt.Errorf("dial %s at %s: %w", name, chain.Target, err)
 	}
 	return conn, func() { _ = conn.Close() }, nil
+}
+
+// targetService is the service a client of target must find named in the
+// server's certificate: <name> of discovery:///<name>, or, for a target
+// dialled as written (a fixed address in tests), the client's own name.
+func targetService(target, client string) string {
+	if u, err := url.Parse(target); err == nil && u.Scheme == "discovery" {
+		if svc := strings.Trim(u.Path, "/"); svc != "" {
+			return svc
+		}
+	}
+	return client
 }

@@ -24,15 +24,22 @@ func NewHealth() *health.Server {
 // serves: the server chain, the per-call timeout cap, reflection (on by
 // default in Kratos, so grpcurl works), streams that App can end at stop,
 // and our own health server in place of
-// Kratos' built-in one, whose status we could not drive.
+// Kratos' built-in one, whose status we could not drive. In mtls mode
+// (id not nil) the port takes only mutual TLS with a client certificate
+// of the trust domain (mtls.ServerConfig).
 //
-// The chain is scoped to the API service so that Consul's health check,
-// once a second per instance, neither fills the log nor meets the API's
-// load shedding and fault injection.
+// The chain is scoped to the API service so that health checks neither
+// fill the log nor meet the API's authorization, load shedding and fault
+// injection: health and reflection answer any client that completed the
+// handshake.
 func NewGRPCServer(g conf.GRPC, chain middleware.ServerChain, hs *health.Server, tel *telemetry.Telemetry,
-	streams *Streams, api service.API,
+	streams *Streams, api service.API, id *Identity,
 ) *kgrpc.Server {
-	srv := kgrpc.NewServer(
+	var secure []kgrpc.ServerOption
+	if tlsConf := id.serverTLS(); tlsConf != nil {
+		secure = append(secure, kgrpc.TLSConfig(tlsConf))
+	}
+	srv := kgrpc.NewServer(append(secure,
 		kgrpc.Timeout(g.Timeout),
 		kgrpc.CustomHealth(),
 		kgrpc.StreamInterceptor(streams.Interceptor()),
@@ -43,7 +50,7 @@ func NewGRPCServer(g conf.GRPC, chain middleware.ServerChain, hs *health.Server,
 			grpc.KeepaliveEnforcementPolicy(serverKeepalive(g)),
 			tel.ServerStatsHandler(),
 		),
-	)
+	)...)
 	srv.Use("/"+api.Desc.ServiceName+"/*", chain...)
 	srv.RegisterService(api.Desc, api.Impl)
 	healthpb.RegisterHealthServer(srv, hs)

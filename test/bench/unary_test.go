@@ -252,7 +252,7 @@ func rampart(tb testing.TB, sampled bool) fixture {
 	// P2C, as server.Setup chooses for the services; set here because the
 	// Kratos case may have put round robin back since.
 	selector.SetGlobalSelector(p2c.NewBuilder()) //nolint:forbidigo // server.Setup runs once; the stock case reset it
-	conn, closeConn, err := server.NewDialer(nil, middleware.NewClients(c.Clients, discard, tel)).Dial("user")
+	conn, closeConn, err := server.NewDialer(nil, middleware.NewClients(c.Clients, discard, tel), nil).Dial("user")
 	if err != nil {
 		tb.Fatalf("dial: %v", err)
 	}
@@ -290,11 +290,11 @@ func rampartServer(tb testing.TB, sampled bool) (*conf.Bootstrap, net.Listener, 
 	if err != nil {
 		tb.Fatalf("faults: %v", err)
 	}
-	chain, err := middleware.NewServerChain(c.Server.Shedding, discard, inj, tel.MeterProvider())
+	chain, err := middleware.NewServerChain(c.Server.Shedding, discard, inj, tel.MeterProvider(), middleware.Authorization{})
 	if err != nil {
 		tb.Fatalf("server chain: %v", err)
 	}
-	srv := server.NewGRPCServer(c.Server.GRPC, chain, server.NewHealth(), tel, server.NewStreams(), usersvc.NewAPI(svc))
+	srv := server.NewGRPCServer(c.Server.GRPC, chain, server.NewHealth(), tel, server.NewStreams(), usersvc.NewAPI(svc), nil)
 	lis := listen(tb)
 	// As server.App does: hand over the listener bound beforehand.
 	kgrpc.Listener(lis)(srv)
@@ -308,7 +308,7 @@ func rampartServer(tb testing.TB, sampled bool) (*conf.Bootstrap, net.Listener, 
 func overHTTP(tb testing.TB) fixture {
 	c, grpcLis, id, _, spans := rampartServer(tb, true)
 	gw := gateway.New(c.Server.Gateway, userv1.RegisterUserServiceHandler)
-	if err := gw.Connect(grpcLis.Addr().String()); err != nil {
+	if err := gw.Connect(grpcLis.Addr().String(), nil); err != nil {
 		tb.Fatalf("gateway: %v", err)
 	}
 	lis := listen(tb)

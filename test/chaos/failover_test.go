@@ -123,7 +123,7 @@ func rampartUser(t *testing.T, consulAddr string) userv1.UserServiceClient {
 	t.Cleanup(func() { _ = reg.Close() })
 	server.Setup()
 	clients := middleware.NewClients(middleware.ClientConfigs{"user": cl}, log.NewStdLogger(io.Discard), nil)
-	conn, cleanup, err := server.NewDialer(reg, clients).Dial("user")
+	conn, cleanup, err := server.NewDialer(reg, clients, nil).Dial("user")
 	if err != nil {
 		t.Fatal(err)
 	}

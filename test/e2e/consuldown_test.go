@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/http"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -32,25 +31,7 @@ func TestConsulDownAtStart(t *testing.T) {
 	consulAddr := "127.0.0.1:" + strconv.Itoa(port)
 	logDir := t.TempDir()
 
-	p, err := devstack.StartService(ctx, devstack.ServiceSpec{
-		Name:       "user",
-		Binary:     bin,
-		Config:     filepath.Join(repoRoot(t), "configs", "user.yaml"),
-		ConsulAddr: consulAddr,
-		LogDir:     logDir,
-	})
-	if err != nil {
-		dumpLogs(t, logDir)
-		t.Fatalf("start user without Consul: %v", err)
-	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			dumpLogs(t, logDir)
-		}
-		if stopErr := p.Stop(10 * time.Second); stopErr != nil {
-			t.Errorf("stop user: %v", stopErr)
-		}
-	})
+	p := startInstance(t, ctx, devstack.ServiceSpec{Name: "user", Binary: bin, ConsulAddr: consulAddr, LogDir: logDir}, "without Consul")
 
 	// The instance says clearly that Consul is missing, and keeps running.
 	started := time.Now()

@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -36,26 +35,13 @@ func TestDatabaseDownAtStart(t *testing.T) {
 	}
 
 	logDir := t.TempDir()
-	p, err := devstack.StartService(ctx, devstack.ServiceSpec{
+	p := startInstance(t, ctx, devstack.ServiceSpec{
 		Name:       "order",
 		Binary:     bins["order"],
-		Config:     filepath.Join(repoRoot(t), "configs", "order.yaml"),
 		ConsulAddr: s.ConsulAddr,
 		Env:        []string{"RAMPART_DATA_DRIVER=postgres", "DATABASE_URL=" + pg.DSN("postgres")},
 		LogDir:     logDir,
-	})
-	if err != nil {
-		dumpLogs(t, logDir)
-		t.Fatalf("start order with the database down: %v", err)
-	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			dumpLogs(t, logDir)
-		}
-		if stopErr := p.Stop(10 * time.Second); stopErr != nil {
-			t.Errorf("stop order: %v", stopErr)
-		}
-	})
+	}, "with the database down")
 	logged, err := waitLogLine(ctx, p.LogPath, downLogNeedle, 5*time.Second)
 	if err != nil {
 		t.Fatal(err)

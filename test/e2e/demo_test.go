@@ -72,56 +72,7 @@ func TestDemoFlow(t *testing.T) {
 		checkError(t, err, codes.NotFound, orderv1.ErrorReason_BUYER_NOT_FOUND.String())
 	})
 
-	t.Run("InvalidArgument", func(t *testing.T) {
-		validOrder := func() *orderv1.CreateOrderRequest {
-			return &orderv1.CreateOrderRequest{
-				IdempotencyKey: uuid.NewString(), UserId: uuid.NewString(), Item: "difference engine", Quantity: 1,
-			}
-		}
-		tests := []struct {
-			name  string
-			call  func(context.Context) error
-			field string
-		}{
-			{"EmptyName", func(ctx context.Context) error {
-				_, err := clients.User.CreateUser(ctx, &userv1.CreateUserRequest{Name: "", Email: "ada@example.com"})
-				return err
-			}, "name"},
-			{"ZeroQuantity", func(ctx context.Context) error {
-				req := validOrder()
-				req.Quantity = 0
-				_, err := clients.Order.CreateOrder(ctx, req)
-				return err
-			}, "quantity"},
-			{"MissingIdempotencyKey", func(ctx context.Context) error {
-				req := validOrder()
-				req.IdempotencyKey = ""
-				_, err := clients.Order.CreateOrder(ctx, req)
-				return err
-			}, "idempotency_key"},
-			{"MalformedUserID", func(ctx context.Context) error {
-				_, err := clients.User.GetUser(ctx, &userv1.GetUserRequest{Id: "not-a-uuid"})
-				return err
-			}, "id"},
-			{"MalformedBuyerID", func(ctx context.Context) error {
-				req := validOrder()
-				req.UserId = "not-a-uuid"
-				_, err := clients.Order.CreateOrder(ctx, req)
-				return err
-			}, "user_id"},
-		}
-		for _, tt := range tests {
-			t.Run(tt.name, func(t *testing.T) {
-				err := tt.call(ctx)
-				if got := status.Code(err); got != codes.InvalidArgument {
-					t.Fatalf("code = %v (%v), want InvalidArgument", got, err)
-				}
-				if msg := status.Convert(err).Message(); !strings.Contains(msg, tt.field) {
-					t.Errorf("message %q does not name the field %q", msg, tt.field)
-				}
-			})
-		}
-	})
+	t.Run("InvalidArgument", func(t *testing.T) { checkInvalidArgument(t, ctx, clients) })
 
 	t.Run("Idempotency", func(t *testing.T) {
 		created, err := clients.User.CreateUser(ctx, &userv1.CreateUserRequest{Name: "Charles Babbage", Email: "charles@example.com"})
@@ -157,6 +108,60 @@ func TestDemoFlow(t *testing.T) {
 			t.Errorf("Kratos code = %d, want 409 (Conflict)", kerrors.Code(err))
 		}
 	})
+}
+
+// checkInvalidArgument sends requests that break a field's rule through
+// clients and checks that each answers InvalidArgument naming the field.
+func checkInvalidArgument(t *testing.T, ctx context.Context, clients *demo.Clients) {
+	t.Helper()
+	validOrder := func() *orderv1.CreateOrderRequest {
+		return &orderv1.CreateOrderRequest{
+			IdempotencyKey: uuid.NewString(), UserId: uuid.NewString(), Item: "difference engine", Quantity: 1,
+		}
+	}
+	tests := []struct {
+		name  string
+		call  func(context.Context) error
+		field string
+	}{
+		{"EmptyName", func(ctx context.Context) error {
+			_, err := clients.User.CreateUser(ctx, &userv1.CreateUserRequest{Name: "", Email: "ada@example.com"})
+			return err
+		}, "name"},
+		{"ZeroQuantity", func(ctx context.Context) error {
+			req := validOrder()
+			req.Quantity = 0
+			_, err := clients.Order.CreateOrder(ctx, req)
+			return err
+		}, "quantity"},
+		{"MissingIdempotencyKey", func(ctx context.Context) error {
+			req := validOrder()
+			req.IdempotencyKey = ""
+			_, err := clients.Order.CreateOrder(ctx, req)
+			return err
+		}, "idempotency_key"},
+		{"MalformedUserID", func(ctx context.Context) error {
+			_, err := clients.User.GetUser(ctx, &userv1.GetUserRequest{Id: "not-a-uuid"})
+			return err
+		}, "id"},
+		{"MalformedBuyerID", func(ctx context.Context) error {
+			req := validOrder()
+			req.UserId = "not-a-uuid"
+			_, err := clients.Order.CreateOrder(ctx, req)
+			return err
+		}, "user_id"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := tt.call(ctx)
+			if got := status.Code(err); got != codes.InvalidArgument {
+				t.Fatalf("code = %v (%v), want InvalidArgument", got, err)
+			}
+			if msg := status.Convert(err).Message(); !strings.Contains(msg, tt.field) {
+				t.Errorf("message %q does not name the field %q", msg, tt.field)
+			}
+		})
+	}
 }
 
 // checkRegistrations asserts that Consul lists exactly the given instances

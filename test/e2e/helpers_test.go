@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"net"
+	"path/filepath"
 	"strconv"
 	"testing"
 	"time"
@@ -52,6 +53,7 @@ func startStack(t *testing.T, ctx context.Context, users, orders int) *devstack.
 type stackExtras struct {
 	configs map[string]string // service name -> config file replacing configs/<name>.yaml
 	env     []string          // extra environment of every instance
+	mtls    bool              // security.mode mtls, an agent with ACLs on (devstack's StackConfig.MTLS)
 }
 
 // startStackWith is startStack with replaced config files or extra
@@ -64,6 +66,7 @@ func startStackWith(t *testing.T, ctx context.Context, users, orders int, extras
 		Services: demo.Services(users, orders),
 		Configs:  extras.configs,
 		Env:      extras.env,
+		MTLS:     extras.mtls,
 	})
 }
 
@@ -88,6 +91,31 @@ func buildUser(t *testing.T, ctx context.Context) string {
 		t.Fatal(err)
 	}
 	return bins["user"]
+}
+
+// startInstance starts one instance outside any stack, its config
+// configs/<name>.yaml unless spec says otherwise, and stops it when the
+// test ends; if the start or the test fails, every log under spec.LogDir
+// goes to the test log. what says how it is started, for the failure.
+func startInstance(t *testing.T, ctx context.Context, spec devstack.ServiceSpec, what string) *devstack.ServiceProc {
+	t.Helper()
+	if spec.Config == "" {
+		spec.Config = filepath.Join(repoRoot(t), "configs", spec.Name+".yaml")
+	}
+	p, err := devstack.StartService(ctx, spec)
+	if err != nil {
+		dumpLogs(t, spec.LogDir)
+		t.Fatalf("start %s %s: %v", spec.Name, what, err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			dumpLogs(t, spec.LogDir)
+		}
+		if err := p.Stop(10 * time.Second); err != nil {
+			t.Errorf("stop %s: %v", spec.Name, err)
+		}
+	})
+	return p
 }
 
 // portOf returns the port of a host:port address.

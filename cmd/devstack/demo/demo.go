@@ -27,6 +27,7 @@ import (
 	"github.com/rampart-go/rampart/internal/consul"
 	"github.com/rampart-go/rampart/internal/devstack"
 	"github.com/rampart-go/rampart/internal/middleware"
+	"github.com/rampart-go/rampart/internal/mtls"
 	"github.com/rampart-go/rampart/internal/server"
 	"github.com/rampart-go/rampart/internal/telemetry"
 )
@@ -67,10 +68,27 @@ type Clients struct {
 	tracer trace.Tracer
 }
 
+// DialOption changes how Dial connects.
+type DialOption func(*dialOptions)
+
+type dialOptions struct{ src mtls.Source }
+
+// WithCertificates dials over mutual TLS, presenting src's certificate
+// (in a stack started with devstack's MTLS, one of
+// devstack.ClientIdentity, which intentions allow to call every service).
+// Without it Dial connects in plaintext.
+func WithCertificates(src mtls.Source) DialOption {
+	return func(o *dialOptions) { o.src = src }
+}
+
 // Dial dials discovery:///user and discovery:///order through client,
 // with the same client chain the services use on each other. With tel, each
 // step of Run is a trace whose ID it prints; nil leaves calls untraced.
-func Dial(_ context.Context, client *api.Client, tel *telemetry.Telemetry) (*Clients, error) {
+func Dial(_ context.Context, client *api.Client, tel *telemetry.Telemetry, opts ...DialOption) (*Clients, error) {
+	var o dialOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
 	configs := middleware.ClientConfigs{}
 	for _, name := range []string{UserService, OrderService} {
 		cl := middleware.DefaultClientConfig()
@@ -79,7 +97,7 @@ func Dial(_ context.Context, client *api.Client, tel *telemetry.Telemetry) (*Cli
 	}
 	server.Setup()
 	reg := consul.New(client)
-	dialer := server.NewDialer(reg, middleware.NewClients(configs, log.NewStdLogger(io.Discard), tel))
+	dialer := server.NewDialer(reg, middleware.NewClients(configs, log.NewStdLogger(io.Discard), tel), o.src)
 	userConn, closeUser, err := dialer.Dial(UserService)
 	if err != nil {
 		_ = reg.Close()
@@ -198,4 +216,20 @@ func CurlLines(userGW, orderGW string, res *Result) []string {
 			" -d '{\"userId\":\"" + res.User.GetId() + "\",\"item\":\"difference engine\",\"quantity\":2}'",
 		"curl -s http://" + userGW + "/v1/users/" + res.User.GetId() + "/profile",
 	}
+}
+
+// ProbeCall is a read-only call of the service svc that a shell can make
+// to see whether its identity may call it: a lookup of an ID that exists
+// nowhere, which answers NotFound once the call is allowed and
+// PermissionDenied before. ok is false for a service the flow does not
+// know.
+func ProbeCall(svc string) (method, body string, ok bool) {
+	const nobody = `{"id":"00000000-0000-4000-8000-000000000000"}`
+	switch svc {
+	case UserService:
+		return "user.v1.UserService/GetUser", nobody, true
+	case OrderService:
+		return "order.v1.OrderService/GetOrder", nobody, true
+	}
+	return "", "", false
 }

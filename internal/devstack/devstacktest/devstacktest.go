@@ -123,11 +123,11 @@ func ConsulClient(tb testing.TB, addr string) *api.Client {
 	return c
 }
 
-// Demo dials the demo clients (untraced) and closes them when the test
-// ends.
-func Demo(tb testing.TB, ctx context.Context, consul *api.Client) *demo.Clients {
+// Demo dials the demo clients (untraced) with opts and closes them when
+// the test ends.
+func Demo(tb testing.TB, ctx context.Context, consul *api.Client, opts ...demo.DialOption) *demo.Clients {
 	tb.Helper()
-	c, err := demo.Dial(ctx, consul, nil)
+	c, err := demo.Dial(ctx, consul, nil, opts...)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -144,7 +144,7 @@ func Dial(tb testing.TB, consulAddr string, c *conf.Bootstrap, name string) *grp
 	reg := consul.New(ConsulClient(tb, consulAddr))
 	tb.Cleanup(func() { _ = reg.Close() })
 	server.Setup()
-	conn, closeConn, err := server.NewDialer(reg, middleware.NewClients(c.Clients, log.NewStdLogger(io.Discard), nil)).Dial(name)
+	conn, closeConn, err := server.NewDialer(reg, middleware.NewClients(c.Clients, log.NewStdLogger(io.Discard), nil), nil).Dial(name)
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -23,6 +23,12 @@
 //     it against this one; if every agent is down, the retry budget bounds
 //     the load. Nothing is cached from a failure, so the first answer
 //     after it applies (the Authorizer's contract).
+//   - A call from the server's own service identity is allowed without
+//     asking: intentions are between services, and a service's instances
+//     share one identity. It is how an instance's HTTP/JSON gateway, which
+//     dials the instance's own gRPC port with the instance's certificate,
+//     gets through; the gateway's public listener is the edge, where HTTP
+//     callers are not authenticated by mTLS.
 //   - It runs before the handler and before load shedding, so a refused
 //     call costs neither handler time nor shedding capacity, and after the
 //     access log, which records the refusal with the caller.
@@ -57,6 +63,9 @@ func Server(target string, a Authorizer, logger log.Logger) middleware.Middlewar
 					"operation", rpc.ServerOperation(ctx), "target", target)
 				return nil, rpc.Error(codes.PermissionDenied, rpc.ReasonPermissionDenied,
 					"no verified service identity: "+target+" accepts only calls over mTLS with a service certificate", nil)
+			}
+			if caller == target {
+				return next(ctx, req)
 			}
 			allowed, reason, err := a.Authorize(ctx, caller, target)
 			switch {

@@ -115,6 +115,7 @@ func TestDecisions(t *testing.T) {
 		wantLog    []string
 	}{
 		{name: "allowed", caller: "order", wantCode: codes.OK},
+		{name: "own identity, not asked", caller: "user", authzErr: errors.New("must not be asked"), wantCode: codes.OK},
 		{
 			name: "denied", caller: "billing", wantCode: codes.PermissionDenied, wantReason: rpc.ReasonPermissionDenied,
 			wantMsg: []string{"billing may not call user", "Action: DENY"},
@@ -152,6 +153,9 @@ func TestDecisions(t *testing.T) {
 				}
 				if logs.all() != "" {
 					t.Errorf("an allowed call logged %q", logs.all())
+				}
+				if tt.caller == "user" && len(a.asked) != 0 {
+					t.Errorf("the authorizer was asked %v for the server's own identity", a.asked)
 				}
 				return
 			}

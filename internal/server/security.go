@@ -1,0 +1,156 @@
+package server
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	"github.com/go-kratos/kratos/v2/log"
+	"github.com/hashicorp/consul/api"
+
+	"github.com/rampart-go/rampart/internal/conf"
+	"github.com/rampart-go/rampart/internal/consul"
+	"github.com/rampart-go/rampart/internal/middleware"
+	"github.com/rampart-go/rampart/internal/mtls"
+)
+
+// waitLogEvery is how often an instance still waiting for its first
+// certificate says so, with the last error the agent gave.
+const waitLogEvery = 10 * time.Second
+
+// Identity is an instance's identity in mtls mode (security.mode): its
+// leaf certificate and the CA roots from its Consul agent, followed in the
+// background (rotation needs no restart), and the intentions that decide
+// who may call it. A nil *Identity is plaintext mode, and every method
+// reads it so.
+//
+// Policy: an instance without its first certificate cannot complete a
+// handshake, so it must not take calls. NewIdentity does not wait for the
+// agent (a process must start, and stop cleanly, while its agent is away);
+// App waits for the certificate before it serves gRPC, registers in Consul
+// or reports ready, and meanwhile serves only its side port, /readyz
+// answering 503.
+type Identity struct {
+	service string
+	client  *api.Client
+	src     *consul.CertSource
+	ttl     time.Duration
+	logger  log.Logger
+	authz   atomic.Pointer[consul.Authorizer] // set by wait, once the leaf names the instance
+}
+
+// NewIdentity starts following the certificates of the instance's service
+// in mtls mode, and returns nil in plaintext mode. The cleanup stops
+// following.
+func NewIdentity(sec conf.Security, client *api.Client, inst Instance, logger log.Logger) (*Identity, func(), error) {
+	if sec.Mode != conf.SecurityMTLS {
+		return nil, func() {}, nil
+	}
+	src, err := consul.StartCertSource(client, inst.Name, consul.WithLogger(logger))
+	if err != nil {
+		return nil, nil, fmt.Errorf("security: %w", err)
+	}
+	id := &Identity{service: inst.Name, client: client, src: src, ttl: sec.AuthzCacheTTL, logger: logger}
+	return id, func() { _ = src.Close() }, nil
+}
+
+// Source is the certificate source, nil in plaintext mode.
+func (id *Identity) Source() mtls.Source {
+	if id == nil {
+		return nil
+	}
+	return id.src
+}
+
+// NewTLSSource is the certificate source the Dialer presents, nil in
+// plaintext mode.
+func NewTLSSource(id *Identity) mtls.Source { return id.Source() }
+
+// NewAuthorization is the server chain's authorization step: the
+// intentions of the instance's service in mtls mode, none in plaintext.
+func NewAuthorization(id *Identity) middleware.Authorization {
+	if id == nil {
+		return middleware.Authorization{}
+	}
+	return middleware.Authorization{Service: id.service, Authorizer: id}
+}
+
+// serverTLS is the gRPC port's TLS configuration, nil in plaintext mode.
+func (id *Identity) serverTLS() *tls.Config {
+	if id == nil {
+		return nil
+	}
+	return mtls.ServerConfig(id.src)
+}
+
+// selfTLS is the configuration of a client of the instance's own gRPC
+// port (its gateway), nil in plaintext mode.
+func (id *Identity) selfTLS() *tls.Config {
+	if id == nil {
+		return nil
+	}
+	return mtls.ClientConfig(id.src, id.service)
+}
+
+// wait returns once the first certificate and roots are in, or with
+// ctx's error when ctx ends first, and then builds the authorizer on the
+// identity the certificate names. Plaintext mode has nothing to wait for.
+func (id *Identity) wait(ctx context.Context, logger *log.Helper) error {
+	if id == nil {
+		return nil
+	}
+	if err := id.awaitCertificate(ctx, logger); err != nil {
+		return err
+	}
+	a, err := consul.NewAuthorizer(id.client, id.src.ID(), consul.WithAuthorization(id.ttl, time.Second), consul.WithLogger(id.logger))
+	if err != nil {
+		return fmt.Errorf("security: %w", err)
+	}
+	id.authz.Store(a)
+	return nil
+}
+
+// awaitCertificate waits for the source to be ready, saying what it waits
+// for, then every waitLogEvery the agent's last error (a refusal names the
+// permission the token lacks).
+func (id *Identity) awaitCertificate(ctx context.Context, logger *log.Helper) error {
+	select {
+	case <-id.src.Ready():
+		return nil
+	default:
+	}
+	logger.Warnf("security: mtls: waiting for the certificate of %s from the Consul agent; not ready and not registered until it comes", id.service)
+	start := time.Now()
+	tick := time.NewTicker(waitLogEvery)
+	defer tick.Stop()
+	for {
+		select {
+		case <-id.src.Ready():
+			logger.Infof("security: mtls: certificate of %s after %s", id.service, time.Since(start).Round(time.Millisecond))
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-tick.C:
+			logger.Warnf("security: mtls: still no certificate of %s after %s (last error: %v)",
+				id.service, time.Since(start).Round(time.Second), id.src.LastError())
+		}
+	}
+}
+
+// errNoIdentityYet answers an authorization asked before the first
+// certificate: App serves no call before then, so it means a bug, and the
+// call fails closed.
+var errNoIdentityYet = errors.New("security: no certificate yet, so no authorizer")
+
+// Authorize asks Consul's intentions whether caller may call target
+// (authz.Authorizer).
+func (id *Identity) Authorize(ctx context.Context, caller, target string) (bool, string, error) {
+	a := id.authz.Load()
+	if a == nil {
+		return false, "", errNoIdentityYet
+	}
+	return a.Authorize(ctx, caller, target)
+}
