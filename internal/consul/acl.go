@@ -1,8 +1,11 @@
 package consul
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 
 	"github.com/hashicorp/consul/api"
@@ -19,18 +22,29 @@ func needRead(service string) string {
 	return "the ACL token needs service:read on " + service + " and node:read on its nodes (node_prefix \"\" read)"
 }
 
-// explain403 adds what the ACL token lacks to a 403 from the agent.
-func explain403(err error, hint string) error {
-	if isForbidden(err) {
-		return fmt.Errorf("%s: %w", hint, err)
+// operatorError reports whether err is one that waiting does not fix but
+// an operator can, while the process runs (so callers still retry, and
+// log it as an error): an ACL refusal, to which it adds aclHint, or a TLS
+// setup the agent and this client disagree on, to which it adds the
+// setting to check. Other errors (agent down, timeouts) come back as they
+// are, with false.
+func operatorError(err error, aclHint string) (error, bool) {
+	var (
+		se      api.StatusError
+		verify  *tls.CertificateVerificationError
+		unknown x509.UnknownAuthorityError
+		host    x509.HostnameError
+		op      *net.OpError
+	)
+	switch {
+	case errors.As(err, &se) && se.Code == http.StatusForbidden:
+		return fmt.Errorf("%s: %w", aclHint, err), true
+	case errors.As(err, &verify), errors.As(err, &unknown), errors.As(err, &host):
+		return fmt.Errorf("the agent's certificate is not trusted: check CONSUL_CACERT (registry.consul.tls.ca_file) and the address: %w", err), true
+	case errors.As(err, &op) && op.Op == "remote error":
+		// A TLS alert from the agent: with verify_incoming it wants a
+		// client certificate signed by its CA.
+		return fmt.Errorf("the agent refused the TLS handshake: check CONSUL_CLIENT_CERT and CONSUL_CLIENT_KEY (registry.consul.tls.cert_file, key_file): %w", err), true
 	}
-	return err
-}
-
-// isForbidden reports a 403 from the agent: the ACL token lacks a
-// permission, or the agent does not know it. An operator can fix either
-// without restarting the instance, so callers retry.
-func isForbidden(err error) bool {
-	var se api.StatusError
-	return errors.As(err, &se) && se.Code == http.StatusForbidden
+	return err, false
 }

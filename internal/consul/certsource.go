@@ -51,8 +51,8 @@ func WithStartTimeout(d time.Duration) Option {
 // appears. While the agent is unreachable or refuses, the current pair is
 // kept (a leaf stays valid until it expires, 72 h by default) and the
 // queries are retried with backoff; the outage is logged once (a refusal,
-// 403, as an error naming the permission the token lacks), and its end
-// once.
+// 403, as an error naming the permission the token lacks, as is a TLS
+// handshake with the agent failing on a certificate), and its end once.
 type CertSource struct {
 	client  *api.Client
 	service string
@@ -307,13 +307,14 @@ func (s *CertSource) follow(ctx context.Context, f *follower) {
 			return
 		}
 		if err != nil {
-			err = explain403(err, f.hint)
+			err, refused := operatorError(err, f.hint)
 			f.setErr(err)
 			if downSince.IsZero() {
 				downSince = time.Now()
-				// A refusal lasts until an operator fixes the policy.
+				// A refusal lasts until an operator fixes the policy or
+				// the TLS setup.
 				logf := s.log.Warnf
-				if isForbidden(err) {
+				if refused {
 					logf = s.log.Errorf
 				}
 				if got {

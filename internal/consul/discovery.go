@@ -156,7 +156,8 @@ func (w *watcher) publish(set []*registry.ServiceInstance) {
 //     registrars are putting them back.
 //   - A token that may not read the service or its nodes gets no error
 //     but an empty answer marked as filtered by ACLs (an unknown token
-//     gets a 403). Either is logged as an error naming the permissions,
+//     gets a 403). Either is logged as an error naming the permissions
+//     (so is a TLS handshake with the agent failing on a certificate),
 //     once until it ends, and while the answer is filtered the queries
 //     block no longer than the retry backoff's maximum: fixing the policy
 //     changes no index, so a blocking query would not notice it.
@@ -198,9 +199,8 @@ func (w *watcher) run() {
 		if err != nil {
 			if downSince.IsZero() {
 				downSince = time.Now()
-				if isForbidden(err) {
-					w.log.Errorf("consul: watch %s: %v; keeping %d last known instance(s), retrying",
-						w.name, explain403(err, needRead(w.name)), len(last))
+				if err, refused := operatorError(err, needRead(w.name)); refused {
+					w.log.Errorf("consul: watch %s: %v; keeping %d last known instance(s), retrying", w.name, err, len(last))
 				} else {
 					w.log.Warnf("consul: watch %s: %v; keeping %d last known instance(s), retrying", w.name, err, len(last))
 				}

@@ -228,9 +228,10 @@ func (k *keeper) stop() {
 // Anything an operator can fix while the instance runs is retried in the
 // background, with backoff, until it succeeds or Deregister or Close is
 // called, and Register returns nil: Consul unreachable (logged as a
-// warning) and an ACL refusal, 403 (logged as an error naming the
-// permission the token lacks, again every refusalLogEvery while it lasts;
-// the instance registers at the next retry after the policy is fixed).
+// warning), and an ACL refusal, 403, or a TLS handshake with the agent
+// failing on a certificate (logged as an error naming the permission the
+// token lacks or the setting to check, again every refusalLogEvery while
+// it lasts; the instance registers at the next retry after the fix).
 // A service must start even while it cannot register. After success a
 // light loop re-registers the instance if the agent loses it (a restarted
 // dev agent loses everything). Registering an ID again replaces the
@@ -266,24 +267,26 @@ func (r *Registry) Register(ctx context.Context, ins *registry.ServiceInstance) 
 	return nil
 }
 
-// refusalLogEvery is how often an ACL refusal that lasts is logged again:
+// refusalLogEvery is how often a refusal that lasts is logged again:
 // an error logged once at start scrolls away, and the instance stays
 // undiscoverable until someone reads it.
 const refusalLogEvery = time.Minute
 
 // putFailure logs the failures of one run of registration retries: the
-// first, each change between unreachable and refused, and a lasting
-// refusal every refusalLogEvery.
+// first, each change between an outage and a refusal, and a lasting
+// refusal every refusalLogEvery. A refusal is an error an operator must
+// fix (operatorError: the ACL token, the TLS setup), logged as an error;
+// an outage passes by itself and is a warning.
 type putFailure struct {
 	since     time.Time // zero while no failure
-	refused   bool      // the last failure was a 403
+	refused   bool      // the last failure was a refusal
 	loggedAt  time.Time
 	name, svc string
 }
 
 func (f *putFailure) log(l *log.Helper, err error) {
 	now := time.Now()
-	refused := isForbidden(err)
+	err, refused := operatorError(err, needWrite(f.svc))
 	first := f.since.IsZero()
 	if first {
 		f.since = now
@@ -298,7 +301,7 @@ func (f *putFailure) log(l *log.Helper, err error) {
 			lasting = " (for " + d.Round(time.Second).String() + ")"
 		}
 		l.Errorf("consul: register %s refused%s: %v; not registered (not discoverable), retrying in background",
-			f.name, lasting, explain403(err, needWrite(f.svc)))
+			f.name, lasting, err)
 		return
 	}
 	l.Warnf("consul: register %s: %v; retrying in background", f.name, err)
