@@ -22,13 +22,12 @@ func needRead(service string) string {
 	return "the ACL token needs service:read on " + service + " and node:read on its nodes (node_prefix \"\" read)"
 }
 
-// operatorError reports whether err is one that waiting does not fix but
-// an operator can, while the process runs (so callers still retry, and
-// log it as an error): an ACL refusal, to which it adds aclHint, or a TLS
-// setup the agent and this client disagree on, to which it adds the
-// setting to check. Other errors (agent down, timeouts) come back as they
-// are, with false.
-func operatorError(err error, aclHint string) (error, bool) {
+// operatorError returns err explained if it is one that waiting does not
+// fix but an operator can, while the process runs (so callers still
+// retry, and log it as an error): an ACL refusal, explained by aclHint, or
+// a TLS setup the agent and this client disagree on, explained by the
+// setting to check. For other errors (agent down, timeouts) it returns nil.
+func operatorError(err error, aclHint string) error {
 	var (
 		se      api.StatusError
 		verify  *tls.CertificateVerificationError
@@ -38,13 +37,13 @@ func operatorError(err error, aclHint string) (error, bool) {
 	)
 	switch {
 	case errors.As(err, &se) && se.Code == http.StatusForbidden:
-		return fmt.Errorf("%s: %w", aclHint, err), true
+		return fmt.Errorf("%s: %w", aclHint, err)
 	case errors.As(err, &verify), errors.As(err, &unknown), errors.As(err, &host):
-		return fmt.Errorf("the agent's certificate is not trusted: check CONSUL_CACERT (registry.consul.tls.ca_file) and the address: %w", err), true
+		return fmt.Errorf("the agent's certificate is not trusted: check CONSUL_CACERT (registry.consul.tls.ca_file) and the address: %w", err)
 	case errors.As(err, &op) && op.Op == "remote error":
 		// A TLS alert from the agent: with verify_incoming it wants a
 		// client certificate signed by its CA.
-		return fmt.Errorf("the agent refused the TLS handshake: check CONSUL_CLIENT_CERT and CONSUL_CLIENT_KEY (registry.consul.tls.cert_file, key_file): %w", err), true
+		return fmt.Errorf("the agent refused the TLS handshake: check CONSUL_CLIENT_CERT and CONSUL_CLIENT_KEY (registry.consul.tls.cert_file, key_file): %w", err)
 	}
-	return err, false
+	return nil
 }

@@ -307,7 +307,10 @@ func (s *CertSource) follow(ctx context.Context, f *follower) {
 			return
 		}
 		if err != nil {
-			err, refused := operatorError(err, f.hint)
+			refused := false
+			if oe := operatorError(err, f.hint); oe != nil {
+				err, refused = oe, true
+			}
 			f.setErr(err)
 			if downSince.IsZero() {
 				downSince = time.Now()

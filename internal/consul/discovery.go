@@ -199,8 +199,8 @@ func (w *watcher) run() {
 		if err != nil {
 			if downSince.IsZero() {
 				downSince = time.Now()
-				if err, refused := operatorError(err, needRead(w.name)); refused {
-					w.log.Errorf("consul: watch %s: %v; keeping %d last known instance(s), retrying", w.name, err, len(last))
+				if oe := operatorError(err, needRead(w.name)); oe != nil {
+					w.log.Errorf("consul: watch %s: %v; keeping %d last known instance(s), retrying", w.name, oe, len(last))
 				} else {
 					w.log.Warnf("consul: watch %s: %v; keeping %d last known instance(s), retrying", w.name, err, len(last))
 				}

@@ -286,7 +286,10 @@ type putFailure struct {
 
 func (f *putFailure) log(l *log.Helper, err error) {
 	now := time.Now()
-	err, refused := operatorError(err, needWrite(f.svc))
+	refused := false
+	if oe := operatorError(err, needWrite(f.svc)); oe != nil {
+		err, refused = oe, true
+	}
 	first := f.since.IsZero()
 	if first {
 		f.since = now
