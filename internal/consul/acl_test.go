@@ -172,13 +172,7 @@ func TestRefusedRegistrationRetries(t *testing.T) {
 	agent := devstacktest.Consul(t, devstack.WithConsulACL())
 	ctx := testContext(t, time.Minute)
 	admin := tokenClient(t, agent.Addr(), agent.ManagementToken())
-	token, err := agent.PolicyToken(ctx, "order", `node_prefix "" { policy = "read" }`)
-	if err != nil {
-		t.Fatal(err)
-	}
-	logger := &testLogger{t: t}
-	r := consul.New(tokenClient(t, agent.Addr(), token), consul.WithLogger(logger), consul.WithRetryBackoff(50*time.Millisecond, time.Second))
-	t.Cleanup(func() { _ = r.Close() })
+	r, logger := policyRegistry(t, ctx, agent, "order", `node_prefix "" { policy = "read" }`)
 	ins := newInstance("order", "order-1", startGRPC(t).addr)
 	if err := r.Register(ctx, ins); err != nil {
 		t.Fatalf("Register refused by ACL = %v, want nil (retried in the background)", err)
@@ -220,13 +214,7 @@ func TestWatchFilteredByACL(t *testing.T) {
 	if err := users.Register(ctx, newInstance("user", "user-1", startGRPC(t).addr)); err != nil {
 		t.Fatal(err)
 	}
-	token, err := agent.PolicyToken(ctx, "order", `service "user" { policy = "read" }`)
-	if err != nil {
-		t.Fatal(err)
-	}
-	logger := &testLogger{t: t}
-	r := consul.New(tokenClient(t, agent.Addr(), token), consul.WithLogger(logger), consul.WithRetryBackoff(50*time.Millisecond, time.Second))
-	t.Cleanup(func() { _ = r.Close() })
+	r, logger := policyRegistry(t, ctx, agent, "order", `service "user" { policy = "read" }`)
 	w, err := r.Watch(ctx, "user")
 	if err != nil {
 		t.Fatal(err)
@@ -258,4 +246,19 @@ func TestWatchFilteredByACL(t *testing.T) {
 	case <-time.After(maxAfterPolicyFix):
 		t.Fatalf("no instance %s after the policy was fixed", maxAfterPolicyFix)
 	}
+}
+
+// policyRegistry is a Registry whose token has a new policy called name
+// with rules (UpdatePolicy changes it), retrying at most every second,
+// closed when the test ends; and its logger.
+func policyRegistry(t *testing.T, ctx context.Context, agent *devstack.ConsulAgent, name, rules string) (*consul.Registry, *testLogger) {
+	t.Helper()
+	token, err := agent.PolicyToken(ctx, name, rules)
+	if err != nil {
+		t.Fatal(err)
+	}
+	logger := &testLogger{t: t}
+	r := consul.New(tokenClient(t, agent.Addr(), token), consul.WithLogger(logger), consul.WithRetryBackoff(50*time.Millisecond, time.Second))
+	t.Cleanup(func() { _ = r.Close() })
+	return r, logger
 }

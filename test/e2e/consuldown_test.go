@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -61,12 +60,7 @@ func TestConsulDownAtStart(t *testing.T) {
 	}
 	t.Logf("passing in Consul %s after the agent was ready", time.Since(appeared).Round(time.Millisecond))
 
-	if err := p.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	if err := p.Wait(drainDelay + 5*time.Second); err != nil {
-		t.Errorf("after SIGTERM: %v, want exit 0", err)
-	}
+	sigtermExitsZero(t, p, "once registered")
 }
 
 // httpStatus GETs url and returns the status code.
@@ -152,14 +146,8 @@ func TestConsulTokenRefused(t *testing.T) {
 		t.Fatalf("user instances in Consul while refused: %d, %v; want 0", len(entries), err)
 	}
 
-	if err := stopped.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	sigterm := time.Now()
-	if err := stopped.Wait(drainDelay + 5*time.Second); err != nil {
-		t.Fatalf("SIGTERM while refused: %v, want exit 0", err)
-	}
-	t.Logf("TIMING SIGTERM -> exit 0 while refused: %s", time.Since(sigterm).Round(time.Millisecond))
+	took := sigtermExitsZero(t, stopped, "while refused")
+	t.Logf("TIMING SIGTERM -> exit 0 while refused: %s", took.Round(time.Millisecond))
 
 	// Refused long enough for the retries to reach their longest interval,
 	// so the time measured below is the worst case's.
@@ -179,10 +167,5 @@ func TestConsulTokenRefused(t *testing.T) {
 		t.Fatalf("instance exited: %v", waiting.ExitErr())
 	default:
 	}
-	if err := waiting.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	if err := waiting.Wait(drainDelay + 5*time.Second); err != nil {
-		t.Errorf("after SIGTERM: %v, want exit 0", err)
-	}
+	sigtermExitsZero(t, waiting, "once registered")
 }

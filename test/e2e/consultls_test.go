@@ -7,7 +7,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -81,12 +80,7 @@ func TestConsulHTTPS(t *testing.T) {
 			if code := httpStatus(t, ctx, "http://"+p.HTTPAddr+"/healthz"); code != http.StatusOK {
 				t.Fatalf("/healthz = %d, want 200", code)
 			}
-			if err := p.Signal(syscall.SIGTERM); err != nil {
-				t.Fatal(err)
-			}
-			if err := p.Wait(drainDelay + 5*time.Second); err != nil {
-				t.Errorf("after SIGTERM: %v, want exit 0", err)
-			}
+			sigtermExitsZero(t, p, "while refused")
 		})
 	}
 }
