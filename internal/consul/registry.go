@@ -445,7 +445,11 @@ func (r *Registry) keep(ctx context.Context, k *keeper, reg *api.AgentServiceReg
 			// back to passing, so wait until the agent says it lost it.
 			if downSince.IsZero() {
 				downSince = time.Now()
-				r.log.Warnf("consul: check registration of %s: %v; will register again if the agent lost it", name, err)
+				logf := r.log.Warnf
+				if oe := operatorError(err, needWrite(reg.Name)); oe != nil {
+					logf, err = r.log.Errorf, oe // the token lost its permission since
+				}
+				logf("consul: check registration of %s: %v; will register again if the agent lost it", name, err)
 			}
 		}
 	}
