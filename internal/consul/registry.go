@@ -7,8 +7,9 @@
 // against the standard grpc.health.v1 service (so NOT_SERVING and hung
 // servers leave the passing set, not just dead ports; WithHTTPCheck checks a
 // readiness path instead, for a gRPC port that takes only mTLS), never fails start-up
-// or a watch because Consul is unreachable (it retries in the background and
-// keeps the last known instances), re-registers after a Consul agent restart
+// or a watch because Consul is unreachable or refuses the ACL token or the TLS
+// setup (it retries in the background, keeps the last known instances, and
+// logs a refusal as an error naming what to fix), re-registers after a Consul agent restart
 // and runs long blocking queries that deliver every change, including the
 // empty set when the last instance leaves.
 //
