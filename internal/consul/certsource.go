@@ -7,7 +7,6 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"net/http"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -51,8 +50,9 @@ func WithStartTimeout(d time.Duration) Option {
 // moment up to 30 s later, so peers already trust a new leaf when it
 // appears. While the agent is unreachable or refuses, the current pair is
 // kept (a leaf stays valid until it expires, 72 h by default) and the
-// queries are retried with backoff; the outage is logged once, with the
-// permission a 403 lacks, and its end once.
+// queries are retried with backoff; the outage is logged once (a refusal,
+// 403, as an error naming the permission the token lacks, as is a TLS
+// handshake with the agent failing on a certificate), and its end once.
 type CertSource struct {
 	client  *api.Client
 	service string
@@ -128,7 +128,7 @@ func StartCertSource(client *api.Client, service string, opts ...Option) (*CertS
 		ready: make(chan struct{}),
 	}
 	s.leaf = &follower{
-		what: "leaf certificate", hint: "the ACL token needs service:write on " + service,
+		what: "leaf certificate", hint: needWrite(service),
 		ready: make(chan struct{}), fetch: s.fetchLeaf,
 	}
 	s.roots = &follower{
@@ -307,15 +307,24 @@ func (s *CertSource) follow(ctx context.Context, f *follower) {
 			return
 		}
 		if err != nil {
-			err = explain403(err, f.hint)
+			refused := false
+			if oe := operatorError(err, f.hint); oe != nil {
+				err, refused = oe, true
+			}
 			f.setErr(err)
 			if downSince.IsZero() {
 				downSince = time.Now()
+				// A refusal lasts until an operator fixes the policy or
+				// the TLS setup.
+				logf := s.log.Warnf
+				if refused {
+					logf = s.log.Errorf
+				}
 				if got {
-					s.log.Warnf("consul: certificates of %s: %s: %v; keeping the current leaf (valid until %s), retrying",
+					logf("consul: certificates of %s: %s: %v; keeping the current leaf (valid until %s), retrying",
 						s.service, f.what, err, s.Expiry().Format(time.RFC3339))
 				} else {
-					s.log.Warnf("consul: certificates of %s: %s: %v; retrying", s.service, f.what, err)
+					logf("consul: certificates of %s: %s: %v; retrying", s.service, f.what, err)
 				}
 			}
 			index = 0
@@ -482,13 +491,4 @@ func certsDER(pemText string) []byte {
 			der = append(der, block.Bytes...)
 		}
 	}
-}
-
-// explain403 adds what the ACL token lacks to a 403 from the agent.
-func explain403(err error, hint string) error {
-	var se api.StatusError
-	if errors.As(err, &se) && se.Code == http.StatusForbidden {
-		return fmt.Errorf("%s: %w", hint, err)
-	}
-	return err
 }

@@ -154,6 +154,13 @@ func (w *watcher) publish(set []*registry.ServiceInstance) {
 //   - Right after such a recovery an empty answer is held back for the
 //     recovery grace: the agent has lost its registrations and the
 //     registrars are putting them back.
+//   - A token that may not read the service or its nodes gets no error
+//     but an empty answer marked as filtered by ACLs (an unknown token
+//     gets a 403). Either is logged as an error naming the permissions
+//     (so is a TLS handshake with the agent failing on a certificate),
+//     once until it ends, and while the answer is filtered the queries
+//     block no longer than the retry backoff's maximum: fixing the policy
+//     changes no index, so a blocking query would not notice it.
 func (w *watcher) run() {
 	defer close(w.done)
 	defer w.forget() // also when the watch context ends without Stop
@@ -165,6 +172,7 @@ func (w *watcher) run() {
 		downSince    time.Time // zero while Consul answers
 		recoverUntil time.Time // hold back an empty set until then
 		holding      bool      // an empty set is being held back (logged once)
+		filtered     bool      // the last answer was empty, filtered by ACLs (logged once)
 	)
 	recovering := func() {
 		if published && len(last) > 0 {
@@ -181,6 +189,9 @@ func (w *watcher) run() {
 		if rem := time.Until(recoverUntil); rem > 0 && rem < q.WaitTime {
 			q.WaitTime = rem.Round(time.Millisecond) + time.Millisecond
 		}
+		if filtered {
+			q.WaitTime = min(q.WaitTime, w.opts.backoffMax)
+		}
 		entries, meta, err := w.health.Service(w.name, "", true, q.WithContext(w.ctx))
 		if w.ctx.Err() != nil {
 			return
@@ -188,7 +199,11 @@ func (w *watcher) run() {
 		if err != nil {
 			if downSince.IsZero() {
 				downSince = time.Now()
-				w.log.Warnf("consul: watch %s: %v; keeping %d last known instance(s), retrying", w.name, err, len(last))
+				if oe := operatorError(err, needRead(w.name)); oe != nil {
+					w.log.Errorf("consul: watch %s: %v; keeping %d last known instance(s), retrying", w.name, oe, len(last))
+				} else {
+					w.log.Warnf("consul: watch %s: %v; keeping %d last known instance(s), retrying", w.name, err, len(last))
+				}
 			}
 			index = 0
 			if rpc.Sleep(w.ctx, bo.next()) != nil {
@@ -211,6 +226,15 @@ func (w *watcher) run() {
 		index = max(meta.LastIndex, 1)
 
 		set := instances(entries)
+		hidden := len(set) == 0 && meta.ResultsFilteredByACLs
+		switch {
+		case hidden && !filtered:
+			w.log.Errorf("consul: watch %s: Consul filtered every instance out of its answer: %s; finding none until it does",
+				w.name, needRead(w.name))
+		case !hidden && filtered:
+			w.log.Infof("consul: watch %s: the answer is no longer filtered by ACLs (%d instance(s))", w.name, len(set))
+		}
+		filtered = hidden
 		if len(set) == 0 && time.Now().Before(recoverUntil) {
 			if !holding {
 				holding = true

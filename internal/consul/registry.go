@@ -7,8 +7,9 @@
 // against the standard grpc.health.v1 service (so NOT_SERVING and hung
 // servers leave the passing set, not just dead ports; WithHTTPCheck checks a
 // readiness path instead, for a gRPC port that takes only mTLS), never fails start-up
-// or a watch because Consul is unreachable (it retries in the background and
-// keeps the last known instances), re-registers after a Consul agent restart
+// or a watch because Consul is unreachable or refuses the ACL token or the TLS
+// setup (it retries in the background, keeps the last known instances, and
+// logs a refusal as an error naming what to fix), re-registers after a Consul agent restart
 // and runs long blocking queries that deliver every change, including the
 // empty set when the last instance leaves.
 //
@@ -223,12 +224,19 @@ func (k *keeper) stop() {
 // discoverable at once.
 //
 // Register fails only for an instance that cannot be registered (no grpc
-// endpoint, reserved metadata key) or one Consul rejects (4xx). When Consul
-// is unreachable it logs, returns nil and keeps retrying in the background
-// until it succeeds or Deregister or Close is called: a service must start
-// even while Consul is down. After success a light loop re-registers the
-// instance if the agent loses it (a restarted dev agent loses everything).
-// Registering an ID again replaces the earlier registration.
+// endpoint, reserved metadata key) or whose definition Consul rejects (a
+// 4xx other than 403): the instance's own fault, which no retry fixes.
+// Anything an operator can fix while the instance runs is retried in the
+// background, with backoff, until it succeeds or Deregister or Close is
+// called, and Register returns nil: Consul unreachable (logged as a
+// warning), and an ACL refusal, 403, or a TLS handshake with the agent
+// failing on a certificate (logged as an error naming the permission the
+// token lacks or the setting to check, again every refusalLogEvery while
+// it lasts; the instance registers at the next retry after the fix).
+// A service must start even while it cannot register. After success a
+// light loop re-registers the instance if the agent loses it (a restarted
+// dev agent loses everything). Registering an ID again replaces the
+// earlier registration.
 func (r *Registry) Register(ctx context.Context, ins *registry.ServiceInstance) error {
 	reg, err := r.registration(ins)
 	if err != nil {
@@ -245,22 +253,62 @@ func (r *Registry) Register(ctx context.Context, ins *registry.ServiceInstance) 
 	}
 
 	err = r.put(ctx, reg)
-	switch {
-	case err == nil:
+	if err == nil {
 		r.log.Infof("consul: registered %s at %s:%d", label(ins), reg.Address, reg.Port)
-	case isPermanent(err):
+	} else if isRejected(err) {
 		return fmt.Errorf("consul: register %s: %w", label(ins), err)
-	default:
-		r.log.Warnf("consul: register %s: %v; retrying in background", label(ins), err)
 	}
 	kctx, cancel := context.WithCancel(context.Background())
 	k := &keeper{cancel: cancel, done: make(chan struct{}), registered: err == nil}
 	r.regs[ins.ID] = k
 	go func() {
 		defer close(k.done)
-		r.keep(kctx, k, reg, label(ins))
+		r.keep(kctx, k, reg, label(ins), err)
 	}()
 	return nil
+}
+
+// refusalLogEvery is how often a refusal that lasts is logged again:
+// an error logged once at start scrolls away, and the instance stays
+// undiscoverable until someone reads it.
+const refusalLogEvery = time.Minute
+
+// putFailure logs the failures of one run of registration retries: the
+// first, each change between an outage and a refusal, and a lasting
+// refusal every refusalLogEvery. A refusal is an error an operator must
+// fix (operatorError: the ACL token, the TLS setup), logged as an error;
+// an outage passes by itself and is a warning.
+type putFailure struct {
+	since     time.Time // zero while no failure
+	refused   bool      // the last failure was a refusal
+	loggedAt  time.Time
+	name, svc string
+}
+
+func (f *putFailure) log(l *log.Helper, err error) {
+	now := time.Now()
+	refused := false
+	if oe := operatorError(err, needWrite(f.svc)); oe != nil {
+		err, refused = oe, true
+	}
+	first := f.since.IsZero()
+	if first {
+		f.since = now
+	}
+	if !first && refused == f.refused && (!refused || now.Sub(f.loggedAt) < refusalLogEvery) {
+		return
+	}
+	f.refused, f.loggedAt = refused, now
+	if refused {
+		lasting := ""
+		if d := now.Sub(f.since); d >= time.Second {
+			lasting = " (for " + d.Round(time.Second).String() + ")"
+		}
+		l.Errorf("consul: register %s refused%s: %v; not registered (not discoverable), retrying in background",
+			f.name, lasting, err)
+		return
+	}
+	l.Warnf("consul: register %s: %v; retrying in background", f.name, err)
 }
 
 // Deregister stops keeping ins registered and removes it from the agent.
@@ -329,36 +377,42 @@ func (r *Registry) put(ctx context.Context, reg *api.AgentServiceRegistration) e
 // per health interval that the agent still has it and registers it again if
 // not. It logs once when Consul becomes unreachable and once when it is back,
 // not on every retry.
-func (r *Registry) keep(ctx context.Context, k *keeper, reg *api.AgentServiceRegistration, name string) {
+//
+// firstErr is the error of Register's own attempt (nil if it succeeded),
+// logged here with the later ones, so that putFailure alone decides what
+// is logged.
+func (r *Registry) keep(ctx context.Context, k *keeper, reg *api.AgentServiceRegistration, name string, firstErr error) {
 	registered := k.registered
 	period := max(r.opts.checkInterval, time.Second)
 	bo := newBackoff(r.opts.backoffInitial, r.opts.backoffMax)
 	var downSince time.Time // zero while Consul answers
-	if !registered {
-		downSince = time.Now() // Register already logged the first failure
+	fail := putFailure{name: name, svc: reg.Name}
+	if firstErr != nil {
+		fail.log(r.log, firstErr)
 	}
 	for {
 		if !registered {
-			err := r.put(ctx, reg)
+			err := firstErr
+			if firstErr == nil {
+				err = r.put(ctx, reg)
+			}
+			firstErr = nil
 			if ctx.Err() != nil {
 				return
 			}
 			if err != nil {
-				if downSince.IsZero() {
-					downSince = time.Now()
-					r.log.Warnf("consul: register %s: %v; retrying in background", name, err)
-				}
+				fail.log(r.log, err)
 				if rpc.Sleep(ctx, bo.next()) != nil {
 					return
 				}
 				continue
 			}
-			if downSince.IsZero() {
+			if fail.since.IsZero() {
 				r.log.Infof("consul: registered %s again", name)
 			} else {
-				r.log.Infof("consul: registered %s after %s of retries", name, time.Since(downSince).Round(time.Millisecond))
+				r.log.Infof("consul: registered %s after %s of retries", name, time.Since(fail.since).Round(time.Millisecond))
 			}
-			registered, downSince = true, time.Time{}
+			registered, downSince, fail = true, time.Time{}, putFailure{name: name, svc: reg.Name}
 			k.registered = true
 			bo.reset()
 		}
@@ -392,7 +446,11 @@ func (r *Registry) keep(ctx context.Context, k *keeper, reg *api.AgentServiceReg
 			// back to passing, so wait until the agent says it lost it.
 			if downSince.IsZero() {
 				downSince = time.Now()
-				r.log.Warnf("consul: check registration of %s: %v; will register again if the agent lost it", name, err)
+				logf := r.log.Warnf
+				if oe := operatorError(err, needWrite(reg.Name)); oe != nil {
+					logf, err = r.log.Errorf, oe // the token lost its permission since
+				}
+				logf("consul: check registration of %s: %v; will register again if the agent lost it", name, err)
 			}
 		}
 	}
@@ -590,11 +648,12 @@ func isNotFound(err error) bool {
 	return errors.As(err, &se) && se.Code == http.StatusNotFound
 }
 
-// isPermanent reports an error that retrying cannot fix: Consul answered and
-// rejected the request (bad definition, ACL). Throttling and timeouts are
-// transient.
-func isPermanent(err error) bool {
+// isRejected reports an error that only a change of the instance can fix:
+// Consul answered and rejected the registration itself (a bad
+// definition). An ACL refusal (403) is not one: an operator fixes the
+// policy while the instance runs. Throttling and timeouts are transient.
+func isRejected(err error) bool {
 	var se api.StatusError
 	return errors.As(err, &se) && se.Code >= 400 && se.Code < 500 &&
-		se.Code != http.StatusTooManyRequests && se.Code != http.StatusRequestTimeout
+		se.Code != http.StatusForbidden && se.Code != http.StatusTooManyRequests && se.Code != http.StatusRequestTimeout
 }

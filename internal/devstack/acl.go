@@ -3,6 +3,7 @@ package devstack
 import (
 	"context"
 	"crypto/rand"
+	"errors"
 	"fmt"
 	"net/http"
 	"strings"
@@ -73,15 +74,10 @@ func (a *ConsulAgent) ServiceToken(ctx context.Context, service string, calls ..
 
 // PolicyToken creates a policy called name with rules and a token with it,
 // and returns the token's secret. Creating a name again replaces nothing:
-// it fails, as Consul refuses duplicate policy names.
+// it fails, as Consul refuses duplicate policy names (UpdatePolicy changes
+// one).
 func (a *ConsulAgent) PolicyToken(ctx context.Context, name, rules string) (string, error) {
-	if a.opts.aclToken == "" {
-		return "", fmt.Errorf("token %s: the agent runs without ACLs (WithConsulACL)", name)
-	}
-	cfg := api.DefaultNonPooledConfig()
-	cfg.Address, cfg.Token = a.Addr(), a.opts.aclToken
-	cfg.Transport.DisableKeepAlives = true
-	client, err := api.NewClient(cfg)
+	client, err := a.managementClient()
 	if err != nil {
 		return "", fmt.Errorf("token %s: %w", name, err)
 	}
@@ -98,6 +94,40 @@ func (a *ConsulAgent) PolicyToken(ctx context.Context, name, rules string) (stri
 		return "", fmt.Errorf("token %s: %w", name, err)
 	}
 	return token.SecretID, nil
+}
+
+// UpdatePolicy replaces the rules of the policy called name, as an
+// operator fixing a token's policy would: every token with it has the new
+// rules at once (the dev agent is its own ACL server, nothing caches them).
+func (a *ConsulAgent) UpdatePolicy(ctx context.Context, name, rules string) error {
+	client, err := a.managementClient()
+	if err != nil {
+		return fmt.Errorf("policy %s: %w", name, err)
+	}
+	policy, _, err := client.ACL().PolicyReadByName(name, (&api.QueryOptions{}).WithContext(ctx))
+	if err != nil {
+		return fmt.Errorf("policy %s: %w", name, err)
+	}
+	if policy == nil {
+		return fmt.Errorf("policy %s: not found", name)
+	}
+	policy.Rules = rules
+	if _, _, err := client.ACL().PolicyUpdate(policy, (&api.WriteOptions{}).WithContext(ctx)); err != nil {
+		return fmt.Errorf("policy %s: %w", name, err)
+	}
+	return nil
+}
+
+// managementClient is a client of the agent with the management token and
+// no idle connections left behind.
+func (a *ConsulAgent) managementClient() (*api.Client, error) {
+	if a.opts.aclToken == "" {
+		return nil, errors.New("the agent runs without ACLs (WithConsulACL)")
+	}
+	cfg := api.DefaultNonPooledConfig()
+	cfg.Address, cfg.Token = a.Addr(), a.opts.aclToken
+	cfg.Transport.DisableKeepAlives = true
+	return api.NewClient(cfg)
 }
 
 // tokenTransport adds the management token to every request devstack

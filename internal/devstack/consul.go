@@ -171,7 +171,8 @@ type consulOptions struct {
 	nodeName     string
 	startTimeout time.Duration
 	stopTimeout  time.Duration
-	aclToken     string // management token; "" runs without ACLs (acl.go)
+	aclToken     string     // management token; "" runs without ACLs (acl.go)
+	https        *ConsulTLS // nil: no HTTPS API (consultls.go)
 }
 
 // WithConsulBinary runs this consul binary instead of <repo>/bin/consul
@@ -231,8 +232,9 @@ func newConsulOptions(ctx context.Context, startTimeout time.Duration, opts []Co
 
 // consulPorts are the agent's listeners. DNS, gRPC and gRPC-TLS are disabled
 // (-1): nothing here uses them, and every port less is one collision less.
+// HTTPS is 0 (off) unless WithConsulHTTPS.
 type consulPorts struct {
-	http, serfLAN, serfWAN, server int
+	http, serfLAN, serfWAN, server, https int
 }
 
 // ConsulAgent is a running `consul agent -dev` on 127.0.0.1. Its state is in
@@ -287,7 +289,7 @@ func StartConsul(ctx context.Context, opts ...ConsulOption) (*ConsulAgent, error
 	// fresh ports (keeping a fixed HTTP port: the caller told others of it).
 	for attempt := 1; ; attempt++ {
 		var lease *portLease
-		if a.ports, lease, err = leaseConsulPorts(o.httpPort); err != nil {
+		if a.ports, lease, err = leaseConsulPorts(o.httpPort, o.https != nil); err != nil {
 			break
 		}
 		a.mu.Lock()
@@ -339,6 +341,7 @@ func (a *ConsulAgent) startLocked(ctx context.Context) error {
 		"-hcl", "disable_update_check = true",
 	)
 	cmd.Args = append(cmd.Args, a.opts.aclArgs()...)
+	cmd.Args = append(cmd.Args, a.opts.httpsArgs(p.https)...)
 	cmd.Dir = a.opts.dir
 	cmd.Stdout, cmd.Stderr = logF, logF
 	cmd.SysProcAttr = consulSysProcAttr()
@@ -670,20 +673,28 @@ func ConsulFromEnv(ctx context.Context) (addr string, ok bool) {
 }
 
 // leaseConsulPorts reserves the agent's ports: httpPort if it is not 0
-// (the caller owns it), the others from ports.go. Serf uses each of its
-// numbers on TCP and UDP; every leased port is free on both.
-func leaseConsulPorts(httpPort int) (consulPorts, *portLease, error) {
-	n := 4
-	if httpPort != 0 {
-		n = 3
+// (the caller owns it), the others, and one for HTTPS if https, from
+// ports.go. Serf uses each of its numbers on TCP and UDP; every leased
+// port is free on both.
+func leaseConsulPorts(httpPort int, https bool) (consulPorts, *portLease, error) {
+	n := 3
+	if httpPort == 0 {
+		n++
+	}
+	if https {
+		n++
 	}
 	l, err := leasePorts(n, httpPort)
 	if err != nil {
 		return consulPorts{}, nil, fmt.Errorf("pick ports: %w", err)
 	}
 	p := consulPorts{http: httpPort, server: l.ports[0], serfLAN: l.ports[1], serfWAN: l.ports[2]}
+	rest := l.ports[3:]
 	if httpPort == 0 {
-		p.http = l.ports[3]
+		p.http, rest = rest[0], rest[1:]
+	}
+	if https {
+		p.https = rest[0]
 	}
 	return p, l, nil
 }

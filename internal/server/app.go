@@ -57,7 +57,11 @@ func NewApp(c *conf.Bootstrap, inst Instance, logger log.Logger, grpcSrv *kgrpc.
 }
 
 // Run serves until ctx ends (the caller ties it to SIGINT/SIGTERM), then
-// stops gracefully. It returns an error only if a server fails on its own.
+// stops gracefully. It returns an error only if a server fails on its own
+// or Consul rejects the registration's definition. A registration Consul
+// refuses (an ACL token without service:write) or cannot take (the agent
+// down) does not stop the instance: the registry logs it and retries in
+// the background, and the instance serves, undiscovered, meanwhile.
 func (a *App) Run(ctx context.Context) error {
 	a.log.Infof("starting %s %s with config %+v", a.inst.ID, a.inst.Version, a.c.Masked())
 	lis, err := a.bind(ctx)

@@ -5,9 +5,9 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -60,12 +60,7 @@ func TestConsulDownAtStart(t *testing.T) {
 	}
 	t.Logf("passing in Consul %s after the agent was ready", time.Since(appeared).Round(time.Millisecond))
 
-	if err := p.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	if err := p.Wait(drainDelay + 5*time.Second); err != nil {
-		t.Errorf("after SIGTERM: %v, want exit 0", err)
-	}
+	sigtermExitsZero(t, p, "once registered")
 }
 
 // httpStatus GETs url and returns the status code.
@@ -102,4 +97,75 @@ func waitLogLine(ctx context.Context, path, needle string, timeout time.Duration
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
+}
+
+// TestConsulTokenRefused starts user with an ACL token that lacks
+// service:write on user: the instance must stay up, serving but not
+// registered, and log an error naming the permission; one stopped then
+// exits cleanly, and one left running registers by itself once the
+// token's policy is fixed.
+func TestConsulTokenRefused(t *testing.T) {
+	const (
+		refusedFor  = 8 * time.Second // the registry's retry backoff tops out at 5 s
+		maxRegister = 8 * time.Second
+	)
+	ctx := devstacktest.Context(t, 2*time.Minute)
+	isolateConsul(t)
+	bin := buildUser(t, ctx)
+	agent := devstacktest.Consul(t, devstack.WithConsulACL())
+	consul := consulClient(t, agent.Addr())
+	consul.SetHeaders(map[string][]string{"X-Consul-Token": {agent.ManagementToken()}})
+	token, err := agent.PolicyToken(ctx, "rampart-user", `node_prefix "" { policy = "read" }`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	logDir := t.TempDir()
+	start := func() *devstack.ServiceProc {
+		return startInstance(t, ctx, devstack.ServiceSpec{
+			Name: "user", Binary: bin, ConsulAddr: agent.Addr(), LogDir: logDir,
+			Env: []string{"CONSUL_HTTP_TOKEN=" + token, "RAMPART_SQLITE_PATH=" + filepath.Join(logDir, "user.db")},
+		}, "with a token without service:write")
+	}
+
+	stopped, waiting := start(), start()
+	started := time.Now()
+	for _, p := range []*devstack.ServiceProc{stopped, waiting} {
+		line, err := waitLogLine(ctx, p.LogPath, "the ACL token needs service:write on user", 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("%s: %s", filepath.Base(p.LogPath), line)
+		if !strings.Contains(line, "ERROR") {
+			t.Errorf("the refusal is not logged as an error: %s", line)
+		}
+		if code := httpStatus(t, ctx, "http://"+p.HTTPAddr+"/healthz"); code != http.StatusOK {
+			t.Fatalf("/healthz while refused = %d, want 200", code)
+		}
+	}
+	if entries, err := passing(ctx, consul, "user"); err != nil || len(entries) != 0 {
+		t.Fatalf("user instances in Consul while refused: %d, %v; want 0", len(entries), err)
+	}
+
+	took := sigtermExitsZero(t, stopped, "while refused")
+	t.Logf("TIMING SIGTERM -> exit 0 while refused: %s", took.Round(time.Millisecond))
+
+	// Refused long enough for the retries to reach their longest interval,
+	// so the time measured below is the worst case's.
+	sleepCtx(ctx, refusedFor-time.Since(started))
+	if err := agent.UpdatePolicy(ctx, "rampart-user", devstack.ServicePolicyRules("user")); err != nil {
+		t.Fatal(err)
+	}
+	fixed := time.Now()
+	wctx, cancel := context.WithTimeout(ctx, maxRegister)
+	defer cancel()
+	if _, err := devstack.WaitPassing(wctx, consul, "user", 1); err != nil {
+		t.Fatalf("after the policy was fixed: %v", err)
+	}
+	t.Logf("TIMING passing in Consul %s after the policy was fixed", time.Since(fixed).Round(time.Millisecond))
+	select {
+	case <-waiting.Exited():
+		t.Fatalf("instance exited: %v", waiting.ExitErr())
+	default:
+	}
+	sigtermExitsZero(t, waiting, "once registered")
 }

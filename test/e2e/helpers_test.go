@@ -5,6 +5,7 @@ import (
 	"net"
 	"path/filepath"
 	"strconv"
+	"syscall"
 	"testing"
 	"time"
 
@@ -145,4 +146,19 @@ func dumpLogs(t *testing.T, dir string) {
 	for _, p := range devstack.Logs(dir) {
 		t.Logf("--- %s (last %d lines) ---\n%s", p, logTailLines, devstack.LogTail(p, logTailLines))
 	}
+}
+
+// sigtermExitsZero sends p SIGTERM and fails the test unless it exits 0
+// within the drain delay plus 5 s; it returns how long the exit took.
+// what says in which state it was stopped, for the failure.
+func sigtermExitsZero(t *testing.T, p *devstack.ServiceProc, what string) time.Duration {
+	t.Helper()
+	if err := p.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	if err := p.Wait(drainDelay + 5*time.Second); err != nil {
+		t.Errorf("SIGTERM %s: %v, want exit 0", what, err)
+	}
+	return time.Since(start)
 }
