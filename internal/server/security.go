@@ -10,10 +10,12 @@ import (
 
 	"github.com/go-kratos/kratos/v2/log"
 	"github.com/hashicorp/consul/api"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
 	"github.com/rampart-go/rampart/internal/conf"
 	"github.com/rampart-go/rampart/internal/consul"
 	"github.com/rampart-go/rampart/internal/middleware"
+	"github.com/rampart-go/rampart/internal/middleware/authz"
 	"github.com/rampart-go/rampart/internal/mtls"
 )
 
@@ -35,12 +37,24 @@ const waitLogEvery = 10 * time.Second
 // answering 503.
 type Identity struct {
 	service string
-	client  *api.Client
-	src     *consul.CertSource
-	ttl     time.Duration
-	logger  log.Logger
-	authz   atomic.Pointer[consul.Authorizer] // set by wait, once the leaf names the instance
+	src     certSource
+	// newAuthorizer builds the intentions' authorizer once the first
+	// certificate names the instance.
+	newAuthorizer func(self spiffeid.ID) (authz.Authorizer, error)
+	authz         atomic.Pointer[authorizer] // set by wait
 }
+
+// certSource is what an Identity reads of its certificates: consul's
+// CertSource, or a fixed source (NewFixedIdentity).
+type certSource interface {
+	mtls.Source
+	Ready() <-chan struct{}
+	LastError() error
+	ID() spiffeid.ID
+}
+
+// authorizer boxes an authz.Authorizer for the atomic pointer.
+type authorizer struct{ authz.Authorizer }
 
 // NewIdentity starts following the certificates of the instance's service
 // in mtls mode, and returns nil in plaintext mode. The cleanup stops
@@ -53,9 +67,37 @@ func NewIdentity(sec conf.Security, client *api.Client, inst Instance, logger lo
 	if err != nil {
 		return nil, nil, fmt.Errorf("security: %w", err)
 	}
-	id := &Identity{service: inst.Name, client: client, src: src, ttl: sec.AuthzCacheTTL, logger: logger}
+	id := &Identity{
+		service: inst.Name,
+		src:     src,
+		newAuthorizer: func(self spiffeid.ID) (authz.Authorizer, error) {
+			return consul.NewAuthorizer(client, self, consul.WithAuthorization(sec.AuthzCacheTTL, time.Second), consul.WithLogger(logger))
+		},
+	}
 	return id, func() { _ = src.Close() }, nil
 }
+
+// NewFixedIdentity is an mtls-mode identity over a source that already
+// holds its certificate (mtlstest's test CA) and a given authorizer, for
+// tests and benchmarks that measure the secure path without a Consul agent.
+func NewFixedIdentity(service string, src mtls.Source, self spiffeid.ID, a authz.Authorizer) *Identity {
+	ready := make(chan struct{})
+	close(ready)
+	id := &Identity{service: service, src: fixedSource{Source: src, ready: ready, id: self}}
+	id.authz.Store(&authorizer{a})
+	return id
+}
+
+// fixedSource is a source that is ready from the start.
+type fixedSource struct {
+	mtls.Source
+	ready chan struct{}
+	id    spiffeid.ID
+}
+
+func (f fixedSource) Ready() <-chan struct{} { return f.ready }
+func (f fixedSource) LastError() error       { return nil }
+func (f fixedSource) ID() spiffeid.ID        { return f.id }
 
 // Source is the certificate source, nil in plaintext mode.
 func (id *Identity) Source() mtls.Source {
@@ -105,11 +147,14 @@ func (id *Identity) wait(ctx context.Context, logger *log.Helper) error {
 	if err := id.awaitCertificate(ctx, logger); err != nil {
 		return err
 	}
-	a, err := consul.NewAuthorizer(id.client, id.src.ID(), consul.WithAuthorization(id.ttl, time.Second), consul.WithLogger(id.logger))
+	if id.authz.Load() != nil {
+		return nil
+	}
+	a, err := id.newAuthorizer(id.src.ID())
 	if err != nil {
 		return fmt.Errorf("security: %w", err)
 	}
-	id.authz.Store(a)
+	id.authz.Store(&authorizer{a})
 	return nil
 }
 

@@ -36,4 +36,12 @@ const (
 	// instance), sampled. Against CaseRampart it is the HTTP path's cost per
 	// call against the gRPC path's.
 	CaseHTTP = "d_http"
+	// CaseMTLS is CaseRampart in security.mode mtls: the server takes only
+	// mutual TLS and runs the authorization step, the client presents its
+	// certificate and checks the server's SPIFFE ID. Certificates come from
+	// a test CA (internal/mtls/mtlstest) and the authorizer allows every
+	// caller, so the figure is TLS on an open connection plus the step
+	// itself, not a Consul lookup (a decision is cached for
+	// security.authz_cache_ttl). Handshakes happen in the warm-up only.
+	CaseMTLS = "e_rampart_mtls"
 )

@@ -33,6 +33,8 @@ import (
 	"github.com/rampart-go/rampart/internal/gateway"
 	"github.com/rampart-go/rampart/internal/leakcheck"
 	"github.com/rampart-go/rampart/internal/middleware"
+	"github.com/rampart-go/rampart/internal/mtls"
+	"github.com/rampart-go/rampart/internal/mtls/mtlstest"
 	"github.com/rampart-go/rampart/internal/server"
 	usersvc "github.com/rampart-go/rampart/internal/service/user"
 	"github.com/rampart-go/rampart/internal/telemetry"
@@ -72,6 +74,8 @@ type fixture struct {
 	spans *atomic.Int64
 	// spansPerCall is how many spans one call should record.
 	spansPerCall int
+	// addr is the server's address, where a case's setup checks it.
+	addr string
 }
 
 type benchCase struct {
@@ -87,6 +91,7 @@ func cases() []benchCase {
 		{name: bench.CaseRampart, setup: func(tb testing.TB) fixture { return rampart(tb, true) }},
 		{name: bench.CaseRampartUnsampled, setup: func(tb testing.TB) fixture { return rampart(tb, false) }},
 		{name: bench.CaseHTTP, setup: overHTTP},
+		{name: bench.CaseMTLS, setup: overMTLS},
 	}
 }
 
@@ -244,7 +249,41 @@ func kratosStock(tb testing.TB) fixture {
 // included. Only the target differs: the server's loopback address instead
 // of Consul discovery, so no registry is involved.
 func rampart(tb testing.TB, sampled bool) fixture {
-	c, lis, id, tel, spans := rampartServer(tb, sampled)
+	return rampartOver(tb, sampled, nil, nil)
+}
+
+// overMTLS is case (e): case (c) with both ends in mtls mode, the server
+// as user and the client as order, certificates from one test CA.
+func overMTLS(tb testing.TB) fixture {
+	ca := mtlstest.NewCA(tb, "bench.consul")
+	ident := server.NewFixedIdentity("user", ca.Source(tb, "user"), ca.ServiceID("user"), allowAll{})
+	f := rampartOver(tb, true, ident, ca.Source(tb, "order"))
+	// The case measures TLS only if the server refuses anything else.
+	conn, err := grpc.NewClient(f.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		tb.Fatalf("dial: %v", err)
+	}
+	defer func() { _ = conn.Close() }()
+	ctx, cancel := context.WithTimeout(tb.Context(), 5*time.Second)
+	defer cancel()
+	if _, err := userv1.NewUserServiceClient(conn).GetUser(ctx, &userv1.GetUserRequest{Id: f.userID}); err == nil {
+		tb.Fatal("the mtls case's server answered a plaintext call")
+	}
+	return f
+}
+
+// allowAll is an authorizer whose every answer is yes, as a cached allow
+// intention is.
+type allowAll struct{}
+
+func (allowAll) Authorize(context.Context, string, string) (bool, string, error) {
+	return true, "", nil
+}
+
+// rampartOver builds case (c), (c') or (e): in plaintext when ident is nil,
+// else the server with ident and the client presenting src.
+func rampartOver(tb testing.TB, sampled bool, ident *server.Identity, src mtls.Source) fixture {
+	c, lis, id, tel, spans := rampartServer(tb, sampled, ident)
 	// Without a discovery, the Dialer dials the target as it is.
 	user := c.Clients["user"]
 	user.Target = lis.Addr().String()
@@ -252,12 +291,12 @@ func rampart(tb testing.TB, sampled bool) fixture {
 	// P2C, as server.Setup chooses for the services; set here because the
 	// Kratos case may have put round robin back since.
 	selector.SetGlobalSelector(p2c.NewBuilder()) //nolint:forbidigo // server.Setup runs once; the stock case reset it
-	conn, closeConn, err := server.NewDialer(nil, middleware.NewClients(c.Clients, discard, tel), nil).Dial("user")
+	conn, closeConn, err := server.NewDialer(nil, middleware.NewClients(c.Clients, discard, tel), src).Dial("user")
 	if err != nil {
 		tb.Fatalf("dial: %v", err)
 	}
 	tb.Cleanup(closeConn)
-	f := fixture{client: userv1.NewUserServiceClient(conn), userID: id, spans: spans}
+	f := fixture{client: userv1.NewUserServiceClient(conn), userID: id, spans: spans, addr: lis.Addr().String()}
 	if sampled {
 		// The logical client span, one attempt span, the server span.
 		f.spansPerCall = 3
@@ -268,7 +307,7 @@ func rampart(tb testing.TB, sampled bool) fixture {
 // rampartServer serves the user service as case (c) does, and returns its
 // config (with clients.user, target still to set), its listener, the
 // user's ID, the telemetry and the span counter.
-func rampartServer(tb testing.TB, sampled bool) (*conf.Bootstrap, net.Listener, string, *telemetry.Telemetry, *atomic.Int64) {
+func rampartServer(tb testing.TB, sampled bool, ident *server.Identity) (*conf.Bootstrap, net.Listener, string, *telemetry.Telemetry, *atomic.Int64) {
 	tb.Helper()
 	svc, id := users(tb)
 	c := conf.Default()
@@ -290,11 +329,11 @@ func rampartServer(tb testing.TB, sampled bool) (*conf.Bootstrap, net.Listener, 
 	if err != nil {
 		tb.Fatalf("faults: %v", err)
 	}
-	chain, err := middleware.NewServerChain(c.Server.Shedding, discard, inj, tel.MeterProvider(), middleware.Authorization{})
+	chain, err := middleware.NewServerChain(c.Server.Shedding, discard, inj, tel.MeterProvider(), server.NewAuthorization(ident))
 	if err != nil {
 		tb.Fatalf("server chain: %v", err)
 	}
-	srv := server.NewGRPCServer(c.Server.GRPC, chain, server.NewHealth(), tel, server.NewStreams(), usersvc.NewAPI(svc), nil)
+	srv := server.NewGRPCServer(c.Server.GRPC, chain, server.NewHealth(), tel, server.NewStreams(), usersvc.NewAPI(svc), ident)
 	lis := listen(tb)
 	// As server.App does: hand over the listener bound beforehand.
 	kgrpc.Listener(lis)(srv)
@@ -306,7 +345,7 @@ func rampartServer(tb testing.TB, sampled bool) (*conf.Bootstrap, net.Listener, 
 // server.App builds it, called with net/http as a client outside the
 // cluster would.
 func overHTTP(tb testing.TB) fixture {
-	c, grpcLis, id, _, spans := rampartServer(tb, true)
+	c, grpcLis, id, _, spans := rampartServer(tb, true, nil)
 	gw := gateway.New(c.Server.Gateway, userv1.RegisterUserServiceHandler)
 	if err := gw.Connect(grpcLis.Addr().String(), nil); err != nil {
 		tb.Fatalf("gateway: %v", err)

@@ -132,9 +132,10 @@ var labels = map[string]string{
 	bench.CaseRampart:          "(c) Rampart chain, sampled",
 	bench.CaseRampartUnsampled: "(c') Rampart chain, not sampled",
 	bench.CaseHTTP:             "(d) HTTP/JSON via the gateway",
+	bench.CaseMTLS:             "(e) Rampart chain over mTLS",
 }
 
-var order = []string{bench.CaseGRPC, bench.CaseKratos, bench.CaseRampart, bench.CaseRampartUnsampled, bench.CaseHTTP}
+var order = []string{bench.CaseGRPC, bench.CaseKratos, bench.CaseRampart, bench.CaseRampartUnsampled, bench.CaseHTTP, bench.CaseMTLS}
 
 // summary is the medians of one case.
 type summary struct {
@@ -241,6 +242,11 @@ func render(w io.Writer, samples map[string][]sample) error {
 		lo, hi := roundRatios(d, c)
 		fmt.Fprintf(w, "(d)/(c) latency  %.2f  (per round %.2f-%.2f; the HTTP path against the gRPC path)\n", d.ns/c.ns, lo, hi)
 		fmt.Fprintf(w, "(d)-(c) allocs   %+.0f\n", d.allocs-c.allocs)
+	}
+	if e := sum[bench.CaseMTLS]; e.present {
+		lo, hi := roundRatios(e, c)
+		fmt.Fprintf(w, "(e)/(c) latency  %.2f  (per round %.2f-%.2f; mTLS against plaintext, handshakes excluded)\n", e.ns/c.ns, lo, hi)
+		fmt.Fprintf(w, "(e)-(c) allocs   %+.0f\n", e.allocs-c.allocs)
 	}
 	return nil
 }

@@ -20,6 +20,7 @@ BenchmarkUnary/a_grpc-2      	   16281	     200000 ns/op	         1.010 goroutin
 BenchmarkUnary/b_kratos-2    	   10000	     260000 ns/op	   20000 B/op	     262 allocs/op
 BenchmarkUnary/c_rampart-2   	   10000	     240000 ns/op	   12000 B/op	     202 allocs/op
 BenchmarkUnary/d_http-2      	   10000	     240000 ns/op	   30000 B/op	     304 allocs/op
+BenchmarkUnary/e_rampart_mtls-2	   10000	     264000 ns/op	   13000 B/op	     222 allocs/op
 BenchmarkValidation/GetUser-2  	 1000000	        700 ns/op	      48 B/op	       2 allocs/op
 BenchmarkValidation/GetUser-2  	 1000000	        900 ns/op	      48 B/op	       2 allocs/op
 ok  	github.com/rampart-go/rampart/test/bench	3.458s
@@ -46,6 +47,8 @@ func TestReport(t *testing.T) {
 		"(d)/(c) latency 1.16 (per round 1.00-1.50; the HTTP path against the gRPC path)",
 		"(d)-(c) allocs +101",
 		"BenchmarkValidation/GetUser 2 800 48 2",
+		"(e)/(c) latency 1.51 (per round 2.40-2.40; mTLS against plaintext, handshakes excluded)",
+		"(e)-(c) allocs +21",
 	} {
 		if !strings.Contains(got, want) {
 			t.Errorf("report lacks %q; got:\n%s", want, out.String())
