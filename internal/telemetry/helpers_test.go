@@ -2,25 +2,31 @@ package telemetry_test
 
 import (
 	"context"
+	"io"
 	"net"
 	"os"
 	"testing"
 	"time"
 
+	"github.com/go-kratos/kratos/v2/log"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
-	"go.uber.org/goleak"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
 	userv1 "github.com/rampart-go/rampart/api/user/v1"
+	"github.com/rampart-go/rampart/internal/leakcheck"
 	"github.com/rampart-go/rampart/internal/telemetry"
 )
 
 // Providers, exporters and gRPC connections all start goroutines; every
-// test must leave none behind.
+// test must leave none behind. The pinning test serves through the
+// services' server chain, whose load shedding links aegis' CPU sampler.
+// Kratos servers log their start and stop through Kratos' global logger,
+// which would bury a failure's output.
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m)
+	log.SetLogger(log.NewStdLogger(io.Discard)) //nolint:forbidigo // silence Kratos' own lines in tests
+	leakcheck.Main(m)
 }
 
 // testCtx is a context that ends with the test or after 10s.

@@ -58,6 +58,7 @@ type Option func(*options)
 
 type options struct {
 	processors  []sdktrace.SpanProcessor
+	readers     []sdkmetric.Reader
 	traceWriter io.Writer
 	lookup      func(string) (string, bool)
 }
@@ -67,6 +68,14 @@ type options struct {
 // processor is shut down with the provider.
 func WithSpanProcessor(sp sdktrace.SpanProcessor) Option {
 	return func(o *options) { o.processors = append(o.processors, sp) }
+}
+
+// WithMetricReader adds a metric reader next to the Prometheus exporter;
+// tests use it to read what the instruments recorded, with their units,
+// kinds and bucket boundaries (sdkmetric.NewManualReader). The reader is
+// shut down with the provider.
+func WithMetricReader(r sdkmetric.Reader) Option {
+	return func(o *options) { o.readers = append(o.readers, r) }
 }
 
 // WithTraceWriter sets where the stdout exporter writes; the default is
@@ -131,7 +140,7 @@ func New(ctx context.Context, cfg Config, info ResourceInfo, opts ...Option) (*T
 	tp := sdktrace.NewTracerProvider(tpOpts...)
 
 	registry := prometheus.NewRegistry()
-	mp, err := newMeterProvider(res, registry)
+	mp, err := newMeterProvider(res, registry, o.readers)
 	if err != nil {
 		return nil, errors.Join(err, tp.Shutdown(ctx))
 	}
@@ -219,7 +228,7 @@ func newSpanExporter(ctx context.Context, s Settings, w io.Writer) (sdktrace.Spa
 // registry. A registry of our own, not the client library's global one,
 // keeps /metrics to what this provider records and lets tests build
 // several.
-func newMeterProvider(res *resource.Resource, registry *prometheus.Registry) (*sdkmetric.MeterProvider, error) {
+func newMeterProvider(res *resource.Resource, registry *prometheus.Registry, extra []sdkmetric.Reader) (*sdkmetric.MeterProvider, error) {
 	reader, err := otelprom.New(
 		otelprom.WithRegisterer(registry),
 		// The scheduler-latency histogram comes from a producer, the rest
@@ -229,7 +238,11 @@ func newMeterProvider(res *resource.Resource, registry *prometheus.Registry) (*s
 	if err != nil {
 		return nil, fmt.Errorf("prometheus exporter: %w", err)
 	}
-	mp := sdkmetric.NewMeterProvider(sdkmetric.WithResource(res), sdkmetric.WithReader(reader), sdkmetric.WithView(rpcMetricsView))
+	mpOpts := []sdkmetric.Option{sdkmetric.WithResource(res), sdkmetric.WithReader(reader), sdkmetric.WithView(rpcMetricsView)}
+	for _, r := range extra {
+		mpOpts = append(mpOpts, sdkmetric.WithReader(r))
+	}
+	mp := sdkmetric.NewMeterProvider(mpOpts...)
 	// Runtime metrics are read in a callback at scrape time: no goroutine,
 	// and nothing left running once the provider is shut down.
 	if err := runtime.Start(runtime.WithMeterProvider(mp)); err != nil {
