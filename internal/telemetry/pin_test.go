@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	kerrors "github.com/go-kratos/kratos/v2/errors"
 	"github.com/go-kratos/kratos/v2/log"
 	kgrpc "github.com/go-kratos/kratos/v2/transport/grpc"
 	"go.opentelemetry.io/otel/attribute"
@@ -169,6 +170,39 @@ var pinScenarios = []pinScenario{
 			t.Fatalf("reflection after CloseSend: %v, want EOF", err)
 		}
 	}},
+	{name: "always_on: an unsampled parent's call is sampled", sampler: telemetry.SamplerAlwaysOn, run: func(t *testing.T, env *pinEnv) {
+		backend := env.serve("backend", &pinBackend{})
+		ctx := trace.ContextWithRemoteSpanContext(testCtx(t), env.callerParent(false, ""))
+		if _, err := env.dial(backend).GetUser(ctx, &userv1.GetUserRequest{Id: pinUserID}); err != nil {
+			t.Fatalf("GetUser: %v", err)
+		}
+	}},
+	{name: "tracestate and baggage across two hops", run: func(t *testing.T, env *pinEnv) {
+		backend := env.serve("backend", &pinBackend{})
+		front := env.serve("frontend", &pinFrontend{users: env.dial(backend)})
+		bag, err := baggage.Parse("tenant=acme,region=eu")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx := baggage.ContextWithBaggage(trace.ContextWithRemoteSpanContext(testCtx(t), env.callerParent(true, "vendor=abc,other=x")), bag)
+		if _, err := env.dial(front).GetUserProfile(ctx, &userv1.GetUserProfileRequest{Id: pinUserID}); err != nil {
+			t.Fatalf("GetUserProfile: %v", err)
+		}
+	}},
+	{name: "a handler that copies its traceparent into the outgoing metadata", run: func(t *testing.T, env *pinEnv) {
+		backend := env.serve("backend", &pinBackend{})
+		front := env.serve("frontend", &pinFrontend{users: env.dial(backend), forward: true})
+		if _, err := env.dial(front).GetUserProfile(testCtx(t), &userv1.GetUserProfileRequest{Id: pinUserID}); err != nil {
+			t.Fatalf("GetUserProfile: %v", err)
+		}
+	}},
+	{name: "a Kratos error from the handler", run: func(t *testing.T, env *pinEnv) {
+		backend := env.serve("backend", &pinBackend{answers: []error{kerrors.NotFound("USER_NOT_FOUND", "no user with that id")}})
+		_, err := env.dial(backend).GetUser(testCtx(t), &userv1.GetUserRequest{Id: pinUserID})
+		if status.Code(err) != codes.NotFound {
+			t.Fatalf("GetUser: %v, want NotFound", err)
+		}
+	}},
 	{name: "mTLS: the server span names the calling service", run: func(t *testing.T, env *pinEnv) {
 		ca := mtlstest.NewCA(t, "11111111-2222-3333-4444-555555555555.consul")
 		addr := serve(t, env.tel, &pinBackend{}, grpc.Creds(credentials.NewTLS(mtls.ServerConfig(ca.Source(t, "user")))))
@@ -297,6 +331,29 @@ func newPinEnv(t *testing.T, sampler string) *pinEnv {
 	reader := sdkmetric.NewManualReader()
 	tel, rec := newTelemetry(t, telemetry.Config{Sampler: sampler}, telemetry.WithMetricReader(reader))
 	return &pinEnv{t: t, tel: tel, rec: rec, reader: reader, ports: map[string]string{}, traceNames: map[trace.TraceID]string{}}
+}
+
+// callerParent is a remote parent from outside the process, sampled or
+// not, with a tracestate; its trace is named "caller's trace".
+func (e *pinEnv) callerParent(sampled bool, tracestate string) trace.SpanContext {
+	e.t.Helper()
+	ts, err := trace.ParseTraceState(tracestate)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	var flags trace.TraceFlags
+	if sampled {
+		flags = trace.FlagsSampled
+	}
+	sc := trace.NewSpanContext(trace.SpanContextConfig{
+		TraceID:    trace.TraceID{0x4b, 0xf9, 0x2f, 0x35, 0x77, 0xb3, 0x4d, 0xa6, 0xa3, 0xce, 0x92, 0x9d, 0x0e, 0x0e, 0x47, 0x36},
+		SpanID:     trace.SpanID{0x00, 0xf0, 0x67, 0xaa, 0x0b, 0xa9, 0x02, 0xb7},
+		TraceFlags: flags,
+		TraceState: ts,
+		Remote:     true,
+	})
+	e.traceNames[sc.TraceID()] = "caller's trace"
+	return sc
 }
 
 // name records that addr's port belongs to the server called name.
@@ -727,14 +784,22 @@ func (b *pinBackend) received() []pinReceived {
 }
 
 // pinFrontend serves GetUserProfile by calling the backend's GetUser with
-// the handler's context, as a Rampart handler calls another service.
+// the handler's context, as a Rampart handler calls another service. With
+// forward it first copies the traceparent it received into the outgoing
+// metadata, as hand-written propagation does.
 type pinFrontend struct {
 	userv1.UnimplementedUserServiceServer
 
-	users userv1.UserServiceClient
+	users   userv1.UserServiceClient
+	forward bool
 }
 
 func (f *pinFrontend) GetUserProfile(ctx context.Context, req *userv1.GetUserProfileRequest) (*userv1.GetUserProfileReply, error) {
+	if f.forward {
+		if tp := metadata.ValueFromIncomingContext(ctx, "traceparent"); len(tp) > 0 {
+			ctx = metadata.AppendToOutgoingContext(ctx, "traceparent", tp[0])
+		}
+	}
 	reply, err := f.users.GetUser(ctx, &userv1.GetUserRequest{Id: req.GetId()})
 	if err != nil {
 		return nil, err
