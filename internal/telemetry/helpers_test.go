@@ -89,7 +89,7 @@ func serve(t *testing.T, tel *telemetry.Telemetry, srv userv1.UserServiceServer,
 	if err != nil {
 		t.Fatalf("listen: %v", err)
 	}
-	s := grpc.NewServer(append([]grpc.ServerOption{tel.ServerStatsHandler()}, opts...)...)
+	s := grpc.NewServer(append([]grpc.ServerOption{tel.ServerInterceptor(), tel.ServerStreamInterceptor()}, opts...)...)
 	userv1.RegisterUserServiceServer(s, srv)
 	done := make(chan struct{})
 	go func() {
@@ -103,14 +103,14 @@ func serve(t *testing.T, tel *telemetry.Telemetry, srv userv1.UserServiceServer,
 	return lis.Addr().String()
 }
 
-// dial connects to addr with tel's attempt spans and the given chain,
-// outermost first, as the services will.
+// dial connects to addr with the given chain, outermost first, and tel's
+// attempt spans innermost, as the services do.
 func dial(t *testing.T, tel *telemetry.Telemetry, addr string, chain ...grpc.UnaryClientInterceptor) userv1.UserServiceClient {
 	t.Helper()
 	cc, err := grpc.NewClient("passthrough:///"+addr,
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
-		tel.ClientStatsHandler("user"),
-		grpc.WithChainUnaryInterceptor(chain...),
+		grpc.WithChainUnaryInterceptor(append(chain, tel.AttemptSpan("user"))...),
+		tel.ClientStreamInterceptor("user"),
 	)
 	if err != nil {
 		t.Fatalf("dial %s: %v", addr, err)
