@@ -197,11 +197,18 @@ func (s *serverStream) Context() context.Context { return s.ctx }
 // start reads the caller's trace context and, if the call may be
 // recorded, starts its span; span is nil when it is not recorded.
 func (s *rpcServer) start(ctx context.Context, m *rpcMethod) (context.Context, trace.Span) {
-	ctx = s.t.extract(ctx)
-	if !s.t.mayRecord(trace.SpanContextFromContext(ctx)) {
+	return s.t.startSpan(s.t.extract(ctx), s.t.rpcTracer, m.name, serverKind)
+}
+
+// startSpan starts a span under ctx's if it may be recorded (mayRecord)
+// and returns it if the sampler recorded it, else nil. Under a parent that
+// decides, nothing is started; otherwise ctx holds the unrecorded span the
+// sampler made, whose IDs logs and downstream services still see.
+func (t *Telemetry) startSpan(ctx context.Context, tr trace.Tracer, name string, kind []trace.SpanStartOption) (context.Context, trace.Span) {
+	if !t.mayRecord(trace.SpanContextFromContext(ctx)) {
 		return ctx, nil
 	}
-	ctx, span := s.t.rpcTracer.Start(ctx, m.name, serverKind...)
+	ctx, span := tr.Start(ctx, name, kind...)
 	if !span.IsRecording() {
 		return ctx, nil
 	}
@@ -288,7 +295,7 @@ func (c *rpcClient) unary(ctx context.Context, method string, req, reply any, cc
 		return invoker(c.t.inject(ctx), method, req, reply, cc, opts...)
 	}
 	begin := time.Now()
-	ctx, span := c.start(ctx, m)
+	ctx, span := c.t.startSpan(ctx, c.t.rpcTracer, m.name, clientKind)
 	ctx = c.t.inject(ctx)
 	var at *attemptPeer
 	if span != nil {
@@ -310,7 +317,7 @@ func (c *rpcClient) stream(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.
 		return streamer(c.t.inject(ctx), desc, cc, method, opts...)
 	}
 	begin := time.Now()
-	ctx, span := c.start(ctx, m)
+	ctx, span := c.t.startSpan(ctx, c.t.rpcTracer, m.name, clientKind)
 	ctx = c.t.inject(ctx)
 	at := newAttemptPeer()
 	// gRPC calls OnFinish once, when the stream ends however it ends (its
@@ -324,19 +331,6 @@ func (c *rpcClient) stream(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.
 		c.dur.record(ctx, m, code, time.Since(begin))
 	})
 	return streamer(ctx, desc, cc, method, append(append(at.opts[:0], opts...), &at.opt, finish)...)
-}
-
-// start starts an attempt's span if it may be recorded; span is nil when
-// it is not recorded.
-func (c *rpcClient) start(ctx context.Context, m *rpcMethod) (context.Context, trace.Span) {
-	if !c.t.mayRecord(trace.SpanContextFromContext(ctx)) {
-		return ctx, nil
-	}
-	ctx, span := c.t.rpcTracer.Start(ctx, m.name, clientKind...)
-	if !span.IsRecording() {
-		return ctx, nil
-	}
-	return ctx, span
 }
 
 // end closes a recorded attempt's span: its attributes, the instance it
@@ -401,8 +395,8 @@ func (t *Telemetry) LogicalSpan(target string) grpc.UnaryClientInterceptor {
 			return invoker(ctx, method, req, reply, cc, opts...)
 		}
 		m := methods.get(method)
-		ctx, span := t.tracer.Start(ctx, m.name, clientKind...)
-		if !span.IsRecording() {
+		ctx, span := t.startSpan(ctx, t.tracer, m.name, clientKind)
+		if span == nil {
 			return invoker(ctx, method, req, reply, cc, opts...)
 		}
 		err := invoker(ctx, method, req, reply, cc, opts...)

@@ -1,12 +1,10 @@
 package bench_test
 
 import (
-	"context"
 	"runtime"
 	"sync"
 	"testing"
 
-	userv1 "github.com/rampart-go/rampart/api/user/v1"
 	"github.com/rampart-go/rampart/test/bench"
 )
 
@@ -26,15 +24,7 @@ func BenchmarkThroughput(b *testing.B) {
 			continue
 		}
 		b.Run(c.name, func(b *testing.B) {
-			f := c.setup(b)
-			ctx, cancel := context.WithTimeout(b.Context(), callTimeout)
-			defer cancel()
-			req := &userv1.GetUserRequest{Id: f.userID}
-			for range warmUpCalls {
-				if _, err := f.client.GetUser(ctx, req); err != nil {
-					b.Fatalf("warm-up call: %v", err)
-				}
-			}
+			f, ctx, req := warmUp(b, c)
 			b.SetParallelism(max(1, bench.InFlight/runtime.GOMAXPROCS(0)))
 			var (
 				mu       sync.Mutex

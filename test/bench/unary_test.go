@@ -97,15 +97,7 @@ func cases() []benchCase {
 func BenchmarkUnary(b *testing.B) {
 	for _, c := range cases() {
 		b.Run(c.name, func(b *testing.B) {
-			f := c.setup(b)
-			ctx, cancel := context.WithTimeout(b.Context(), callTimeout)
-			defer cancel()
-			req := &userv1.GetUserRequest{Id: f.userID}
-			for range warmUpCalls {
-				if _, err := f.client.GetUser(ctx, req); err != nil {
-					b.Fatalf("warm-up call: %v", err)
-				}
-			}
+			f, ctx, req := warmUp(b, c)
 			b.ReportAllocs()
 			started := goroutinesCreated()
 			for b.Loop() {
@@ -116,6 +108,22 @@ func BenchmarkUnary(b *testing.B) {
 			b.ReportMetric(float64(goroutinesCreated()-started)/float64(b.N), "goroutines/op")
 		})
 	}
+}
+
+// warmUp sets case c up and makes warmUpCalls through it; it returns the
+// fixture, the context every call carries and the request.
+func warmUp(b *testing.B, c benchCase) (fixture, context.Context, *userv1.GetUserRequest) {
+	b.Helper()
+	f := c.setup(b)
+	ctx, cancel := context.WithTimeout(b.Context(), callTimeout)
+	b.Cleanup(cancel)
+	req := &userv1.GetUserRequest{Id: f.userID}
+	for range warmUpCalls {
+		if _, err := f.client.GetUser(ctx, req); err != nil {
+			b.Fatalf("warm-up call: %v", err)
+		}
+	}
+	return f, ctx, req
 }
 
 // TestCases checks what the benchmark relies on: every case answers with
