@@ -180,7 +180,7 @@ BENCH_ROUNDS ?= 6
 BENCH_OUT    ?= bin/bench.txt
 
 .PHONY: bench
-bench: ## benchmark one unary call: bare grpc-go vs Kratos' stock chain vs Rampart's; prints medians and ratios
+bench: ## benchmark a unary call, one and 64 in flight: bare grpc-go vs Kratos' stock chain vs Rampart's; prints medians and ratios
 	@mkdir -p bin
 	go test -c -o bin/bench.test ./test/bench
 	@: > $(BENCH_OUT)

@@ -180,10 +180,11 @@ func (cs *Clients) For(name string) (Client, error) {
 		NodeFilters: []selector.NodeFilter{ejection.Filter(), retry.AvoidTried()},
 	}
 	if cs.tel != nil {
-		// Outermost, so retry events and breaker rejections land on the
-		// logical span; the stats handler runs per attempt, under it.
+		// The logical span outermost, so retry events and breaker
+		// rejections land on it; the attempt span innermost, one per attempt.
 		chain.Interceptors = append([]grpc.UnaryClientInterceptor{cs.tel.LogicalSpan(name)}, chain.Interceptors...)
-		chain.Dial = append(chain.Dial, cs.tel.ClientStatsHandler(name))
+		chain.Interceptors = append(chain.Interceptors, cs.tel.AttemptSpan(name))
+		chain.Dial = append(chain.Dial, cs.tel.ClientStreamInterceptor(name))
 	}
 	return chain, nil
 }

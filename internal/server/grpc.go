@@ -43,12 +43,13 @@ func NewGRPCServer(g conf.GRPC, chain middleware.ServerChain, hs *health.Server,
 		kgrpc.Timeout(g.Timeout),
 		kgrpc.CustomHealth(),
 		kgrpc.StreamInterceptor(streams.Interceptor()),
-		// The stats handler opens the server span before any middleware, so
-		// every log line of the call carries its trace id.
+		// The telemetry interceptors open the server span before any
+		// middleware, so every log line of the call carries its trace id.
 		kgrpc.Options(
 			grpc.MaxConcurrentStreams(g.MaxConcurrentStreams),
 			grpc.KeepaliveEnforcementPolicy(serverKeepalive(g)),
-			tel.ServerStatsHandler(),
+			tel.ServerInterceptor(),
+			tel.ServerStreamInterceptor(),
 		),
 	)...)
 	srv.Use("/"+api.Desc.ServiceName+"/*", chain...)

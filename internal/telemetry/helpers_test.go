@@ -2,25 +2,31 @@ package telemetry_test
 
 import (
 	"context"
+	"io"
 	"net"
 	"os"
 	"testing"
 	"time"
 
+	"github.com/go-kratos/kratos/v2/log"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
-	"go.uber.org/goleak"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
 	userv1 "github.com/rampart-go/rampart/api/user/v1"
+	"github.com/rampart-go/rampart/internal/leakcheck"
 	"github.com/rampart-go/rampart/internal/telemetry"
 )
 
 // Providers, exporters and gRPC connections all start goroutines; every
-// test must leave none behind.
+// test must leave none behind. The pinning test serves through the
+// services' server chain, whose load shedding links aegis' CPU sampler.
+// Kratos servers log their start and stop through Kratos' global logger,
+// which would bury a failure's output.
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m)
+	log.SetLogger(log.NewStdLogger(io.Discard)) //nolint:forbidigo // silence Kratos' own lines in tests
+	leakcheck.Main(m)
 }
 
 // testCtx is a context that ends with the test or after 10s.
@@ -83,7 +89,7 @@ func serve(t *testing.T, tel *telemetry.Telemetry, srv userv1.UserServiceServer,
 	if err != nil {
 		t.Fatalf("listen: %v", err)
 	}
-	s := grpc.NewServer(append([]grpc.ServerOption{tel.ServerStatsHandler()}, opts...)...)
+	s := grpc.NewServer(append([]grpc.ServerOption{tel.ServerInterceptor(), tel.ServerStreamInterceptor()}, opts...)...)
 	userv1.RegisterUserServiceServer(s, srv)
 	done := make(chan struct{})
 	go func() {
@@ -97,14 +103,14 @@ func serve(t *testing.T, tel *telemetry.Telemetry, srv userv1.UserServiceServer,
 	return lis.Addr().String()
 }
 
-// dial connects to addr with tel's attempt spans and the given chain,
-// outermost first, as the services will.
+// dial connects to addr with the given chain, outermost first, and tel's
+// attempt spans innermost, as the services do.
 func dial(t *testing.T, tel *telemetry.Telemetry, addr string, chain ...grpc.UnaryClientInterceptor) userv1.UserServiceClient {
 	t.Helper()
 	cc, err := grpc.NewClient("passthrough:///"+addr,
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
-		tel.ClientStatsHandler("user"),
-		grpc.WithChainUnaryInterceptor(chain...),
+		grpc.WithChainUnaryInterceptor(append(chain, tel.AttemptSpan("user"))...),
+		tel.ClientStreamInterceptor("user"),
 	)
 	if err != nil {
 		t.Fatalf("dial %s: %v", addr, err)

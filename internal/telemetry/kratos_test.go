@@ -50,7 +50,7 @@ func TestKratosServerKeepsTheServerSpan(t *testing.T) {
 	}
 	srv := kgrpc.NewServer(
 		kgrpc.Listener(lis),
-		kgrpc.Options(tel.ServerStatsHandler()),
+		kgrpc.Options(tel.ServerInterceptor(), tel.ServerStreamInterceptor()),
 		kgrpc.Middleware(logging.Server(logger)),
 	)
 	userv1.RegisterUserServiceServer(srv, front)

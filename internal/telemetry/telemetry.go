@@ -2,13 +2,32 @@
 // and meter providers with the instance's resource, the W3C propagator, the
 // trace exporter chosen by the standard OTEL_* variables or the config, a
 // Prometheus registry for /metrics, the gRPC instrumentation (a server span
-// per call, a client span per attempt, a logical client span per call) and
+// and rpc.server.call.duration per call, a client span and
+// rpc.client.call.duration per attempt, a logical client span per call) and
 // log valuers that put the trace and span IDs on every line logged inside a
 // request.
 //
 // New installs nothing process-wide: the composition root (internal/server)
 // sets the OpenTelemetry globals from the providers it returns, and passes
 // the meter provider to the middleware explicitly.
+//
+// The gRPC instrumentation is Rampart's own interceptors on the
+// OpenTelemetry API (grpc.go), not otelgrpc's stats handlers, although it
+// emits what they emitted: the same spans, attributes, metric names, units
+// and buckets in every OTEL_SEMCONV_STABILITY_OPT_IN mode, which
+// pin_test.go recorded from otelgrpc v0.72 and checks. The library was not
+// enough because of what it cost on every call, sampled or not. Measured on
+// test/bench's case (c) (a sampled call through both chains), its handlers
+// allocated 68 times per call and took 31 to 39 µs of CPU; on (c'), a call
+// not sampled, 54 times and 25 µs; and gRPC allocates 33 more per call to
+// feed any stats handler its events, even one that does nothing. They copied
+// the whole incoming and outgoing metadata to read or add one header,
+// started a span before knowing whether it would be recorded, and built
+// every attribute set per call. Here a call not sampled under a parent
+// does no span work at all, propagation reads and appends one header
+// (w3c.go), attribute sets are built once per method, and each call is one
+// record per instrument: 17 allocations and 11 to 16 µs on (c), 8 and 4 to
+// 9 µs on (c') (docs/performance.md has the run and the profiles).
 package telemetry
 
 import (
@@ -21,6 +40,7 @@ import (
 	"os"
 	"path"
 	"strings"
+	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -58,6 +78,7 @@ type Option func(*options)
 
 type options struct {
 	processors  []sdktrace.SpanProcessor
+	readers     []sdkmetric.Reader
 	traceWriter io.Writer
 	lookup      func(string) (string, bool)
 }
@@ -67,6 +88,14 @@ type options struct {
 // processor is shut down with the provider.
 func WithSpanProcessor(sp sdktrace.SpanProcessor) Option {
 	return func(o *options) { o.processors = append(o.processors, sp) }
+}
+
+// WithMetricReader adds a metric reader next to the Prometheus exporter;
+// tests use it to read what the instruments recorded, with their units,
+// kinds and bucket boundaries (sdkmetric.NewManualReader). The reader is
+// shut down with the provider.
+func WithMetricReader(r sdkmetric.Reader) Option {
+	return func(o *options) { o.readers = append(o.readers, r) }
 }
 
 // WithTraceWriter sets where the stdout exporter writes; the default is
@@ -90,6 +119,17 @@ type Telemetry struct {
 	prop     propagation.TextMapPropagator
 	registry *prometheus.Registry
 	tracer   trace.Tracer
+
+	// The RPC instrumentation (grpc.go): its scope's tracer and meter,
+	// whether the sampler follows a parent's decision, and the instruments
+	// and method values of each side, built when first asked for.
+	rpcTracer   trace.Tracer
+	rpcMeter    metric.Meter
+	parentBased bool
+	serverOnce  sync.Once
+	server      *rpcServer
+	clientOnce  sync.Once
+	clientDur   durations
 }
 
 // New builds the providers described by cfg and the OTEL_* variables (see
@@ -131,7 +171,7 @@ func New(ctx context.Context, cfg Config, info ResourceInfo, opts ...Option) (*T
 	tp := sdktrace.NewTracerProvider(tpOpts...)
 
 	registry := prometheus.NewRegistry()
-	mp, err := newMeterProvider(res, registry)
+	mp, err := newMeterProvider(res, registry, o.readers)
 	if err != nil {
 		return nil, errors.Join(err, tp.Shutdown(ctx))
 	}
@@ -143,6 +183,11 @@ func New(ctx context.Context, cfg Config, info ResourceInfo, opts ...Option) (*T
 		prop:     propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{}),
 		registry: registry,
 		tracer:   tp.Tracer(scopeName),
+
+		rpcTracer: tp.Tracer(rpcScopeName, trace.WithInstrumentationVersion(rpcScopeVersion)),
+		rpcMeter: mp.Meter(rpcScopeName, metric.WithInstrumentationVersion(rpcScopeVersion),
+			metric.WithSchemaURL(semconv.SchemaURL)),
+		parentBased: strings.HasPrefix(settings.Sampler, "parentbased_"),
 	}
 	return t, nil
 }
@@ -219,7 +264,7 @@ func newSpanExporter(ctx context.Context, s Settings, w io.Writer) (sdktrace.Spa
 // registry. A registry of our own, not the client library's global one,
 // keeps /metrics to what this provider records and lets tests build
 // several.
-func newMeterProvider(res *resource.Resource, registry *prometheus.Registry) (*sdkmetric.MeterProvider, error) {
+func newMeterProvider(res *resource.Resource, registry *prometheus.Registry, extra []sdkmetric.Reader) (*sdkmetric.MeterProvider, error) {
 	reader, err := otelprom.New(
 		otelprom.WithRegisterer(registry),
 		// The scheduler-latency histogram comes from a producer, the rest
@@ -229,7 +274,11 @@ func newMeterProvider(res *resource.Resource, registry *prometheus.Registry) (*s
 	if err != nil {
 		return nil, fmt.Errorf("prometheus exporter: %w", err)
 	}
-	mp := sdkmetric.NewMeterProvider(sdkmetric.WithResource(res), sdkmetric.WithReader(reader), sdkmetric.WithView(rpcMetricsView))
+	mpOpts := []sdkmetric.Option{sdkmetric.WithResource(res), sdkmetric.WithReader(reader), sdkmetric.WithView(rpcMetricsView)}
+	for _, r := range extra {
+		mpOpts = append(mpOpts, sdkmetric.WithReader(r))
+	}
+	mp := sdkmetric.NewMeterProvider(mpOpts...)
 	// Runtime metrics are read in a callback at scrape time: no goroutine,
 	// and nothing left running once the provider is shut down.
 	if err := runtime.Start(runtime.WithMeterProvider(mp)); err != nil {

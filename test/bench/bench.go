@@ -2,15 +2,28 @@
 // one unary call, against two baselines in the same process and the same
 // run: bare grpc-go and Kratos' stock chain. Every case serves the same
 // handler (the user service's GetUser over an in-memory store) over real
-// loopback TCP, so the differences are the chains and nothing else.
+// loopback TCP, so the differences are the chains and nothing else. A
+// second benchmark runs (a), (b) and (c) at saturation, InFlight calls at
+// once, where what counts is the CPU a call costs rather than its latency.
 //
 // The benchmarks are in the _test files; run them with `make bench`, which
 // also prints medians and ratios through ./report. This file only names the
 // cases, so the report and the benchmarks cannot disagree on them.
 package bench
 
-// Benchmark is the benchmark function the cases run under, as sub-benchmarks.
+// Benchmark is the benchmark function the cases run under, as sub-benchmarks:
+// one call in flight at a time.
 const Benchmark = "BenchmarkUnary"
+
+// Throughput is the benchmark function that runs CaseGRPC, CaseKratos and
+// CaseRampart at saturation: InFlight calls in flight at once over one
+// connection (b.RunParallel), reporting calls/s beside allocs/op.
+const Throughput = "BenchmarkThroughput"
+
+// InFlight is how many calls Throughput keeps in flight: GOMAXPROCS times
+// the parallelism it sets, 2 × 32 on the 2-CPU machines the figures in
+// docs/performance.md come from.
+const InFlight = 64
 
 // Case names, as they follow "BenchmarkUnary/" in the go test output. The
 // letters keep the order of the issue's (a), (b), (c).

@@ -102,15 +102,7 @@ func cases() []benchCase {
 func BenchmarkUnary(b *testing.B) {
 	for _, c := range cases() {
 		b.Run(c.name, func(b *testing.B) {
-			f := c.setup(b)
-			ctx, cancel := context.WithTimeout(b.Context(), callTimeout)
-			defer cancel()
-			req := &userv1.GetUserRequest{Id: f.userID}
-			for range warmUpCalls {
-				if _, err := f.client.GetUser(ctx, req); err != nil {
-					b.Fatalf("warm-up call: %v", err)
-				}
-			}
+			f, ctx, req := warmUp(b, c)
 			b.ReportAllocs()
 			started := goroutinesCreated()
 			for b.Loop() {
@@ -121,6 +113,22 @@ func BenchmarkUnary(b *testing.B) {
 			b.ReportMetric(float64(goroutinesCreated()-started)/float64(b.N), "goroutines/op")
 		})
 	}
+}
+
+// warmUp sets case c up and makes warmUpCalls through it; it returns the
+// fixture, the context every call carries and the request.
+func warmUp(b *testing.B, c benchCase) (fixture, context.Context, *userv1.GetUserRequest) {
+	b.Helper()
+	f := c.setup(b)
+	ctx, cancel := context.WithTimeout(b.Context(), callTimeout)
+	b.Cleanup(cancel)
+	req := &userv1.GetUserRequest{Id: f.userID}
+	for range warmUpCalls {
+		if _, err := f.client.GetUser(ctx, req); err != nil {
+			b.Fatalf("warm-up call: %v", err)
+		}
+	}
+	return f, ctx, req
 }
 
 // TestCases checks what the benchmark relies on: every case answers with
@@ -147,8 +155,8 @@ func TestCases(t *testing.T) {
 			if f.spans == nil {
 				return
 			}
-			// otelgrpc ends the server span once the status is sent, which
-			// may be after the client has its reply.
+			// Instrumentation may end the server span after the client has
+			// its reply (otelgrpc's stats handlers did), so wait for it.
 			want := int64(f.spansPerCall * calls)
 			for f.spans.Load() < want && ctx.Err() == nil {
 				time.Sleep(time.Millisecond)

@@ -3,7 +3,9 @@
 // allocs/op and goroutines/op over all runs, then the ratios the resilience
 // issue sets targets for: (c)/(a) and (c)/(b) in latency and (c)-(a) in
 // allocations; and, when the output has it, the HTTP/JSON path (d) against
-// the gRPC one (c).
+// the gRPC one (c). When the output has the throughput benchmark (a, b and
+// c with bench.InFlight calls in flight), it prints its calls/s and the same
+// ratios at saturation beside the ones with one call in flight.
 //
 // Ratios come from medians of the same output, never from figures of
 // another run or machine: absolute times on small shared machines swing by
@@ -63,13 +65,16 @@ func run(args []string, stdin io.Reader, stdout io.Writer) error {
 	if err := render(stdout, samples); err != nil {
 		return err
 	}
+	if err := renderThroughput(stdout, samples, other); err != nil {
+		return err
+	}
 	return renderOther(stdout, other)
 }
 
-// sample is one benchmark result line. goroutines (goroutines/op) is
-// optional; -1 when the line has none.
+// sample is one benchmark result line. goroutines (goroutines/op) and
+// calls (calls/s) are optional; -1 when the line has none.
 type sample struct {
-	ns, bytes, allocs, goroutines float64
+	ns, bytes, allocs, goroutines, calls float64
 }
 
 // parse collects the results of BenchmarkUnary's cases, in the order they
@@ -89,7 +94,7 @@ func parse(r io.Reader) (unary, other map[string][]sample, err error) {
 		if strings.HasPrefix(fields[0], prefix) {
 			out, name = unary, caseName(strings.TrimPrefix(fields[0], prefix))
 		}
-		s := sample{goroutines: -1}
+		s := sample{goroutines: -1, calls: -1}
 		var seen int
 		// After the name and the iteration count: value, unit, value, unit...
 		for i := 2; i+1 < len(fields); i += 2 {
@@ -106,6 +111,8 @@ func parse(r io.Reader) (unary, other map[string][]sample, err error) {
 				s.allocs, seen = v, seen|4
 			case "goroutines/op":
 				s.goroutines = v
+			case "calls/s":
+				s.calls = v
 			}
 		}
 		if seen != 7 {
@@ -139,11 +146,11 @@ var order = []string{bench.CaseGRPC, bench.CaseKratos, bench.CaseRampart, bench.
 
 // summary is the medians of one case.
 type summary struct {
-	runs                          int
-	ns, bytes, allocs, goroutines float64
-	nsMin, nsMax                  float64
-	perRound                      []sample
-	present                       bool
+	runs                                 int
+	ns, bytes, allocs, goroutines, calls float64
+	nsMin, nsMax, callsMin, callsMax     float64
+	perRound                             []sample
+	present                              bool
 }
 
 func summarize(ss []sample) summary {
@@ -158,14 +165,18 @@ func summarize(ss []sample) summary {
 		return v
 	}
 	ns := col(func(s sample) float64 { return s.ns })
+	calls := col(func(s sample) float64 { return s.calls })
 	return summary{
 		runs:       len(ss),
 		ns:         median(ns),
 		bytes:      median(col(func(s sample) float64 { return s.bytes })),
 		allocs:     median(col(func(s sample) float64 { return s.allocs })),
 		goroutines: goroutineMedian(ss),
+		calls:      median(calls),
 		nsMin:      slices.Min(ns),
 		nsMax:      slices.Max(ns),
+		callsMin:   slices.Min(calls),
+		callsMax:   slices.Max(calls),
 		perRound:   ss,
 		present:    true,
 	}
@@ -247,6 +258,64 @@ func render(w io.Writer, samples map[string][]sample) error {
 		lo, hi := roundRatios(e, c)
 		fmt.Fprintf(w, "(e)/(c) latency  %.2f  (per round %.2f-%.2f; mTLS against plaintext, handshakes excluded)\n", e.ns/c.ns, lo, hi)
 		fmt.Fprintf(w, "(e)-(c) allocs   %+.0f\n", e.allocs-c.allocs)
+	}
+	return nil
+}
+
+// throughputOrder are the cases BenchmarkThroughput runs.
+var throughputOrder = []string{bench.CaseGRPC, bench.CaseKratos, bench.CaseRampart}
+
+// renderThroughput prints BenchmarkThroughput's cases, taken out of other,
+// and the cost ratios at saturation (the inverse of the calls/s ratios)
+// beside the latency ratios of one call in flight. Nothing when the output
+// has no throughput results.
+func renderThroughput(w io.Writer, unary, other map[string][]sample) error {
+	prefix := bench.Throughput + "/"
+	sum := make(map[string]summary, len(throughputOrder))
+	for name, ss := range other {
+		if c, ok := strings.CutPrefix(name, prefix); ok {
+			sum[c] = summarize(ss)
+			delete(other, name)
+		}
+	}
+	if len(sum) == 0 {
+		return nil
+	}
+	for _, name := range throughputOrder {
+		s := sum[name]
+		if !s.present {
+			return fmt.Errorf("no results for %s/%s in the input", bench.Throughput, name)
+		}
+		if s.calls < 0 {
+			return fmt.Errorf("%s/%s: no calls/s in its results", bench.Throughput, name)
+		}
+	}
+	width := 0
+	for _, l := range labels {
+		width = max(width, len(l))
+	}
+	fmt.Fprintf(w, "\n%d calls in flight (%s)\n", bench.InFlight, bench.Throughput)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintf(tw, "%-*s\truns\tcalls/s (median)\tcalls/s (min-max)\tB/op\tallocs/op\tgoroutines/op\t\n", width, "case")
+	for _, name := range throughputOrder {
+		s := sum[name]
+		fmt.Fprintf(tw, "%-*s\t%d\t%.0f\t%.0f-%.0f\t%.0f\t%.0f\t%s\t\n",
+			width, labels[name], s.runs, s.calls, s.callsMin, s.callsMax, s.bytes, s.allocs, goroutines(s.goroutines))
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	one := make(map[string]summary, len(throughputOrder))
+	for _, name := range throughputOrder {
+		one[name] = summarize(unary[name])
+	}
+	fmt.Fprintf(w, "\ncost per call     1 in flight (ns/op)  %d in flight (1 / calls/s)\n", bench.InFlight)
+	for _, r := range []struct{ label, x, base string }{
+		{"(c)/(a)", bench.CaseRampart, bench.CaseGRPC},
+		{"(c)/(b)", bench.CaseRampart, bench.CaseKratos},
+		{"(b)/(a)", bench.CaseKratos, bench.CaseGRPC},
+	} {
+		fmt.Fprintf(w, "%-16s  %19.2f  %26.2f\n", r.label, one[r.x].ns/one[r.base].ns, sum[r.base].calls/sum[r.x].calls)
 	}
 	return nil
 }

@@ -21,6 +21,12 @@ BenchmarkUnary/b_kratos-2    	   10000	     260000 ns/op	   20000 B/op	     262 
 BenchmarkUnary/c_rampart-2   	   10000	     240000 ns/op	   12000 B/op	     202 allocs/op
 BenchmarkUnary/d_http-2      	   10000	     240000 ns/op	   30000 B/op	     304 allocs/op
 BenchmarkUnary/e_rampart_mtls-2	   10000	     264000 ns/op	   13000 B/op	     222 allocs/op
+BenchmarkThroughput/a_grpc-2    	   40000	      25000 ns/op	     40000 calls/s	         1.000 goroutines/op	   10900 B/op	     156 allocs/op
+BenchmarkThroughput/b_kratos-2  	   12000	      80000 ns/op	     12500 calls/s	         3.000 goroutines/op	   21800 B/op	     261 allocs/op
+BenchmarkThroughput/c_rampart-2 	   10000	     100000 ns/op	     10000 calls/s	         3.000 goroutines/op	   31400 B/op	     376 allocs/op
+BenchmarkThroughput/a_grpc-2    	   40000	      20000 ns/op	     50000 calls/s	         1.000 goroutines/op	   10900 B/op	     156 allocs/op
+BenchmarkThroughput/b_kratos-2  	   12000	      80000 ns/op	     12500 calls/s	         3.000 goroutines/op	   21800 B/op	     261 allocs/op
+BenchmarkThroughput/c_rampart-2 	   10000	     125000 ns/op	      8000 calls/s	         3.000 goroutines/op	   31400 B/op	     376 allocs/op
 BenchmarkValidation/GetUser-2  	 1000000	        700 ns/op	      48 B/op	       2 allocs/op
 BenchmarkValidation/GetUser-2  	 1000000	        900 ns/op	      48 B/op	       2 allocs/op
 ok  	github.com/rampart-go/rampart/test/bench	3.458s
@@ -49,6 +55,14 @@ func TestReport(t *testing.T) {
 		"BenchmarkValidation/GetUser 2 800 48 2",
 		"(e)/(c) latency 1.51 (per round 2.40-2.40; mTLS against plaintext, handshakes excluded)",
 		"(e)-(c) allocs +21",
+		// Throughput medians: a 45000 calls/s, b 12500, c 9000.
+		"64 calls in flight (BenchmarkThroughput)",
+		"(a) bare grpc-go 2 45000 40000-50000 10900 156 1.00",
+		"(c) Rampart chain, sampled 2 9000 8000-10000 31400 376 3.00",
+		// One in flight (c)/(a) 175000/150000; at saturation 45000/9000.
+		"(c)/(a) 1.17 5.00",
+		"(c)/(b) 0.88 1.39",
+		"(b)/(a) 1.33 3.60",
 	} {
 		if !strings.Contains(got, want) {
 			t.Errorf("report lacks %q; got:\n%s", want, out.String())
