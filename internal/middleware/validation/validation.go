@@ -37,7 +37,7 @@ const ReasonRuleBroken = "VALIDATION_RULE_BROKEN"
 // type's rules on the first call of that type and keeps them; logger
 // receives broken rules.
 func Server(logger log.Logger) (middleware.Middleware, error) {
-	v, err := protovalidate.New()
+	v, err := protovalidate.New(protovalidate.WithFailFast())
 	if err != nil {
 		return nil, fmt.Errorf("validation: %w", err)
 	}
@@ -48,7 +48,7 @@ func Server(logger log.Logger) (middleware.Middleware, error) {
 			if !ok {
 				return next(ctx, req)
 			}
-			if err := v.Validate(msg, protovalidate.WithFailFast()); err != nil {
+			if err := v.Validate(msg); err != nil {
 				return nil, toError(h, msg, err)
 			}
 			return next(ctx, req)

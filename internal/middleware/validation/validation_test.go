@@ -157,3 +157,20 @@ func TestBrokenRuleIsInternal(t *testing.T) {
 		t.Fatalf("called=%v err=%v; want Internal %s before the handler", called, err, validation.ReasonRuleBroken)
 	}
 }
+
+// TestValidRequestCostsNoAllocation: the middleware runs on every call, so
+// a valid request must pass without allocating (fail fast is set once on
+// the validator, not passed as an option per call, which cost 2).
+func TestValidRequestCostsNoAllocation(t *testing.T) {
+	h := server(t)(func(context.Context, any) (any, error) { return nil, nil })
+	req := &orderv1.CreateOrderRequest{IdempotencyKey: "k-1", UserId: validID, Item: "pen", Quantity: 2}
+	ctx := context.Background()
+	if _, err := h(ctx, req); err != nil {
+		t.Fatal(err)
+	}
+	// Under -race the detector's own bookkeeping adds one (the per-call
+	// option cost 3 there).
+	if n := testing.AllocsPerRun(100, func() { _, _ = h(ctx, req) }); n > raceAllocs {
+		t.Fatalf("%v allocations per valid request, want %d", n, raceAllocs)
+	}
+}
