@@ -35,10 +35,16 @@ func WithAuthorization(ttl, timeout time.Duration) Option {
 //
 // Answers are cached per (caller, target) for WithAuthorization's TTL;
 // concurrent calls for a pair whose answer expired share one request.
-// Errors are never cached: an agent that does not answer fails the calls
-// that wait for it (the server fails closed) and the next call asks again.
-// The cache holds one entry per pair seen; callers are services that passed
-// the mTLS handshake, so pairs are few.
+//
+// When the agent does not answer (down, restarting, hung, or refusing the
+// token), a pair it decided before keeps its last decision, asked again
+// after another TTL: the policy Envoy follows with its last RBAC config
+// while xDS is away, and the agent itself with its cached intentions while
+// the servers are. Otherwise an agent restart would fail every call between
+// services that were allowed a second earlier. A pair never decided gets
+// the error: the server fails closed. The outage is logged once at WARN,
+// its end at INFO. The cache holds one entry per pair seen; callers are
+// services that passed the mTLS handshake, so pairs are few.
 type Authorizer struct {
 	agent   *api.Agent
 	prefix  string // caller URIs are prefix + "/svc/" + caller
@@ -49,6 +55,9 @@ type Authorizer struct {
 	flight singleflight.Group
 	mu     sync.Mutex
 	cache  map[pair]decision
+	// away is set while the agent does not answer and a last decision is
+	// served, so the outage is logged once.
+	away bool
 }
 
 type pair struct{ caller, target string }
@@ -105,12 +114,12 @@ func (a *Authorizer) Authorize(ctx context.Context, caller, target string) (allo
 	select {
 	case res := <-ch:
 		if res.Err != nil {
-			return false, "", res.Err
+			return a.lastKnown(k, d, ok, res.Err)
 		}
 		d := res.Val.(decision)
 		return d.allowed, d.reason, nil
 	case <-timer.C:
-		return false, "", fmt.Errorf("consul: authorize %s -> %s: the agent did not answer within %s", caller, target, a.timeout)
+		return a.lastKnown(k, d, ok, fmt.Errorf("consul: authorize %s -> %s: the agent did not answer within %s", caller, target, a.timeout))
 	case <-ctx.Done():
 		return false, "", fmt.Errorf("consul: authorize %s -> %s: %w", caller, target, ctx.Err())
 	}
@@ -130,10 +139,38 @@ func (a *Authorizer) ask(k pair) (decision, error) {
 		return decision{}, fmt.Errorf("consul: authorize %s -> %s: %w", k.caller, k.target, err)
 	}
 	d := decision{allowed: res.Authorized, reason: res.Reason, expires: time.Now().Add(a.ttl)}
+	a.mu.Lock()
 	if a.ttl > 0 {
-		a.mu.Lock()
 		a.cache[k] = d
-		a.mu.Unlock()
+	}
+	back := a.away
+	a.away = false
+	a.mu.Unlock()
+	if back {
+		a.log.Info("consul: authorize: the agent answers again; decisions follow the intentions")
 	}
 	return d, nil
+}
+
+// lastKnown answers a call whose decision the agent could not give (err):
+// the pair's last decision d if known, kept for another TTL before the
+// agent is asked again, or err.
+func (a *Authorizer) lastKnown(k pair, d decision, known bool, err error) (allowed bool, reason string, _ error) {
+	if !known {
+		return false, "", err
+	}
+	a.mu.Lock()
+	// A fresher answer that landed meanwhile wins over the extension.
+	if cur := a.cache[k]; cur.expires.Equal(d.expires) {
+		extended := d
+		extended.expires = time.Now().Add(a.ttl)
+		a.cache[k] = extended
+	}
+	first := !a.away
+	a.away = true
+	a.mu.Unlock()
+	if first {
+		a.log.Warnf("%v; serving the last decision of each pair until it answers (pairs never decided fail closed)", err)
+	}
+	return d.allowed, d.reason + " (last known: the agent does not answer)", nil
 }

@@ -115,38 +115,64 @@ func TestIntentionChange(t *testing.T) {
 	}
 }
 
-// An agent that is down makes no denial: calls get an error until it
-// answers again, and its first answer applies at once (errors are not
-// cached). An answer cached before the outage is used until its TTL.
+// An agent that is down takes no decision away: a pair it decided keeps
+// its last decision, allowed or denied, logged once; a pair it never
+// decided fails closed with the error; its first answer after the outage
+// applies at once.
 func TestAuthorizeWhileConsulIsDown(t *testing.T) {
 	agent := devstacktest.Consul(t)
 	client := devstacktest.ConsulClient(t, agent.Addr())
 	ctx := testContext(t, 2*time.Minute)
 	const ttl = 300 * time.Millisecond
-	a := newAuthorizer(t, client, consul.WithAuthorization(ttl, time.Second))
+	logger := &testLogger{t: t}
+	a, err := consul.NewAuthorizer(client, userID, consul.WithLogger(logger), consul.WithAuthorization(ttl, time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err = client.Connect().IntentionUpsert(&api.Intention{
+		SourceName: "intruder", DestinationName: "user", Action: api.IntentionActionDeny,
+	}, nil); err != nil {
+		t.Fatal(err)
+	}
 	if allowed, _, err := a.Authorize(ctx, "order", "user"); err != nil || !allowed {
 		t.Fatalf("before: %v, %v", allowed, err)
 	}
+	if allowed, _, err := a.Authorize(ctx, "intruder", "user"); err != nil || allowed {
+		t.Fatalf("before: intruder %v, %v; want denied", allowed, err)
+	}
 
 	agent.Kill()
-	if allowed, _, err := a.Authorize(ctx, "order", "user"); err != nil || !allowed {
-		t.Errorf("within the TTL of a cached answer: %v, %v; want allowed from the cache", allowed, err)
-	}
 	time.Sleep(ttl)
 	for range 3 {
 		allowed, reason, err := a.Authorize(ctx, "order", "user")
-		if err == nil {
-			t.Fatalf("agent down: %v, %q with no error, want an error (no decision)", allowed, reason)
+		if err != nil || !allowed || !strings.Contains(reason, "last known") {
+			t.Errorf("agent down: order %v, %q, %v; want allowed, the last known decision", allowed, reason, err)
 		}
-		t.Logf("agent down: %v", err)
+		if allowed, _, err = a.Authorize(ctx, "intruder", "user"); err != nil || allowed {
+			t.Errorf("agent down: intruder %v, %v; want still denied", allowed, err)
+		}
+		time.Sleep(ttl) // each round asks the agent again
 	}
+	if n := logger.count("serving the last decision"); n != 1 {
+		t.Errorf("the outage was logged %d times, want once", n)
+	}
+	allowed, _, err := a.Authorize(ctx, "billing", "user")
+	if err == nil {
+		t.Fatalf("agent down, a pair never decided: %v with no error, want an error (fail closed)", allowed)
+	}
+	t.Logf("never decided, agent down: %v", err)
 
 	if err := agent.Restart(ctx); err != nil {
 		t.Fatal(err)
 	}
-	// The restarted dev agent has no intentions: allowed, asked at once.
-	if allowed, _, err := a.Authorize(ctx, "order", "user"); err != nil || !allowed {
-		t.Errorf("agent back: %v, %v; want its answer at once", allowed, err)
+	// The restarted dev agent has no intentions: intruder is allowed now,
+	// once the last decision's TTL is over.
+	time.Sleep(ttl)
+	if allowed, reason, err := a.Authorize(ctx, "intruder", "user"); err != nil || !allowed {
+		t.Errorf("agent back: intruder %v, %q, %v; want the agent's answer", allowed, reason, err)
+	}
+	if n := logger.count("answers again"); n != 1 {
+		t.Errorf("the recovery was logged %d times, want once", n)
 	}
 }
 

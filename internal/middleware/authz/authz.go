@@ -15,14 +15,15 @@
 //     denial is logged at WARN with the caller's identity and the operation.
 //     rpc.Classify counts it a client error: never retried, never a breaker
 //     or ejection failure.
-//   - No decision, because the authority did not answer (its Consul agent
-//     is down or slow), fails closed with Unavailable, reason
+//   - No decision, because the authority did not answer and has no last
+//     decision for the pair (internal/consul's Authorizer keeps serving
+//     those through an agent outage), fails closed with Unavailable, reason
 //     AUTHORIZATION_UNAVAILABLE, and no pushback: the outage is this
 //     instance's (each host has its own agent), so the caller's retry may
 //     go at once to another instance, and outlier ejection rightly counts
 //     it against this one; if every agent is down, the retry budget bounds
-//     the load. Nothing is cached from a failure, so the first answer
-//     after it applies (the Authorizer's contract).
+//     the load. The first answer after it applies (the Authorizer's
+//     contract).
 //   - A call from the server's own service identity is allowed without
 //     asking: intentions are between services, and a service's instances
 //     share one identity. It is how an instance's HTTP/JSON gateway, which
