@@ -28,6 +28,16 @@ func newAuthorizer(t *testing.T, client *api.Client, opts ...consul.Option) *con
 	return a
 }
 
+// setDeny makes the intention caller -> user deny.
+func setDeny(t *testing.T, client *api.Client, caller string) {
+	t.Helper()
+	if _, err := client.Connect().IntentionUpsert(&api.Intention{
+		SourceName: caller, DestinationName: "user", Action: api.IntentionActionDeny,
+	}, nil); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // setIntention makes the intention order -> user allow or deny.
 func setIntention(t *testing.T, client *api.Client, action api.IntentionAction) {
 	t.Helper()
@@ -125,15 +135,11 @@ func TestAuthorizeWhileConsulIsDown(t *testing.T) {
 	ctx := testContext(t, 2*time.Minute)
 	const ttl = 300 * time.Millisecond
 	logger := &testLogger{t: t}
-	a, err := consul.NewAuthorizer(client, userID, consul.WithLogger(logger), consul.WithAuthorization(ttl, time.Second))
-	if err != nil {
-		t.Fatal(err)
+	a, newErr := consul.NewAuthorizer(client, userID, consul.WithLogger(logger), consul.WithAuthorization(ttl, time.Second))
+	if newErr != nil {
+		t.Fatal(newErr)
 	}
-	if _, err = client.Connect().IntentionUpsert(&api.Intention{
-		SourceName: "intruder", DestinationName: "user", Action: api.IntentionActionDeny,
-	}, nil); err != nil {
-		t.Fatal(err)
-	}
+	setDeny(t, client, "intruder")
 	if allowed, _, err := a.Authorize(ctx, "order", "user"); err != nil || !allowed {
 		t.Fatalf("before: %v, %v", allowed, err)
 	}
@@ -162,14 +168,14 @@ func TestAuthorizeWhileConsulIsDown(t *testing.T) {
 	}
 	t.Logf("never decided, agent down: %v", err)
 
-	if err := agent.Restart(ctx); err != nil {
+	if err = agent.Restart(ctx); err != nil {
 		t.Fatal(err)
 	}
 	// The restarted dev agent has no intentions: intruder is allowed now,
 	// once the last decision's TTL is over.
 	time.Sleep(ttl)
-	if allowed, reason, err := a.Authorize(ctx, "intruder", "user"); err != nil || !allowed {
-		t.Errorf("agent back: intruder %v, %q, %v; want the agent's answer", allowed, reason, err)
+	if allowed, reason, backErr := a.Authorize(ctx, "intruder", "user"); backErr != nil || !allowed {
+		t.Errorf("agent back: intruder %v, %q, %v; want the agent's answer", allowed, reason, backErr)
 	}
 	if n := logger.count("answers again"); n != 1 {
 		t.Errorf("the recovery was logged %d times, want once", n)

@@ -2,11 +2,19 @@ package devstack
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"errors"
 	"fmt"
+	"math/big"
 	"net/http"
+	"net/url"
 	"strings"
+	"time"
 
 	"github.com/hashicorp/consul/api"
 )
@@ -14,10 +22,17 @@ import (
 // WithConsulACL starts the agent with ACLs enabled and default policy deny,
 // bootstrapped with a management token generated for it
 // (ManagementToken), which the agent also uses as its own token (a dev
-// agent: a production agent's token only writes its node). Connect's CA is
-// on in -dev mode either way. A Restart keeps the management token but, as
-// every restart of a dev agent, loses the tokens made since
-// (ServiceToken). CA roots need no token; everything else does.
+// agent: a production agent's token only writes its node). CA roots need
+// no token; everything else does.
+//
+// Connect's CA is on in -dev mode either way; with ACLs it is given a
+// cluster ID, key and root certificate made once per ConsulAgent, so that a
+// Restart keeps the trust domain and the certificates issued before it, and
+// Restart writes again the tokens (same secrets) and intentions made through
+// the agent (PolicyToken, ServiceToken, Allow): a dev agent keeps its state
+// in memory only, but a real agent's restart loses none of it, since it
+// lives on the servers. A secure stack must survive the agent restarts the
+// chaos suite makes, as it would in production.
 func WithConsulACL() ConsulOption {
 	return func(o *consulOptions) { o.aclToken = newUUID() }
 }
@@ -38,7 +53,62 @@ func (o consulOptions) aclArgs() []string {
     initial_management = %q
     agent = %q
   }
-}`, o.aclToken, o.aclToken)}
+}
+connect {
+  enabled = true
+  ca_provider = "consul"
+  ca_config {
+    cluster_id = %q
+    private_key = %q
+    root_cert = %q
+  }
+}`, o.aclToken, o.aclToken, o.ca.clusterID, o.ca.keyPEM, o.ca.certPEM)}
+}
+
+// devCA is a Connect CA of Consul's built-in provider, made by devstack so
+// that it outlives the agent process: its trust domain is
+// <clusterID>.consul, as Consul names it.
+type devCA struct {
+	clusterID       string
+	keyPEM, certPEM string
+}
+
+// newDevCA makes a P-256 key and a self-signed root shaped as Consul's own
+// (ca.ConsulProvider.generateCA): the SPIFFE signing ID as URI, CA key
+// usages, ten years.
+func newDevCA() (*devCA, error) {
+	clusterID := newUUID()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, fmt.Errorf("dev CA: %w", err)
+	}
+	der, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		return nil, fmt.Errorf("dev CA: %w", err)
+	}
+	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 62))
+	if err != nil {
+		return nil, fmt.Errorf("dev CA: %w", err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          serial,
+		Subject:               pkix.Name{CommonName: "devstack Consul CA " + clusterID[:8]},
+		URIs:                  []*url.URL{{Scheme: "spiffe", Host: clusterID + ".consul"}},
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature,
+		NotBefore:             time.Now().Add(-time.Minute),
+		NotAfter:              time.Now().AddDate(10, 0, 0),
+	}
+	cert, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
+	if err != nil {
+		return nil, fmt.Errorf("dev CA: %w", err)
+	}
+	return &devCA{
+		clusterID: clusterID,
+		keyPEM:    string(pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: der})),
+		certPEM:   string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert})),
+	}, nil
 }
 
 // ServicePolicyRules is the least ACL policy of a Rampart instance of
@@ -81,19 +151,78 @@ func (a *ConsulAgent) PolicyToken(ctx context.Context, name, rules string) (stri
 	if err != nil {
 		return "", fmt.Errorf("token %s: %w", name, err)
 	}
-	w := (&api.WriteOptions{}).WithContext(ctx)
-	policy, _, err := client.ACL().PolicyCreate(&api.ACLPolicy{Name: name, Rules: rules}, w)
-	if err != nil {
-		return "", fmt.Errorf("token %s: policy: %w", name, err)
+	rec := &tokenRecord{name: name, rules: rules, accessor: newUUID(), secret: newUUID()}
+	if err := rec.write(ctx, client); err != nil {
+		return "", err
 	}
-	token, _, err := client.ACL().TokenCreate(&api.ACLToken{
-		Description: "devstack: " + name,
+	a.mu.Lock()
+	a.tokens = append(a.tokens, rec)
+	a.mu.Unlock()
+	return rec.secret, nil
+}
+
+// tokenRecord is a policy and its token as PolicyToken made them, kept to
+// be written again after a Restart.
+type tokenRecord struct {
+	name, rules      string
+	accessor, secret string
+}
+
+func (r *tokenRecord) write(ctx context.Context, client *api.Client) error {
+	w := (&api.WriteOptions{}).WithContext(ctx)
+	policy, _, err := client.ACL().PolicyCreate(&api.ACLPolicy{Name: r.name, Rules: r.rules}, w)
+	if err != nil {
+		return fmt.Errorf("token %s: policy: %w", r.name, err)
+	}
+	_, _, err = client.ACL().TokenCreate(&api.ACLToken{
+		AccessorID:  r.accessor,
+		SecretID:    r.secret,
+		Description: "devstack: " + r.name,
 		Policies:    []*api.ACLTokenPolicyLink{{ID: policy.ID}},
 	}, w)
 	if err != nil {
-		return "", fmt.Errorf("token %s: %w", name, err)
+		return fmt.Errorf("token %s: %w", r.name, err)
 	}
-	return token.SecretID, nil
+	return nil
+}
+
+// Allow writes the intention caller -> callee, allow (AllowIntention with
+// the management token), and writes it again after every Restart.
+func (a *ConsulAgent) Allow(ctx context.Context, caller, callee string) error {
+	client, err := a.managementClient()
+	if err != nil {
+		return fmt.Errorf("intention %s -> %s: %w", caller, callee, err)
+	}
+	if err := AllowIntention(ctx, client, caller, callee); err != nil {
+		return err
+	}
+	a.mu.Lock()
+	a.allowed = append(a.allowed, [2]string{caller, callee})
+	a.mu.Unlock()
+	return nil
+}
+
+// replayLocked writes again, on a restarted agent with ACLs, the tokens and
+// intentions made through it; a.mu is held.
+func (a *ConsulAgent) replayLocked(ctx context.Context) error {
+	if a.opts.aclToken == "" {
+		return nil
+	}
+	client, err := a.managementClient()
+	if err != nil {
+		return err
+	}
+	for _, rec := range a.tokens {
+		if err := rec.write(ctx, client); err != nil {
+			return err
+		}
+	}
+	for _, pair := range a.allowed {
+		if err := AllowIntention(ctx, client, pair[0], pair[1]); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // UpdatePolicy replaces the rules of the policy called name, as an
@@ -115,6 +244,13 @@ func (a *ConsulAgent) UpdatePolicy(ctx context.Context, name, rules string) erro
 	if _, _, err := client.ACL().PolicyUpdate(policy, (&api.WriteOptions{}).WithContext(ctx)); err != nil {
 		return fmt.Errorf("policy %s: %w", name, err)
 	}
+	a.mu.Lock()
+	for _, rec := range a.tokens {
+		if rec.name == name {
+			rec.rules = rules
+		}
+	}
+	a.mu.Unlock()
 	return nil
 }
 

@@ -172,6 +172,7 @@ type consulOptions struct {
 	startTimeout time.Duration
 	stopTimeout  time.Duration
 	aclToken     string     // management token; "" runs without ACLs (acl.go)
+	ca           *devCA     // with aclToken: the CA every start of the agent uses (acl.go)
 	https        *ConsulTLS // nil: no HTTPS API (consultls.go)
 }
 
@@ -219,6 +220,12 @@ func newConsulOptions(ctx context.Context, startTimeout time.Duration, opts []Co
 	for _, opt := range opts {
 		opt(&o)
 	}
+	if o.aclToken != "" {
+		var err error
+		if o.ca, err = newDevCA(); err != nil {
+			return o, err
+		}
+	}
 	if o.binary != "" {
 		return o, nil
 	}
@@ -250,6 +257,8 @@ type ConsulAgent struct {
 	proc    *consulProc // nil while no process runs (after Kill/Stop)
 	stopped bool        // Stop was called; final
 	starts  int
+	tokens  []*tokenRecord // made through the agent, written again by Restart (acl.go)
+	allowed [][2]string    // intentions caller -> callee, the same
 }
 
 // consulProc is one run of the agent process.
@@ -590,7 +599,9 @@ func (a *ConsulAgent) Kill() {
 // Restart stops the agent gracefully (if it still runs) and starts a fresh
 // one on the same ports and node name. Like restarting a real dev agent, all
 // registrations and KV data are lost; clients keep working with the same
-// address once it is ready.
+// address once it is ready. An agent WithConsulACL keeps what a cluster
+// keeps on its servers across an agent restart: the CA, and the tokens and
+// intentions made through it (acl.go).
 func (a *ConsulAgent) Restart(ctx context.Context) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -601,6 +612,9 @@ func (a *ConsulAgent) Restart(ctx context.Context) error {
 		return fmt.Errorf("restart consul: %w", err)
 	}
 	if err := a.startLocked(ctx); err != nil {
+		return fmt.Errorf("restart consul: %w", err)
+	}
+	if err := a.replayLocked(ctx); err != nil {
 		return fmt.Errorf("restart consul: %w", err)
 	}
 	return nil

@@ -83,11 +83,11 @@ func (s *Stack) secureStack(ctx context.Context) (map[string][]string, error) {
 			return nil, err
 		}
 		for _, callee := range callees {
-			if err := AllowIntention(ctx, s.Client, sc.Name, callee); err != nil {
+			if err := s.Consul.Allow(ctx, sc.Name, callee); err != nil {
 				return nil, err
 			}
 		}
-		if err := AllowIntention(ctx, s.Client, ClientIdentity, sc.Name); err != nil {
+		if err := s.Consul.Allow(ctx, ClientIdentity, sc.Name); err != nil {
 			return nil, err
 		}
 		env[sc.Name] = []string{"RAMPART_SECURITY_MODE=mtls", api.HTTPTokenEnvName + "=" + token}
