@@ -51,9 +51,9 @@ func run() error {
 	workDir := flag.String("dir", ".devstack", "where binaries and logs are written")
 	onNomad := flag.Bool("nomad", false, "run the services as Nomad jobs (deploy/nomad) on a Nomad dev agent instead of as plain processes")
 	driver := flag.String("data", "", "`driver` for every instance: empty keeps the configs' (sqlite); postgres starts a local PostgreSQL server for them")
-	security := flag.String("security", "plaintext", "`mode` of every instance: plaintext, or mtls (an agent with ACLs on, a token per service, intentions from the configs' clients)")
+	security := flag.String("security", "", "`mode` of every instance: empty keeps the configs' (mtls), plaintext, or mtls (an agent with ACLs on, a token per service, intentions from the configs' clients)")
 	flag.Parse()
-	mtlsMode, err := checkFlags(*driver, *security, *onNomad)
+	err := checkFlags(*driver, *security, *onNomad)
 	if err != nil {
 		return err
 	}
@@ -90,13 +90,18 @@ func run() error {
 		return err
 	}
 	defer stopData()
-	fmt.Printf("starting Consul and %s in %s mode (logs in %s)...\n", *services, *security, dir)
+	fmt.Printf("starting Consul and %s (logs in %s)...\n", *services, dir)
 	startCtx, cancel := context.WithTimeout(ctx, 10*time.Minute)
-	stack, err := devstack.StartStack(startCtx, devstack.StackConfig{RepoRoot: root, Services: counts, WorkDir: dir, Env: env, MTLS: mtlsMode})
+	stack, err := devstack.StartStack(startCtx, devstack.StackConfig{RepoRoot: root, Services: counts, WorkDir: dir, Env: env, Security: *security})
 	cancel()
 	if err != nil {
 		return err
 	}
+	mode := devstack.SecurityPlaintext
+	if stack.MTLS() {
+		mode = devstack.SecurityMTLS
+	}
+	fmt.Printf("security mode %s\n", mode)
 	if err = stack.WriteAccess(dir); err != nil {
 		_ = stack.Stop()
 		return err
@@ -113,11 +118,11 @@ func run() error {
 	fmt.Printf("all instances passing in Consul after %s\n", time.Since(start).Round(100*time.Millisecond))
 	printInstances(stack, counts)
 
-	if err = runDemo(ctx, stack.Client, mtlsMode); err != nil {
+	if err = runDemo(ctx, stack.Client, stack.MTLS()); err != nil {
 		return err
 	}
 
-	printAccess(stack, dir, mtlsMode)
+	printAccess(stack, dir, stack.MTLS())
 	fmt.Println("running; press Ctrl-C to stop")
 	<-ctx.Done()
 	return nil
@@ -222,19 +227,18 @@ func runDemo(ctx context.Context, consul *api.Client, mtlsMode bool) error {
 }
 
 // checkFlags refuses a -data or -security it does not know, and mtls on
-// Nomad; mtls is whether -security asks for it.
-func checkFlags(driver, security string, onNomad bool) (mtls bool, err error) {
+// Nomad.
+func checkFlags(driver, security string, onNomad bool) error {
 	if driver != "" && driver != "sqlite" && driver != "postgres" {
-		return false, fmt.Errorf("-data: %q is not sqlite or postgres", driver)
+		return fmt.Errorf("-data: %q is not sqlite or postgres", driver)
 	}
-	const plaintext, mtlsMode = "plaintext", "mtls"
-	if security != plaintext && security != mtlsMode {
-		return false, fmt.Errorf("-security: %q is not plaintext or mtls", security)
+	if security != "" && security != devstack.SecurityPlaintext && security != devstack.SecurityMTLS {
+		return fmt.Errorf("-security: %q is not plaintext or mtls", security)
 	}
-	if security == mtlsMode && onNomad {
-		return false, errors.New("-security mtls with -nomad: the Nomad jobs run plaintext for now")
+	if security == devstack.SecurityMTLS && onNomad {
+		return errors.New("-security mtls with -nomad: the Nomad jobs run plaintext for now")
 	}
-	return security == mtlsMode, nil
+	return nil
 }
 
 // everyServiceTwice is the -services default: two instances of every

@@ -90,9 +90,67 @@ func (s *Stack) secureStack(ctx context.Context) (map[string][]string, error) {
 		if err := s.Consul.Allow(ctx, ClientIdentity, sc.Name); err != nil {
 			return nil, err
 		}
-		env[sc.Name] = []string{"RAMPART_SECURITY_MODE=mtls", api.HTTPTokenEnvName + "=" + token}
+		env[sc.Name] = []string{api.HTTPTokenEnvName + "=" + token}
 	}
 	return env, nil
+}
+
+// MTLS reports whether some instance of the stack runs in mtls mode, so
+// that a client must present a certificate (of ClientIdentity, which may
+// call every service) and Consul reads need Client's token.
+func (s *Stack) MTLS() bool { return s.mtls }
+
+// securityEnv is the variable that sets security.mode over the file.
+const securityEnv = "RAMPART_SECURITY_MODE"
+
+// anyMTLS resolves each service's security.mode as its instances will
+// (StackConfig.Security, else cfg.Env, else the config file) and reports
+// whether any is mtls. A forced mode is added to cfg.Env.
+func (s *Stack) anyMTLS() (bool, error) {
+	switch s.cfg.Security {
+	case "":
+	case SecurityPlaintext, SecurityMTLS:
+		s.cfg.Env = append(slices.Clip(s.cfg.Env), securityEnv+"="+s.cfg.Security)
+		return s.cfg.Security == SecurityMTLS, nil
+	default:
+		return false, fmt.Errorf("stack: security %q is not %s or %s", s.cfg.Security, SecurityPlaintext, SecurityMTLS)
+	}
+	for i := len(s.cfg.Env) - 1; i >= 0; i-- {
+		if v, ok := strings.CutPrefix(s.cfg.Env[i], securityEnv+"="); ok {
+			return v == SecurityMTLS, nil
+		}
+	}
+	for _, sc := range s.cfg.Services {
+		mode, err := SecurityMode(s.configFor(sc.Name))
+		if err != nil {
+			return false, err
+		}
+		if mode == SecurityMTLS {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// SecurityMode is security.mode in the config file at path, plaintext when
+// the file does not set it (internal/conf's default).
+func SecurityMode(path string) (string, error) {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return "", fmt.Errorf("security mode: %w", err)
+	}
+	var doc struct {
+		Security struct {
+			Mode string `yaml:"mode"`
+		} `yaml:"security"`
+	}
+	if err := yaml.Unmarshal(raw, &doc); err != nil {
+		return "", fmt.Errorf("security mode of %s: %w", path, err)
+	}
+	if doc.Security.Mode == "" {
+		return SecurityPlaintext, nil
+	}
+	return doc.Security.Mode, nil
 }
 
 // The files a launcher writes in its work dir to tell tools (make cert,

@@ -23,9 +23,13 @@ type Reflection struct {
 
 // Reflect asks the server at addr, by address and without any generated
 // code, for its services and for the file (with its imports) defining
-// symbol, e.g. "payment.v1.PaymentService".
-func Reflect(ctx context.Context, addr, symbol string) (*Reflection, error) {
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+// symbol, e.g. "payment.v1.PaymentService". It dials in plaintext unless
+// opts say otherwise (an mtls instance wants transport credentials).
+func Reflect(ctx context.Context, addr, symbol string, opts ...grpc.DialOption) (*Reflection, error) {
+	if len(opts) == 0 {
+		opts = []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
+	}
+	conn, err := grpc.NewClient(addr, opts...)
 	if err != nil {
 		return nil, err
 	}

@@ -25,14 +25,24 @@ type StackConfig struct {
 	// Bins are binaries already built, by service name; when set, StartStack
 	// uses them instead of building, so a test package builds once.
 	Bins map[string]string
-	// MTLS runs every instance with security.mode mtls against an agent
-	// with ACLs on and default deny, started for the stack (never one from
-	// CONSUL_HTTP_ADDR, whose management token the launcher lacks). Each
-	// service gets a token of its own with the least policy and the
-	// intentions to call the services its config's clients name; the
-	// launcher's ClientIdentity may call every service.
-	MTLS bool
+	// Security is the security.mode of every instance: "" keeps what each
+	// service's config file says (SecurityMode), SecurityPlaintext or
+	// SecurityMTLS sets it for all through RAMPART_SECURITY_MODE. A stack
+	// with an instance in mtls runs an agent with ACLs on and default deny,
+	// started for the stack (never one from CONSUL_HTTP_ADDR, whose
+	// management token the launcher lacks): each service gets a token of
+	// its own with the least policy and the intentions to call the services
+	// its config's clients name; the launcher's ClientIdentity may call
+	// every service.
+	Security string
 }
+
+// The values of security.mode (internal/conf), as StackConfig.Security
+// takes them.
+const (
+	SecurityPlaintext = "plaintext"
+	SecurityMTLS      = "mtls"
+)
 
 // ServiceCount is one service and its number of instances.
 type ServiceCount struct {
@@ -49,14 +59,15 @@ type Stack struct {
 
 	cfg   StackConfig
 	env   map[string][]string // per service, beside cfg.Env (mtls: mode and token)
+	mtls  bool                // some instance runs in mtls: ACLs on (StackConfig.Security)
 	mu    sync.Mutex
 	procs map[string][]*ServiceProc
 }
 
 // StartStack builds the services, uses the agent at CONSUL_HTTP_ADDR if one
-// answers (not with MTLS) or starts a dev agent, starts every instance and
+// answers (not in mtls) or starts a dev agent, starts every instance and
 // waits until Consul reports all of them passing. On error everything
-// started is stopped. Client carries the management token with MTLS.
+// started is stopped. Client carries the management token in mtls.
 func StartStack(ctx context.Context, cfg StackConfig) (s *Stack, err error) {
 	if cfg.StopAfter == 0 {
 		cfg.StopAfter = 15 * time.Second
@@ -79,7 +90,10 @@ func StartStack(ctx context.Context, cfg StackConfig) (s *Stack, err error) {
 	} else if s.Bins, err = BuildServices(ctx, cfg.RepoRoot, filepath.Join(cfg.WorkDir, "bin"), names...); err != nil {
 		return nil, err
 	}
-	if addr, ok := ConsulFromEnv(ctx); ok && !cfg.MTLS {
+	if s.mtls, err = s.anyMTLS(); err != nil {
+		return nil, err
+	}
+	if addr, ok := ConsulFromEnv(ctx); ok && !s.mtls {
 		s.ConsulAddr = addr
 	} else {
 		bin, buildErr := EnsureConsulBinary(ctx, cfg.RepoRoot)
@@ -87,7 +101,7 @@ func StartStack(ctx context.Context, cfg StackConfig) (s *Stack, err error) {
 			return nil, buildErr
 		}
 		opts := []ConsulOption{WithConsulBinary(bin), WithConsulDir(filepath.Join(cfg.WorkDir, "consul"))}
-		if cfg.MTLS {
+		if s.mtls {
 			opts = append(opts, WithConsulACL())
 		}
 		if s.Consul, err = StartConsul(ctx, opts...); err != nil {
@@ -97,13 +111,13 @@ func StartStack(ctx context.Context, cfg StackConfig) (s *Stack, err error) {
 	}
 	apiCfg := api.DefaultConfig()
 	apiCfg.Address = s.ConsulAddr
-	if cfg.MTLS {
+	if s.mtls {
 		apiCfg.Token = s.ManagementToken()
 	}
 	if s.Client, err = api.NewClient(apiCfg); err != nil {
 		return nil, fmt.Errorf("consul client: %w", err)
 	}
-	if cfg.MTLS {
+	if s.mtls {
 		if s.env, err = s.secureStack(ctx); err != nil {
 			return nil, err
 		}

@@ -71,7 +71,7 @@ func TestReplyOfAUserWith20000OrdersIsBounded(t *testing.T) {
 
 	orderProcs := s.Instances("order")
 	before := serverAttempts(t, ctx, orderProcs, listOrders)
-	clients := dialDemo(t, ctx, consulClient(t, s.ConsulAddr))
+	clients := dialDemo(t, ctx, s)
 	start := time.Now()
 	profile, err := clients.User.GetUserProfile(ctx, &userv1.GetUserProfileRequest{Id: buyer})
 	if err != nil {

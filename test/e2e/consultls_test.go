@@ -44,13 +44,16 @@ func TestConsulHTTPS(t *testing.T) {
 	t.Setenv(api.HTTPClientKey, at("dc1-client-consul-0-key.pem"))
 
 	// StartStack takes the agent from CONSUL_HTTP_ADDR, as make run does,
-	// and the instances inherit the variables.
-	s := devstacktest.Stack(t, ctx, devstack.StackConfig{RepoRoot: repoRoot(t), Services: demo.Services(1, 1)})
+	// and the instances inherit the variables. It does so only in
+	// plaintext: an mtls stack starts an agent of its own with ACLs, whose
+	// management token it holds. This test is about the path to Consul;
+	// TestMTLS covers the calls between services.
+	s := devstacktest.Stack(t, ctx, devstack.StackConfig{RepoRoot: repoRoot(t), Services: demo.Services(1, 1), Security: devstack.SecurityPlaintext})
 	if s.Consul != nil || s.ConsulAddr != agent.HTTPSAddr() {
 		t.Fatalf("stack uses %s, want the agent at %s", s.ConsulAddr, agent.HTTPSAddr())
 	}
 	var out bytes.Buffer
-	if _, err := demo.Run(ctx, dialDemo(t, ctx, s.Client), &out); err != nil {
+	if _, err := demo.Run(ctx, dialDemo(t, ctx, s), &out); err != nil {
 		t.Fatalf("demo over Consul's HTTPS API: %v\n%s", err, out.String())
 	}
 

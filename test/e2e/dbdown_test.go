@@ -52,7 +52,7 @@ func TestDatabaseDownAtStart(t *testing.T) {
 	}
 
 	buyer := newBuyer(t, ctx, s)
-	orders := dialDemo(t, ctx, s.Client).Order
+	orders := dialDemo(t, ctx, s).Order
 	req := &orderv1.CreateOrderRequest{IdempotencyKey: uuid.NewString(), UserId: buyer, Item: "pen", Quantity: 1}
 	start := time.Now()
 	_, err = orders.CreateOrder(ctx, req)

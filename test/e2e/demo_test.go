@@ -28,15 +28,15 @@ import (
 func TestDemoFlow(t *testing.T) {
 	ctx := devstacktest.Context(t, 60*time.Second)
 	s := startStack(t, ctx, 2, 2)
-	consul := consulClient(t, s.ConsulAddr)
+	consul := stackConsul(t, s)
 
 	t.Run("Registrations", func(t *testing.T) {
 		for _, name := range []string{"user", "order"} {
-			checkRegistrations(t, ctx, consul, name, s.Instances(name))
+			checkRegistrations(t, ctx, consul, name, s.Instances(name), s.MTLS())
 		}
 	})
 
-	clients := dialDemo(t, ctx, consul)
+	clients := dialDemo(t, ctx, s)
 
 	t.Run("Demo", func(t *testing.T) {
 		var out bytes.Buffer
@@ -165,10 +165,16 @@ func checkInvalidArgument(t *testing.T, ctx context.Context, clients *demo.Clien
 }
 
 // checkRegistrations asserts that Consul lists exactly the given instances
-// of name as passing, each with one gRPC check beside the node's serfHealth
-// and a version tag.
-func checkRegistrations(t *testing.T, ctx context.Context, consul *api.Client, name string, procs []*devstack.ServiceProc) {
+// of name as passing, each with one health check beside the node's
+// serfHealth and a version tag: a gRPC check in plaintext, an HTTP check of
+// /readyz in mtls (the agent has no client certificate for the gRPC port),
+// where the instance also advertises a grpcs:// endpoint.
+func checkRegistrations(t *testing.T, ctx context.Context, consul *api.Client, name string, procs []*devstack.ServiceProc, mtls bool) {
 	t.Helper()
+	checkType, scheme := "grpc", "grpc://"
+	if mtls {
+		checkType, scheme = "http", "grpcs://"
+	}
 	entries, err := passing(ctx, consul, name)
 	if err != nil {
 		t.Fatalf("consul health of %s: %v", name, err)
@@ -186,13 +192,16 @@ func checkRegistrations(t *testing.T, ctx context.Context, consul *api.Client, n
 		if !slices.ContainsFunc(svc.Tags, func(tag string) bool { return strings.HasPrefix(tag, "version=") }) {
 			t.Errorf("%s: tags %v have no version=", svc.ID, svc.Tags)
 		}
-		var grpcChecks int
+		if ep := svc.Meta["endpoint-0"]; !strings.HasPrefix(ep, scheme) {
+			t.Errorf("%s advertises %q, want a %s endpoint", svc.ID, ep, scheme)
+		}
+		var checks int
 		for _, c := range e.Checks {
 			switch {
 			case c.ServiceID == "" && c.CheckID == "serfHealth":
 				// the node's own check
-			case c.ServiceID == svc.ID && c.Type == "grpc":
-				grpcChecks++
+			case c.ServiceID == svc.ID && c.Type == checkType:
+				checks++
 				if c.Status != api.HealthPassing {
 					t.Errorf("%s: check %s is %s, want passing", svc.ID, c.CheckID, c.Status)
 				}
@@ -200,8 +209,8 @@ func checkRegistrations(t *testing.T, ctx context.Context, consul *api.Client, n
 				t.Errorf("%s: unexpected check %s (type %q, service %q)", svc.ID, c.CheckID, c.Type, c.ServiceID)
 			}
 		}
-		if grpcChecks != 1 {
-			t.Errorf("%s: %d gRPC checks, want 1", svc.ID, grpcChecks)
+		if checks != 1 {
+			t.Errorf("%s: %d %s checks, want 1", svc.ID, checks, checkType)
 		}
 	}
 	slices.Sort(wantPorts)

@@ -52,9 +52,9 @@ func startStack(t *testing.T, ctx context.Context, users, orders int) *devstack.
 
 // stackExtras changes what startStackWith starts.
 type stackExtras struct {
-	configs map[string]string // service name -> config file replacing configs/<name>.yaml
-	env     []string          // extra environment of every instance
-	mtls    bool              // security.mode mtls, an agent with ACLs on (devstack's StackConfig.MTLS)
+	configs  map[string]string // service name -> config file replacing configs/<name>.yaml
+	env      []string          // extra environment of every instance
+	security string            // devstack's StackConfig.Security: "" keeps the configs' (mtls)
 }
 
 // startStackWith is startStack with replaced config files or extra
@@ -67,7 +67,7 @@ func startStackWith(t *testing.T, ctx context.Context, users, orders int, extras
 		Services: demo.Services(users, orders),
 		Configs:  extras.configs,
 		Env:      extras.env,
-		MTLS:     extras.mtls,
+		Security: extras.security,
 	})
 }
 
@@ -77,11 +77,19 @@ func consulClient(t *testing.T, addr string) *api.Client {
 	return devstacktest.ConsulClient(t, addr)
 }
 
-// dialDemo returns clients that reach both services through Consul
-// discovery, closed when the test ends.
-func dialDemo(t *testing.T, ctx context.Context, consul *api.Client) *demo.Clients {
+// stackConsul is a client of s's agent that may read everything (the
+// management token when ACLs are on), cleaned up with the test.
+func stackConsul(t *testing.T, s *devstack.Stack) *api.Client {
 	t.Helper()
-	return devstacktest.Demo(t, ctx, consul)
+	return devstacktest.StackConsul(t, s)
+}
+
+// dialDemo returns clients that reach both services of s through Consul
+// discovery, with the certificate of devstack.ClientIdentity in mtls,
+// closed when the test ends.
+func dialDemo(t *testing.T, ctx context.Context, s *devstack.Stack) *demo.Clients {
+	t.Helper()
+	return devstacktest.StackDemo(t, ctx, s)
 }
 
 // buildUser builds cmd/user into a directory of the test and returns the binary.

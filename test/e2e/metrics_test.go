@@ -20,10 +20,10 @@ func TestClientMetricsDoNotGrowWithPeerRestarts(t *testing.T) {
 	)
 	ctx := devstacktest.Context(t, 3*time.Minute)
 	s := startStack(t, ctx, 1, 1)
-	consul := consulClient(t, s.ConsulAddr)
+	consul := stackConsul(t, s)
 	buyer := newBuyer(t, ctx, s)
 	order := s.Instances("order")[0]
-	client := orderAt(t, order)
+	client := orderAt(t, s, order)
 	// countSeries also counts the distinct (method, code) pairs: with
 	// labels of target, method and code only, there is one series each.
 	type seriesCount struct {

@@ -14,7 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/go-kratos/kratos/v2/log"
 	"github.com/hashicorp/consul/api"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"google.golang.org/grpc"
@@ -25,7 +24,6 @@ import (
 
 	userv1 "github.com/rampart-go/rampart/api/user/v1"
 	"github.com/rampart-go/rampart/cmd/devstack/demo"
-	"github.com/rampart-go/rampart/internal/consul"
 	"github.com/rampart-go/rampart/internal/devstack"
 	"github.com/rampart-go/rampart/internal/devstack/devstacktest"
 	"github.com/rampart-go/rampart/internal/mtls"
@@ -50,28 +48,16 @@ const nobody = "00000000-0000-4000-8000-000000000000"
 // none, a forged one, and an identity no intention allows until one does.
 func TestMTLS(t *testing.T) {
 	ctx := devstacktest.Context(t, 3*time.Minute)
-	s := startStackWith(t, ctx, 1, 1, stackExtras{mtls: true})
+	s := startStackWith(t, ctx, 1, 1, stackExtras{security: devstack.SecurityMTLS})
 	user := s.Instances("user")[0]
 
 	t.Run("Registrations", func(t *testing.T) {
 		for _, name := range []string{"user", "order"} {
-			entries, err := passing(ctx, s.Client, name)
-			if err != nil || len(entries) != 1 {
-				t.Fatalf("passing %s: %d, %v; want 1", name, len(entries), err)
-			}
-			svc := entries[0].Service
-			if ep := svc.Meta["endpoint-0"]; !strings.HasPrefix(ep, "grpcs://") {
-				t.Errorf("%s advertises %q, want a grpcs:// endpoint", svc.ID, ep)
-			}
-			for _, c := range entries[0].Checks {
-				if c.ServiceID == svc.ID && c.Type != "http" {
-					t.Errorf("%s: check %s is of type %q, want http (/readyz: the agent has no client certificate for gRPC)", svc.ID, c.CheckID, c.Type)
-				}
-			}
+			checkRegistrations(t, ctx, s.Client, name, s.Instances(name), true)
 		}
 	})
 
-	clients := devstacktest.Demo(t, ctx, s.Client, demo.WithCertificates(certSource(t, ctx, s.Client, devstack.ClientIdentity)))
+	clients := dialDemo(t, ctx, s)
 
 	t.Run("Demo", func(t *testing.T) {
 		var out bytes.Buffer
@@ -147,7 +133,7 @@ func TestMTLS(t *testing.T) {
 	}
 
 	t.Run("DeniedThenAllowed", func(t *testing.T) {
-		intruder := userAt(t, user.GRPCAddr, credentials.NewTLS(mtls.ClientConfig(certSource(t, ctx, s.Client, "intruder"), "user")))
+		intruder := userAt(t, user.GRPCAddr, credentials.NewTLS(mtls.ClientConfig(devstacktest.CertSource(t, s.Client, "intruder"), "user")))
 		_, err := intruder.GetUser(ctx, &userv1.GetUserRequest{Id: nobody})
 		if status.Code(err) != codes.PermissionDenied || rpc.Reason(status.Convert(err)) != rpc.ReasonPermissionDenied ||
 			!strings.Contains(status.Convert(err).Message(), "intruder may not call user") {
@@ -283,18 +269,6 @@ func tlsAlert(ctx context.Context, addr string, cfg *tls.Config) error {
 	_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
 	_, err = conn.Read(make([]byte, 1))
 	return err
-}
-
-// certSource follows the certificate of identity from the agent behind
-// client (a management token), until the test ends.
-func certSource(t *testing.T, ctx context.Context, client *api.Client, identity string) *consul.CertSource {
-	t.Helper()
-	src, err := consul.NewCertSource(ctx, client, identity, consul.WithLogger(log.NewStdLogger(io.Discard)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = src.Close() })
-	return src
 }
 
 // trustDomain is the trust domain of the agent's CA.

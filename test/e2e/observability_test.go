@@ -128,7 +128,7 @@ func TestOneTraceAcrossBothServices(t *testing.T) {
 	ctx := devstacktest.Context(t, 90*time.Second)
 	rcv := otlptest.Start(t)
 	s := startStackWith(t, ctx, 2, 2, stackExtras{env: traceEnv(rcv)})
-	clients := dialDemo(t, ctx, consulClient(t, s.ConsulAddr))
+	clients := dialDemo(t, ctx, s)
 	if _, err := demo.Run(ctx, clients, io.Discard); err != nil {
 		t.Fatal(err)
 	}
@@ -180,7 +180,7 @@ func TestRetryIsVisibleInTheTrace(t *testing.T) {
 	setFaults(t, ctx, users[:1], map[string]faults.Fault{getUser: {Abort: &faults.Abort{Percent: 100, Code: "UNAVAILABLE"}}})
 
 	order := s.Instances("order")[0]
-	client := orderAt(t, order)
+	client := orderAt(t, s, order)
 	retried := func(h hop) bool { return len(h.attempts) >= 2 }
 	for i := 0; i < 60; i++ {
 		if _, err := client.CreateOrder(ctx, &orderv1.CreateOrderRequest{

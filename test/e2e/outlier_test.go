@@ -37,7 +37,7 @@ func TestOneBadInstanceDoesNotFailTheMethod(t *testing.T) {
 			s := startStack(t, ctx, 2, 1)
 			buyer := newBuyer(t, ctx, s)
 			users := s.Instances("user")
-			client := orderAt(t, s.Instances("order")[0])
+			client := orderAt(t, s, s.Instances("order")[0])
 			place := placeOrder(client, buyer, 5*time.Second)
 			for range warmup {
 				if err := place(ctx); err != nil {

@@ -24,7 +24,7 @@ func TestPageThroughTwentyThousandOrders(t *testing.T) {
 	s := startStack(t, ctx, 1, 2)
 	buyer, other := newBuyer(t, ctx, s), newBuyer(t, ctx, s)
 	want := insertOrders(t, ctx, s, buyer, bigList)
-	clients := dialDemo(t, ctx, consulClient(t, s.ConsulAddr))
+	clients := dialDemo(t, ctx, s)
 
 	var firstToken string
 	for _, tc := range []struct {

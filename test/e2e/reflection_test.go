@@ -29,7 +29,8 @@ func TestReflection(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.instance, func(t *testing.T) {
-			r, err := devstack.Reflect(ctx, s.Instances(tt.instance)[0].GRPCAddr, tt.service)
+			r, err := devstack.Reflect(ctx, s.Instances(tt.instance)[0].GRPCAddr, tt.service,
+				devstacktest.Credentials(devstacktest.Certificates(t, s), tt.instance))
 			if err != nil {
 				t.Fatal(err)
 			}

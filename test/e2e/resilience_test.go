@@ -10,7 +10,6 @@ import (
 	"github.com/jackc/pgx/v5"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
 	orderv1 "github.com/rampart-go/rampart/api/order/v1"
@@ -27,22 +26,18 @@ const getUser = "/user.v1.UserService/GetUser"
 // over its 10 s window: budget.min_per_second (10) x 10 s.
 const budgetFloor = 100
 
-// orderAt is a plain client of one order instance: no retry of its own, so
-// every failure the test sees is one order's client chain did not mask.
-func orderAt(t *testing.T, p *devstack.ServiceProc) orderv1.OrderServiceClient {
+// orderAt is a plain client of one order instance p of s: no retry of its
+// own, so every failure the test sees is one order's client chain did not
+// mask. In mtls it presents the certificate of devstack.ClientIdentity.
+func orderAt(t *testing.T, s *devstack.Stack, p *devstack.ServiceProc) orderv1.OrderServiceClient {
 	t.Helper()
-	conn, err := grpc.NewClient(p.GRPCAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = conn.Close() })
-	return orderv1.NewOrderServiceClient(conn)
+	return orderv1.NewOrderServiceClient(devstacktest.DialAddr(t, devstacktest.Certificates(t, s), p.GRPCAddr, "order"))
 }
 
 // newBuyer creates a user to place orders for.
 func newBuyer(t *testing.T, ctx context.Context, s *devstack.Stack) string {
 	t.Helper()
-	clients := dialDemo(t, ctx, consulClient(t, s.ConsulAddr))
+	clients := dialDemo(t, ctx, s)
 	reply, err := clients.User.CreateUser(ctx, &userv1.CreateUserRequest{Name: "Buyer", Email: "buyer@example.com"})
 	if err != nil {
 		t.Fatalf("create buyer: %v", err)
@@ -128,7 +123,7 @@ func TestRetryMasksAFlakyInstance(t *testing.T) {
 	before := serverAttempts(t, ctx, users, getUser)
 	setFaults(t, ctx, users[:1], map[string]faults.Fault{getUser: {Abort: &faults.Abort{Percent: 30, Code: "UNAVAILABLE"}}})
 
-	client := orderAt(t, s.Instances("order")[0])
+	client := orderAt(t, s, s.Instances("order")[0])
 	res := runCalls(ctx, orders, 8, func(ctx context.Context, _ int) error { return placeOrder(client, buyer, 5*time.Second)(ctx) })
 
 	attempts := serverAttempts(t, ctx, users, getUser) - before
@@ -164,7 +159,7 @@ func TestOutageIsBoundedByBudgetAndBreaker(t *testing.T) {
 	s := startStack(t, ctx, 2, 1)
 	buyer := newBuyer(t, ctx, s)
 	users := s.Instances("user")
-	client := orderAt(t, s.Instances("order")[0])
+	client := orderAt(t, s, s.Instances("order")[0])
 
 	loadCtx, stopLoad := context.WithCancel(ctx)
 	defer stopLoad()
@@ -237,7 +232,7 @@ func TestDeadlinePropagates(t *testing.T) {
 	s := startStackWith(t, ctx, 2, 1, stackExtras{configs: map[string]string{"order": orderConf}})
 	buyer := newBuyer(t, ctx, s)
 	users := s.Instances("user")
-	client := orderAt(t, s.Instances("order")[0])
+	client := orderAt(t, s, s.Instances("order")[0])
 	healthy := healthyLatency(t, ctx, client, buyer, 5, 1)
 	setFaults(t, ctx, users, map[string]faults.Fault{getUser: {Delay: &faults.Delay{Percent: 100, Duration: 2 * time.Second}}})
 
@@ -308,10 +303,10 @@ func testAppliedOnce(t *testing.T, driver string) {
 	// One key by hand: applied on A, its reply lost; the retry on B
 	// answers the order A stored.
 	first := &orderv1.CreateOrderRequest{IdempotencyKey: "first", UserId: buyer, Item: "pen", Quantity: 1}
-	if _, err := orderAt(t, orders[0]).CreateOrder(ctx, first); status.Code(err) != codes.Unavailable {
+	if _, err := orderAt(t, s, orders[0]).CreateOrder(ctx, first); status.Code(err) != codes.Unavailable {
 		t.Fatalf("CreateOrder on A: %v, want the injected Unavailable after the order was stored", err)
 	}
-	retried, err := orderAt(t, orders[1]).CreateOrder(ctx, first)
+	retried, err := orderAt(t, s, orders[1]).CreateOrder(ctx, first)
 	if err != nil {
 		t.Fatalf("CreateOrder retried on B: %v", err)
 	}
@@ -345,10 +340,10 @@ func testAppliedOnce(t *testing.T, driver string) {
 
 	// The same key with another body, on the instance that did not store it.
 	reused := &orderv1.CreateOrderRequest{IdempotencyKey: "first", UserId: buyer, Item: "pen", Quantity: 2}
-	_, err = orderAt(t, orders[1]).CreateOrder(ctx, reused)
+	_, err = orderAt(t, s, orders[1]).CreateOrder(ctx, reused)
 	checkError(t, err, codes.AlreadyExists, orderv1.ErrorReason_IDEMPOTENCY_KEY_REUSED.String())
 
-	list, err := orderAt(t, orders[1]).ListOrders(ctx, &orderv1.ListOrdersRequest{UserId: buyer})
+	list, err := orderAt(t, s, orders[1]).ListOrders(ctx, &orderv1.ListOrdersRequest{UserId: buyer})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -424,7 +419,7 @@ func rampartConn(t *testing.T, s *devstack.Stack, name, clientYAML string) *grpc
 	if err != nil {
 		t.Fatal(err)
 	}
-	return devstacktest.Dial(t, s.ConsulAddr, c, name)
+	return devstacktest.Dial(t, s, c, name)
 }
 
 // TestHungInstanceCostsOneAttempt: one of two user instances hangs on
@@ -441,7 +436,7 @@ func TestHungInstanceCostsOneAttempt(t *testing.T) {
 	s := startStack(t, ctx, 2, 1)
 	buyer := newBuyer(t, ctx, s)
 	users := s.Instances("user")
-	client := orderAt(t, s.Instances("order")[0])
+	client := orderAt(t, s, s.Instances("order")[0])
 	healthy := healthyLatency(t, ctx, client, buyer, 20, workers)
 	// Hang the instance the balancer favours now. P2C may still keep away
 	// from it for a while (it forces a pick of a node left unpicked only
@@ -504,7 +499,7 @@ func TestClientErrorsAreNotRetried(t *testing.T) {
 	ctx := devstacktest.Context(t, 60*time.Second)
 	s := startStack(t, ctx, 2, 1)
 	users := s.Instances("user")
-	client := orderAt(t, s.Instances("order")[0])
+	client := orderAt(t, s, s.Instances("order")[0])
 
 	before := serverAttempts(t, ctx, users, getUser)
 	for range n {

@@ -29,8 +29,8 @@ func TestGracefulStopLeavesConsul(t *testing.T) {
 	)
 	ctx := devstacktest.Context(t, 60*time.Second)
 	s := startStack(t, ctx, 2, 1)
-	consul := consulClient(t, s.ConsulAddr)
-	clients := dialDemo(t, ctx, consul)
+	consul := stackConsul(t, s)
+	clients := dialDemo(t, ctx, s)
 
 	created, err := clients.User.CreateUser(ctx, &userv1.CreateUserRequest{Name: "Grace Hopper", Email: "grace@example.com"})
 	if err != nil {

@@ -7,9 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
 
@@ -33,11 +31,7 @@ func TestStopWithAnOpenWatchAndCallsInFlight(t *testing.T) {
 	ctx := devstacktest.Context(t, time.Minute)
 	s := startStack(t, ctx, 1, 0)
 	victim := s.Instances("user")[0]
-	conn, err := grpc.NewClient(victim.GRPCAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = conn.Close() }()
+	conn := devstacktest.DialAddr(t, devstacktest.Certificates(t, s), victim.GRPCAddr, "user")
 	users := userv1.NewUserServiceClient(conn)
 	created, err := users.CreateUser(ctx, &userv1.CreateUserRequest{Name: "Stream", Email: "stream@example.com"})
 	if err != nil {

@@ -15,7 +15,6 @@ import (
 	"github.com/google/uuid"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/reflect/protoreflect"
@@ -101,7 +100,8 @@ func TestNewServiceRunsWithConsul(t *testing.T) {
 
 	// By address, through reflection, as grpcurl would.
 	instances := s.Instances(newName)
-	r, err := devstack.Reflect(ctx, instances[0].GRPCAddr, newService)
+	certs := devstacktest.Certificates(t, s)
+	r, err := devstack.Reflect(ctx, instances[0].GRPCAddr, newService, devstacktest.Credentials(certs, newName))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -116,11 +116,7 @@ func TestNewServiceRunsWithConsul(t *testing.T) {
 	if opts, _ := method.Options().(*descriptorpb.MethodOptions); opts.GetIdempotencyLevel() != descriptorpb.MethodOptions_IDEMPOTENT {
 		t.Errorf("CreatePayment idempotency_level = %v, want IDEMPOTENT", opts.GetIdempotencyLevel())
 	}
-	direct, err := grpc.NewClient(instances[0].GRPCAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = direct.Close() }()
+	direct := devstacktest.DialAddr(t, certs, instances[0].GRPCAddr, newName)
 	id := uuid.NewString()
 	for i, wantCreated := range []bool{true, false} {
 		reply, callErr := createPayment(ctx, direct, method, id, ownerID, "first")
@@ -279,7 +275,7 @@ func dialDiscovery(t *testing.T, s *devstack.Stack, name string) *grpc.ClientCon
 	cl := middleware.DefaultClientConfig()
 	cl.Target = "discovery:///" + name
 	c.Clients = middleware.ClientConfigs{name: cl}
-	return devstacktest.Dial(t, s.ConsulAddr, c, name)
+	return devstacktest.Dial(t, s, c, name)
 }
 
 func userClient(t *testing.T, s *devstack.Stack) userv1.UserServiceClient {

@@ -11,18 +11,22 @@ package devstacktest
 import (
 	"context"
 	"io"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/go-kratos/kratos/v2/log"
 	"github.com/hashicorp/consul/api"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/rampart-go/rampart/cmd/devstack/demo"
 	"github.com/rampart-go/rampart/internal/conf"
 	"github.com/rampart-go/rampart/internal/consul"
 	"github.com/rampart-go/rampart/internal/devstack"
 	"github.com/rampart-go/rampart/internal/middleware"
+	"github.com/rampart-go/rampart/internal/mtls"
 	"github.com/rampart-go/rampart/internal/server"
 )
 
@@ -109,18 +113,12 @@ func Stack(tb testing.TB, ctx context.Context, cfg devstack.StackConfig) *devsta
 	return s
 }
 
-// ConsulClient is a client of the agent at addr whose idle connections are
-// closed when the test ends, so no transport goroutine outlives it.
+// ConsulClient is a client of the agent at addr, without a token, whose
+// idle connections are closed when the test ends, so no transport
+// goroutine outlives it.
 func ConsulClient(tb testing.TB, addr string) *api.Client {
 	tb.Helper()
-	cfg := api.DefaultNonPooledConfig()
-	cfg.Address = addr
-	c, err := api.NewClient(cfg)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(cfg.Transport.CloseIdleConnections)
-	return c
+	return TokenClient(tb, addr, "")
 }
 
 // Demo dials the demo clients (untraced) with opts and closes them when
@@ -136,20 +134,126 @@ func Demo(tb testing.TB, ctx context.Context, consul *api.Client, opts ...demo.D
 }
 
 // Dial dials clients.<name> of c (normally discovery:///<name>) through
-// the agent at consulAddr, with the client chain every service uses on its
-// peers, untraced; the connection and its registry close when the test
+// s's agent, with the client chain every service uses on its peers,
+// untraced, and in mtls with a certificate of devstack.ClientIdentity
+// (Certificates); the connection and its registry close when the test
 // ends.
-func Dial(tb testing.TB, consulAddr string, c *conf.Bootstrap, name string) *grpc.ClientConn {
+func Dial(tb testing.TB, s *devstack.Stack, c *conf.Bootstrap, name string) *grpc.ClientConn {
 	tb.Helper()
-	reg := consul.New(ConsulClient(tb, consulAddr))
+	reg := consul.New(StackConsul(tb, s))
 	tb.Cleanup(func() { _ = reg.Close() })
 	server.Setup()
-	conn, closeConn, err := server.NewDialer(reg, middleware.NewClients(c.Clients, log.NewStdLogger(io.Discard), nil), nil).Dial(name)
+	dialer := server.NewDialer(reg, middleware.NewClients(c.Clients, log.NewStdLogger(io.Discard), nil), Certificates(tb, s))
+	conn, closeConn, err := dialer.Dial(name)
 	if err != nil {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(closeConn)
 	return conn
+}
+
+// StackConsul is ConsulClient of s's agent with the management token when
+// s runs with ACLs (in mtls), so the test may read and write anything.
+func StackConsul(tb testing.TB, s *devstack.Stack) *api.Client {
+	tb.Helper()
+	return TokenClient(tb, s.ConsulAddr, s.ManagementToken())
+}
+
+// TokenClient is ConsulClient with token ("" for none).
+func TokenClient(tb testing.TB, addr, token string) *api.Client {
+	tb.Helper()
+	cfg := api.DefaultNonPooledConfig()
+	cfg.Address, cfg.Token = addr, token
+	c, err := api.NewClient(cfg)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(cfg.Transport.CloseIdleConnections)
+	return c
+}
+
+// Certificates is, for a stack in mtls, a source of the certificate of
+// devstack.ClientIdentity (which the stack's intentions let call every
+// service), closed when the test ends; nil for a plaintext stack, which
+// the dialers take as "plaintext". A test asking again for the same stack
+// gets the same source.
+func Certificates(tb testing.TB, s *devstack.Stack) mtls.Source {
+	tb.Helper()
+	if !s.MTLS() {
+		return nil
+	}
+	k := certKey{tb, s}
+	certsMu.Lock()
+	defer certsMu.Unlock()
+	if src, ok := certs[k]; ok {
+		return src
+	}
+	src := CertSource(tb, StackConsul(tb, s), devstack.ClientIdentity)
+	certs[k] = src
+	tb.Cleanup(func() {
+		certsMu.Lock()
+		delete(certs, k)
+		certsMu.Unlock()
+	})
+	return src
+}
+
+type certKey struct {
+	tb testing.TB
+	s  *devstack.Stack
+}
+
+var (
+	certsMu sync.Mutex
+	certs   = map[certKey]*consul.CertSource{}
+)
+
+// CertSource follows the leaf certificate of identity and the CA roots
+// from the agent of client (whose token needs service:write on identity),
+// closed when the test ends.
+func CertSource(tb testing.TB, client *api.Client, identity string) *consul.CertSource {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	src, err := consul.NewCertSource(ctx, client, identity, consul.WithLogger(log.NewStdLogger(io.Discard)))
+	if err != nil {
+		tb.Fatalf("certificate of %s: %v", identity, err)
+	}
+	tb.Cleanup(func() { _ = src.Close() })
+	return src
+}
+
+// Credentials are the transport credentials of a client that dials an
+// instance of service of s by address: mutual TLS with src (Certificates)
+// checking that the server is service, or plaintext when src is nil.
+func Credentials(src mtls.Source, service string) grpc.DialOption {
+	if src == nil {
+		return grpc.WithTransportCredentials(insecure.NewCredentials())
+	}
+	return grpc.WithTransportCredentials(credentials.NewTLS(mtls.ClientConfig(src, service)))
+}
+
+// DialAddr is a plain connection (no client chain, no discovery) to the
+// instance of service at addr, with Credentials; closed when the test
+// ends.
+func DialAddr(tb testing.TB, src mtls.Source, addr, service string) *grpc.ClientConn {
+	tb.Helper()
+	conn, err := grpc.NewClient(addr, Credentials(src, service))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { _ = conn.Close() })
+	return conn
+}
+
+// StackDemo is Demo through s's agent, with Certificates in mtls.
+func StackDemo(tb testing.TB, ctx context.Context, s *devstack.Stack) *demo.Clients {
+	tb.Helper()
+	var opts []demo.DialOption
+	if src := Certificates(tb, s); src != nil {
+		opts = append(opts, demo.WithCertificates(src))
+	}
+	return Demo(tb, ctx, StackConsul(tb, s), opts...)
 }
 
 // Context returns a context that ends after d or when the test ends.
