@@ -101,14 +101,14 @@ bin/golangci-lint: tools/golangci-lint/go.mod tools/golangci-lint/go.sum
 	cd tools/golangci-lint && go build -o ../../bin/golangci-lint github.com/golangci/golangci-lint/v2/cmd/golangci-lint
 
 .PHONY: run
-run: bin/consul $(if $(filter postgres,$(DATA)),postgresql) ## start Consul and 2 instances of every service, run the demo; Ctrl-C stops all. DATA=postgres: on a local PostgreSQL; SECURITY=mtls: mutual TLS, intentions, ACLs on
+run: bin/consul $(if $(filter postgres,$(DATA)),postgresql) ## start Consul and 2 instances of every service, run the demo; Ctrl-C stops all. DATA=postgres: on a local PostgreSQL; SECURITY=plaintext: no TLS, no intentions, no ACLs (the configs say mtls)
 	@go build -o bin/devstack ./cmd/devstack
 	@bin/devstack $(if $(DATA),-data $(DATA)) $(if $(SECURITY),-security $(SECURITY))
 
-# cert asks the agent of a running `make run SECURITY=mtls` (address and
+# cert asks the agent of a running `make run` in mtls (address and
 # management token in .devstack/) for a certificate of the identity NAME.
 .PHONY: cert
-cert: ## write a client certificate for the shell from make run SECURITY=mtls: make cert NAME=alice [ALLOW=user,order]
+cert: ## write a client certificate for the shell from a running make run: make cert NAME=alice [ALLOW=user,order]
 	@go build -o bin/devstack ./cmd/devstack
 	@bin/devstack cert -name "$(NAME)" $(if $(ALLOW),-allow "$(ALLOW)")
 

@@ -17,7 +17,7 @@ import (
 )
 
 // runCert is `devstack cert` (`make cert NAME=<identity> [ALLOW=user,order]`):
-// against the agent of a running `make run SECURITY=mtls`, it writes a
+// against the agent of a running `make run` in mtls, it writes a
 // certificate of the service identity NAME under <dir>/certs/NAME/,
 // optionally writes the intentions that let NAME call the ALLOW services,
 // and prints the grpcurl and ghz lines that work with it.

@@ -6,9 +6,10 @@
 // (`make run DATA=postgres`) it first starts a throwaway PostgreSQL server
 // (devstack.StartPostgres: its log in the work dir, its cluster in a temp
 // dir removed at exit) and runs every instance with data.driver postgres
-// against it, through RAMPART_DATA_DRIVER and DATABASE_URL. With -security
-// mtls (`make run SECURITY=mtls`) the agent runs with ACLs on, every
-// instance in mtls mode with a token of its own, and the demo calls with a
+// against it, through RAMPART_DATA_DRIVER and DATABASE_URL. In mtls mode
+// (what the shipped configs say; -security forces one mode on every
+// instance, `make run SECURITY=plaintext`) the agent runs with ACLs on,
+// every instance with a token of its own, and the demo calls with a
 // certificate of devstack.ClientIdentity; `devstack cert` (`make cert`)
 // then writes a client certificate for the shell (cert.go).
 package main
@@ -97,11 +98,7 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	mode := devstack.SecurityPlaintext
-	if stack.MTLS() {
-		mode = devstack.SecurityMTLS
-	}
-	fmt.Printf("security mode %s\n", mode)
+	printMode(stack)
 	if err = stack.WriteAccess(dir); err != nil {
 		_ = stack.Stop()
 		return err
@@ -126,6 +123,15 @@ func run() error {
 	fmt.Println("running; press Ctrl-C to stop")
 	<-ctx.Done()
 	return nil
+}
+
+// printMode says which security mode the stack's instances run in.
+func printMode(stack *devstack.Stack) {
+	mode := devstack.SecurityPlaintext
+	if stack.MTLS() {
+		mode = devstack.SecurityMTLS + " (an agent with ACLs on, a token per service, intentions from the configs' clients)"
+	}
+	fmt.Printf("security mode %s\n", mode)
 }
 
 // printInstances lists every instance of the stack with its ports.

@@ -27,7 +27,7 @@ const (
 	EnvLogFormat    = "LOG_FORMAT"
 	EnvLogLevel     = "LOG_LEVEL"
 	// EnvSecurityMode overrides security.mode, so one config file runs
-	// plaintext or mtls (make run SECURITY=mtls).
+	// plaintext or mtls (make run SECURITY=plaintext).
 	EnvSecurityMode = "RAMPART_SECURITY_MODE"
 	envConsulAddr   = "CONSUL_HTTP_ADDR"
 	envConsulTok    = "CONSUL_HTTP_TOKEN"

@@ -132,10 +132,10 @@ func (c *ConsulCluster) start(ctx context.Context, a *clusterAgent, all []*clust
 		"-grpc-port", "-1",
 		"-grpc-tls-port", "-1",
 		"-retry-interval", "1s",
-		"-hcl", "disable_update_check = true",
 		// Production timing (the default multiplier, 5, is for small
-		// cloud VMs): a lost leader is replaced in a second or two.
-		"-hcl", "performance { raft_multiplier = 1 }",
+		// cloud VMs): a lost leader is replaced in a second or two. Connect's
+		// CA, for instances in mtls mode (a dev agent has it on).
+		"-hcl", "disable_update_check = true\nperformance { raft_multiplier = 1 }\nconnect { enabled = true }",
 	}
 	if a.server {
 		args = append(args, "-server", "-bootstrap-expect", strconv.Itoa(len(c.servers)))

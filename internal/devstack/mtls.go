@@ -74,24 +74,59 @@ func AllowIntention(ctx context.Context, client *api.Client, caller, callee stri
 func (s *Stack) secureStack(ctx context.Context) (map[string][]string, error) {
 	env := make(map[string][]string, len(s.cfg.Services))
 	for _, sc := range s.cfg.Services {
-		callees, err := Callees(s.configFor(sc.Name))
+		e, err := s.secureService(ctx, sc.Name)
 		if err != nil {
 			return nil, err
 		}
-		token, err := s.Consul.ServiceToken(ctx, sc.Name, callees...)
-		if err != nil {
-			return nil, err
-		}
-		for _, callee := range callees {
-			if err := s.Consul.Allow(ctx, sc.Name, callee); err != nil {
-				return nil, err
-			}
-		}
-		if err := s.Consul.Allow(ctx, ClientIdentity, sc.Name); err != nil {
-			return nil, err
-		}
-		env[sc.Name] = []string{api.HTTPTokenEnvName + "=" + token}
+		env[sc.Name] = e
 	}
+	return env, nil
+}
+
+// secureService makes name's token and intentions (secureStack) and
+// returns the environment that gives an instance the token.
+func (s *Stack) secureService(ctx context.Context, name string) ([]string, error) {
+	callees, err := Callees(s.configFor(name))
+	if err != nil {
+		return nil, err
+	}
+	token, err := s.Consul.ServiceToken(ctx, name, callees...)
+	if err != nil {
+		return nil, err
+	}
+	for _, callee := range callees {
+		if err := s.Consul.Allow(ctx, name, callee); err != nil {
+			return nil, err
+		}
+	}
+	if err := s.Consul.Allow(ctx, ClientIdentity, name); err != nil {
+		return nil, err
+	}
+	return []string{api.HTTPTokenEnvName + "=" + token}, nil
+}
+
+// ServiceEnv is the environment an instance of name needs on the stack's
+// agent beyond its config, for an instance a test starts outside the stack
+// (StartService): in a stack with ACLs, a token of name's own, made with
+// its intentions (as for the stack's services) the first time it is asked
+// for; nothing otherwise.
+func (s *Stack) ServiceEnv(ctx context.Context, name string) ([]string, error) {
+	if !s.mtls || s.Consul == nil {
+		return nil, nil
+	}
+	s.mu.Lock()
+	env, ok := s.env[name]
+	s.mu.Unlock()
+	if ok {
+		return env, nil
+	}
+	env, err := s.secureService(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	s.env[name] = env
+	s.mu.Unlock()
 	return env, nil
 }
 
@@ -185,7 +220,7 @@ func RemoveAccess(dir string) {
 func ReadAccess(dir string) (addr, token string, err error) {
 	a, err := os.ReadFile(filepath.Join(dir, AddrFile))
 	if errors.Is(err, os.ErrNotExist) {
-		return "", "", fmt.Errorf("no %s in %s: is `make run SECURITY=mtls` running?", AddrFile, dir)
+		return "", "", fmt.Errorf("no %s in %s: is `make run` running (in mtls)?", AddrFile, dir)
 	}
 	if err != nil {
 		return "", "", err

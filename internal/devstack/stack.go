@@ -28,12 +28,13 @@ type StackConfig struct {
 	// Security is the security.mode of every instance: "" keeps what each
 	// service's config file says (SecurityMode), SecurityPlaintext or
 	// SecurityMTLS sets it for all through RAMPART_SECURITY_MODE. A stack
-	// with an instance in mtls runs an agent with ACLs on and default deny,
-	// started for the stack (never one from CONSUL_HTTP_ADDR, whose
-	// management token the launcher lacks): each service gets a token of
-	// its own with the least policy and the intentions to call the services
-	// its config's clients name; the launcher's ClientIdentity may call
-	// every service.
+	// with an instance in mtls that starts its own agent starts it with ACLs
+	// on and default deny: each service gets a token of its own with the
+	// least policy and the intentions to call the services its config's
+	// clients name; the launcher's ClientIdentity may call every service.
+	// An agent from CONSUL_HTTP_ADDR is used as it is: the launcher has no
+	// management token for it, so it writes no tokens or intentions (on an
+	// agent without ACLs every call is allowed).
 	Security string
 }
 
@@ -65,7 +66,7 @@ type Stack struct {
 }
 
 // StartStack builds the services, uses the agent at CONSUL_HTTP_ADDR if one
-// answers (not in mtls) or starts a dev agent, starts every instance and
+// answers or starts a dev agent, starts every instance and
 // waits until Consul reports all of them passing. On error everything
 // started is stopped. Client carries the management token in mtls.
 func StartStack(ctx context.Context, cfg StackConfig) (s *Stack, err error) {
@@ -93,7 +94,7 @@ func StartStack(ctx context.Context, cfg StackConfig) (s *Stack, err error) {
 	if s.mtls, err = s.anyMTLS(); err != nil {
 		return nil, err
 	}
-	if addr, ok := ConsulFromEnv(ctx); ok && !s.mtls {
+	if addr, ok := ConsulFromEnv(ctx); ok {
 		s.ConsulAddr = addr
 	} else {
 		bin, buildErr := EnsureConsulBinary(ctx, cfg.RepoRoot)
@@ -117,7 +118,7 @@ func StartStack(ctx context.Context, cfg StackConfig) (s *Stack, err error) {
 	if s.Client, err = api.NewClient(apiCfg); err != nil {
 		return nil, fmt.Errorf("consul client: %w", err)
 	}
-	if s.mtls {
+	if s.mtls && s.Consul != nil {
 		if s.env, err = s.secureStack(ctx); err != nil {
 			return nil, err
 		}
@@ -143,6 +144,10 @@ func (s *Stack) Add(ctx context.Context, name string) (*ServiceProc, error) {
 	if !ok {
 		return nil, fmt.Errorf("add %s: not built in this stack", name)
 	}
+	env, err := s.ServiceEnv(ctx, name)
+	if err != nil {
+		return nil, fmt.Errorf("add %s: %w", name, err)
+	}
 	p, err := StartService(ctx, ServiceSpec{
 		Name:       name,
 		Binary:     bin,
@@ -150,7 +155,7 @@ func (s *Stack) Add(ctx context.Context, name string) (*ServiceProc, error) {
 		ConsulAddr: s.ConsulAddr,
 		// Instances of one service share one store, as they would share a
 		// database in production.
-		Env:    append(append([]string{"RAMPART_SQLITE_PATH=" + s.SQLitePath(name)}, s.env[name]...), s.cfg.Env...),
+		Env:    append(append([]string{"RAMPART_SQLITE_PATH=" + s.SQLitePath(name)}, env...), s.cfg.Env...),
 		LogDir: s.cfg.WorkDir,
 	})
 	if err != nil {

@@ -2,6 +2,7 @@ package chaos
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -14,7 +15,6 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/connectivity"
-	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/rampart-go/rampart/internal/consul"
 )
@@ -31,8 +31,9 @@ type SeedClient struct {
 	Addr string // the instance it dialled
 }
 
-// DialSeed dials the first catalog entry of service.
-func DialSeed(ctx context.Context, client *api.Client, service string) (*SeedClient, error) {
+// DialSeed dials the first catalog entry of service with creds (the
+// transport credentials: plaintext or mutual TLS).
+func DialSeed(ctx context.Context, client *api.Client, service string, creds grpc.DialOption) (*SeedClient, error) {
 	entries, _, err := client.Catalog().Service(service, "", (&api.QueryOptions{}).WithContext(ctx))
 	if err != nil {
 		return nil, fmt.Errorf("seed client: catalog: %w", err)
@@ -42,7 +43,7 @@ func DialSeed(ctx context.Context, client *api.Client, service string) (*SeedCli
 	}
 	addr := net.JoinHostPort(entries[0].ServiceAddress, strconv.Itoa(entries[0].ServicePort))
 	conn, err := grpc.NewClient(addr,
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		creds,
 		grpc.WithConnectParams(grpc.ConnectParams{Backoff: backoff.DefaultConfig, MinConnectTimeout: SeedDialTimeout}),
 	)
 	if err != nil {
@@ -71,15 +72,22 @@ const StockTimeout = 2 * time.Second
 // design.md); the balancer is whatever selector is global in the process,
 // which is Kratos' default, weighted round robin, unless something (as
 // server.Setup does) replaced it. Run it in a process of its own to be
-// sure of the stock selector.
-func DialStock(ctx context.Context, client *api.Client, service string) (*grpc.ClientConn, func(), error) {
+// sure of the stock selector. With tlsConf (mtls mode) it dials Kratos'
+// secure way, which also makes its resolver take the grpcs:// endpoints;
+// nil dials in plaintext.
+func DialStock(ctx context.Context, client *api.Client, service string, tlsConf *tls.Config) (*grpc.ClientConn, func(), error) {
 	reg := consul.New(client)
-	conn, err := kgrpc.DialInsecure(ctx,
-		kgrpc.WithEndpoint("discovery:///"+service),
+	opts := []kgrpc.ClientOption{
+		kgrpc.WithEndpoint("discovery:///" + service),
 		kgrpc.WithDiscovery(reg),
 		kgrpc.WithMiddleware(circuitbreaker.Client()),
 		kgrpc.WithPrintDiscoveryDebugLog(false),
-	)
+	}
+	dial := kgrpc.DialInsecure
+	if tlsConf != nil {
+		opts, dial = append(opts, kgrpc.WithTLSConfig(tlsConf)), kgrpc.Dial
+	}
+	conn, err := dial(ctx, opts...)
 	if err != nil {
 		_ = reg.Close()
 		return nil, nil, fmt.Errorf("stock client: %w", err)

@@ -112,18 +112,18 @@ func firstRise(samples []sample, from time.Time) (time.Time, bool) {
 	return time.Time{}, false
 }
 
-// rampartUser dials user the way the services dial each other: the
+// rampartUser dials user of s the way the services dial each other: the
 // composition root's Setup (P2C), then its Dialer with the client chain of
-// configs/order.yaml's defaults.
-func rampartUser(t *testing.T, consulAddr string) userv1.UserServiceClient {
+// configs/order.yaml's defaults, in mtls with a certificate.
+func rampartUser(t *testing.T, s *devstack.Stack) userv1.UserServiceClient {
 	t.Helper()
 	cl := middleware.DefaultClientConfig()
 	cl.Target = "discovery:///user"
-	reg := consul.New(consulClient(t, consulAddr))
+	reg := consul.New(devstacktest.StackConsul(t, s))
 	t.Cleanup(func() { _ = reg.Close() })
 	server.Setup()
 	clients := middleware.NewClients(middleware.ClientConfigs{"user": cl}, log.NewStdLogger(io.Discard), nil)
-	conn, cleanup, err := server.NewDialer(reg, clients, nil).Dial("user")
+	conn, cleanup, err := server.NewDialer(reg, clients, devstacktest.Certificates(t, s)).Dial("user")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -144,9 +144,10 @@ func failover(t *testing.T, sc *scenario, faultLen time.Duration,
 	s := startStack(t, ctx, stackOpts{users: 2, orders: 1})
 	buyer := newBuyer(t, ctx, s)
 	order := s.Instances("order")[0]
-	consulAPI := consulClient(t, s.ConsulAddr)
+	consulAPI := devstacktest.StackConsul(t, s)
 
-	seedConn, err := chaos.DialSeed(ctx, consulAPI, "user")
+	certs := devstacktest.Certificates(t, s)
+	seedConn, err := chaos.DialSeed(ctx, consulAPI, "user", devstacktest.Credentials(certs, "user"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -162,7 +163,7 @@ func failover(t *testing.T, sc *scenario, faultLen time.Duration,
 	}
 	victimID := serviceID(t, ctx, consulAPI, "user", victim)
 	seedUser := userv1.NewUserServiceClient(seedConn.Conn)
-	rampart := rampartUser(t, s.ConsulAddr)
+	rampart := rampartUser(t, s)
 	callGetUser := func(c userv1.UserServiceClient) func(context.Context) error {
 		return func(ctx context.Context) error {
 			_, err := c.GetUser(ctx, &userv1.GetUserRequest{Id: buyer})
@@ -174,8 +175,8 @@ func failover(t *testing.T, sc *scenario, faultLen time.Duration,
 	users := s.Instances("user")
 	seenUsers := newSeenTracker(t, ctx, getUser, users)
 	retriedBefore := retries(t, ctx, order)
-	stock := startStock(t, ctx, s.ConsulAddr, buyer, m.rate, total)
-	orders := newOrderCalls(t, []*devstack.ServiceProc{order}, buyer)
+	stock := startStock(t, ctx, s, buyer, m.rate, total)
+	orders := newOrderCalls(t, s, []*devstack.ServiceProc{order}, buyer)
 	loads := []*chaos.Running{
 		chaos.Start(ctx, chaos.Load{Rate: m.rate, Duration: total, Timeout: callTimeout, Call: orders.call}),
 		chaos.Start(ctx, chaos.Load{Rate: m.rate, Duration: total, Timeout: callTimeout, Call: callGetUser(rampart)}),

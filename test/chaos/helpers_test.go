@@ -16,7 +16,6 @@ import (
 	"github.com/hashicorp/consul/api"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 
 	orderv1 "github.com/rampart-go/rampart/api/order/v1"
 	userv1 "github.com/rampart-go/rampart/api/user/v1"
@@ -86,21 +85,17 @@ func consulClient(t *testing.T, addr string) *api.Client {
 	return devstacktest.ConsulClient(t, addr)
 }
 
-// dial is a plain gRPC connection to one instance: no retry, no discovery.
-func dial(t *testing.T, addr string) *grpc.ClientConn {
+// dial is a plain gRPC connection to the instance p of s: no retry, no
+// discovery; in mtls with the certificate of devstack.ClientIdentity.
+func dial(t *testing.T, s *devstack.Stack, p *devstack.ServiceProc) *grpc.ClientConn {
 	t.Helper()
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = conn.Close() })
-	return conn
+	return devstacktest.DialAddr(t, devstacktest.Certificates(t, s), p.GRPCAddr, p.Spec.Name)
 }
 
 // newBuyer creates a user through a plain client of one user instance.
 func newBuyer(t *testing.T, ctx context.Context, s *devstack.Stack) string {
 	t.Helper()
-	reply, err := userv1.NewUserServiceClient(dial(t, s.Instances("user")[0].GRPCAddr)).
+	reply, err := userv1.NewUserServiceClient(dial(t, s, s.Instances("user")[0])).
 		CreateUser(ctx, &userv1.CreateUserRequest{Name: "Chaos Buyer", Email: "buyer@example.com"})
 	if err != nil {
 		t.Fatalf("create buyer: %v", err)
@@ -119,11 +114,11 @@ type orderCalls struct {
 	failed  chan string
 }
 
-func newOrderCalls(t *testing.T, procs []*devstack.ServiceProc, buyer string) *orderCalls {
+func newOrderCalls(t *testing.T, s *devstack.Stack, procs []*devstack.ServiceProc, buyer string) *orderCalls {
 	t.Helper()
 	oc := &orderCalls{buyer: buyer, next: make(chan int, 1), acked: make(chan string, 1<<16), failed: make(chan string, 1<<16)}
 	for _, p := range procs {
-		oc.clients = append(oc.clients, orderv1.NewOrderServiceClient(dial(t, p.GRPCAddr)))
+		oc.clients = append(oc.clients, orderv1.NewOrderServiceClient(dial(t, s, p)))
 	}
 	oc.next <- 0
 	return oc

@@ -132,7 +132,7 @@ func TestPostgresRestart(t *testing.T) {
 	// its key: an order the failed call stored comes back, else it is
 	// created now. Either way each key ends with one order.
 	before := storedOrders(t, ctx, dsn, buyer)
-	client := orderv1.NewOrderServiceClient(dial(t, s.Instances("order")[1].GRPCAddr))
+	client := orderv1.NewOrderServiceClient(dial(t, s, s.Instances("order")[1]))
 	resent, resentFailed := 0, 0
 	// Every failed call, outside the outage too, is sent again.
 	for _, key := range ol.orders.failedKeys() {

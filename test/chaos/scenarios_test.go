@@ -30,7 +30,7 @@ type orderLoad struct {
 func startOrderLoad(t *testing.T, ctx context.Context, s *devstack.Stack, buyer string, rate int, d time.Duration) *orderLoad {
 	t.Helper()
 	ol := &orderLoad{t: t, order: s.Instances("order")[0]}
-	ol.orders = newOrderCalls(t, s.Instances("order"), buyer)
+	ol.orders = newOrderCalls(t, s, s.Instances("order"), buyer)
 	ol.retried0 = retries(t, ctx, ol.order)
 	ol.run = chaos.Start(ctx, chaos.Load{Rate: rate, Duration: d, Timeout: callTimeout, Call: ol.orders.call})
 	return ol
@@ -51,7 +51,7 @@ func TestRollingRestart(t *testing.T) {
 	ctx := devstacktest.Context(t, 3*time.Minute)
 	s := startStack(t, ctx, stackOpts{users: 2, orders: 1})
 	buyer := newBuyer(t, ctx, s)
-	consulAPI := consulClient(t, s.ConsulAddr)
+	consulAPI := devstacktest.StackConsul(t, s)
 	rounds := 1
 	if *long {
 		rounds = 3
@@ -90,7 +90,7 @@ func TestRollingRestart(t *testing.T) {
 	sc.note("%d user instances replaced one at a time in %s (start the new one, wait until Consul shows it passing, SIGTERM the old one, wait for its exit).", restarts, Dur(rollTook))
 
 	stored := map[string]bool{}
-	client := orderv1.NewOrderServiceClient(dial(t, ol.order.GRPCAddr))
+	client := orderv1.NewOrderServiceClient(dial(t, s, ol.order))
 	for req := (&orderv1.ListOrdersRequest{UserId: buyer, PageSize: 1000}); ; {
 		list, err := client.ListOrders(ctx, req)
 		if err != nil {
@@ -129,7 +129,7 @@ func TestConsulAgentRestart(t *testing.T) {
 	ctx := devstacktest.Context(t, 3*time.Minute)
 	s := startStack(t, ctx, stackOpts{users: 2, orders: 1})
 	buyer := newBuyer(t, ctx, s)
-	consulAPI := consulClient(t, s.ConsulAddr)
+	consulAPI := devstacktest.StackConsul(t, s)
 	ol := startOrderLoad(t, ctx, s, buyer, m.rate, 2*time.Minute)
 	sleepCtx(ctx, m.warmup)
 	killAt := time.Now()
@@ -292,7 +292,7 @@ func TestSlowDependency(t *testing.T) {
 		return out
 	}
 	// Warm up (connections open, pools filled), then count at rest.
-	chaos.Start(ctx, chaos.Load{Rate: m.rate, Duration: time.Second, Timeout: callTimeout, Call: newOrderCalls(t, s.Instances("order"), buyer).call}).Wait()
+	chaos.Start(ctx, chaos.Load{Rate: m.rate, Duration: time.Second, Timeout: callTimeout, Call: newOrderCalls(t, s, s.Instances("order"), buyer).call}).Wait()
 	sleepCtx(ctx, time.Second)
 	before := idle()
 
@@ -375,7 +375,7 @@ func TestOverload(t *testing.T) {
 	}})
 	buyer := newBuyer(t, ctx, s)
 	order := s.Instances("order")[0]
-	oc := newOrderCalls(t, s.Instances("order"), buyer)
+	oc := newOrderCalls(t, s, s.Instances("order"), buyer)
 
 	// Capacity: what 32 callers in a closed loop complete per second.
 	const calibrate = 2 * time.Second

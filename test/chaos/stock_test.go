@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"os"
@@ -13,10 +14,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-kratos/kratos/v2/log"
 	"github.com/hashicorp/consul/api"
 	"google.golang.org/grpc/codes"
 
 	userv1 "github.com/rampart-go/rampart/api/user/v1"
+	"github.com/rampart-go/rampart/internal/consul"
+	"github.com/rampart-go/rampart/internal/devstack"
+	"github.com/rampart-go/rampart/internal/mtls"
 	"github.com/rampart-go/rampart/test/chaos"
 )
 
@@ -28,6 +33,7 @@ import (
 // Kratos' default selector, weighted round robin, as shipped.
 const (
 	stockChildEnv = "RAMPART_CHAOS_STOCK_CHILD"
+	stockMTLSEnv  = "RAMPART_CHAOS_STOCK_MTLS"
 	stockReady    = "ready"
 )
 
@@ -41,9 +47,11 @@ type stockChild struct {
 	err    error
 }
 
-// startStock starts the stock client calling GetUser(user) at rate for
-// duration, and returns once it has dialled and is about to start.
-func startStock(t *testing.T, ctx context.Context, consulAddr, user string, rate int, duration time.Duration) *stockChild {
+// startStock starts the stock client calling GetUser(user) of s at rate for
+// duration, and returns once it has dialled and is about to start. In mtls
+// the child reads with s's management token and presents a certificate of
+// devstack.ClientIdentity.
+func startStock(t *testing.T, ctx context.Context, s *devstack.Stack, user string, rate int, duration time.Duration) *stockChild {
 	t.Helper()
 	exe, err := os.Executable()
 	if err != nil {
@@ -53,7 +61,9 @@ func startStock(t *testing.T, ctx context.Context, consulAddr, user string, rate
 	sc.cmd = exec.CommandContext(ctx, exe)
 	sc.cmd.Env = append(os.Environ(),
 		stockChildEnv+"=1",
-		api.HTTPAddrEnvName+"="+consulAddr,
+		api.HTTPAddrEnvName+"="+s.ConsulAddr,
+		api.HTTPTokenEnvName+"="+s.ManagementToken(),
+		stockMTLSEnv+"="+strconv.FormatBool(s.MTLS()),
 		"CHAOS_USER="+user,
 		"CHAOS_RATE="+strconv.Itoa(rate),
 		"CHAOS_DURATION="+duration.String(),
@@ -116,7 +126,17 @@ func runStockChild() int {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), duration+time.Minute)
 	defer cancel()
-	conn, closeConn, err := chaos.DialStock(ctx, client, "user")
+	var tlsConf *tls.Config
+	if mtlsMode, _ := strconv.ParseBool(os.Getenv(stockMTLSEnv)); mtlsMode {
+		src, srcErr := consul.NewCertSource(ctx, client, devstack.ClientIdentity, consul.WithLogger(log.NewStdLogger(io.Discard)))
+		if srcErr != nil {
+			fmt.Fprintln(os.Stderr, srcErr)
+			return 1
+		}
+		defer func() { _ = src.Close() }()
+		tlsConf = mtls.ClientConfig(src, "user")
+	}
+	conn, closeConn, err := chaos.DialStock(ctx, client, "user", tlsConf)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1

@@ -58,7 +58,7 @@ func measureCreateOrder(t *testing.T, driver string) string {
 	}
 	s := startStack(t, ctx, o)
 	buyer := newBuyer(t, ctx, s)
-	oc := newOrderCalls(t, s.Instances("order"), buyer)
+	oc := newOrderCalls(t, s, s.Instances("order"), buyer)
 	closedLoop(ctx, throughputWarmup, oc.call)
 	load := loadAverage()
 	start := time.Now()

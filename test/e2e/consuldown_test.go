@@ -31,7 +31,13 @@ func TestConsulDownAtStart(t *testing.T) {
 	consulAddr := "127.0.0.1:" + strconv.Itoa(port)
 	logDir := t.TempDir()
 
-	p := startInstance(t, ctx, devstack.ServiceSpec{Name: "user", Binary: bin, ConsulAddr: consulAddr, LogDir: logDir}, "without Consul")
+	// Plaintext: in mtls an instance without its agent has no certificate
+	// yet and serves only its side port, which TestMTLSConsulDownAtStart
+	// covers.
+	p := startInstance(t, ctx, devstack.ServiceSpec{
+		Name: "user", Binary: bin, ConsulAddr: consulAddr, LogDir: logDir,
+		Env: []string{"RAMPART_SECURITY_MODE=" + devstack.SecurityPlaintext},
+	}, "without Consul")
 
 	// The instance says clearly that Consul is missing, and keeps running.
 	started := time.Now()

@@ -34,12 +34,16 @@ func TestDatabaseDownAtStart(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	env, err := s.ServiceEnv(ctx, "order") // its token, in mtls
+	if err != nil {
+		t.Fatal(err)
+	}
 	logDir := t.TempDir()
 	p := startInstance(t, ctx, devstack.ServiceSpec{
 		Name:       "order",
 		Binary:     bins["order"],
 		ConsulAddr: s.ConsulAddr,
-		Env:        []string{"RAMPART_DATA_DRIVER=postgres", "DATABASE_URL=" + pg.DSN("postgres")},
+		Env:        append(env, "RAMPART_DATA_DRIVER=postgres", "DATABASE_URL="+pg.DSN("postgres")),
 		LogDir:     logDir,
 	}, "with the database down")
 	logged, err := waitLogLine(ctx, p.LogPath, downLogNeedle, 5*time.Second)
