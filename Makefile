@@ -106,11 +106,12 @@ run: bin/consul $(if $(filter postgres,$(DATA)),postgresql) ## start Consul and 
 	@bin/devstack $(if $(DATA),-data $(DATA)) $(if $(SECURITY),-security $(SECURITY))
 
 # cert asks the agent of a running `make run` in mtls (address and
-# management token in .devstack/) for a certificate of the identity NAME.
+# management token in .devstack/, or in DIR: .devstack/nomad for
+# `make nomad-up` in mtls) for a certificate of the identity NAME.
 .PHONY: cert
-cert: ## write a client certificate for the shell from a running make run: make cert NAME=alice [ALLOW=user,order]
+cert: ## write a client certificate for the shell from a running make run: make cert NAME=alice [ALLOW=user,order] [DIR=.devstack/nomad for nomad-up]
 	@go build -o bin/devstack ./cmd/devstack
-	@bin/devstack cert -name "$(NAME)" $(if $(ALLOW),-allow "$(ALLOW)")
+	@bin/devstack cert -name "$(NAME)" $(if $(ALLOW),-allow "$(ALLOW)") $(if $(DIR),-dir "$(DIR)")
 
 # nomad-up runs `devstack -nomad` detached (its own session, so a Ctrl-C at
 # this shell does not reach it) and returns once the jobs pass in Consul and
@@ -119,13 +120,13 @@ cert: ## write a client certificate for the shell from a running make run: make 
 NOMAD_STACK := .devstack/nomad
 
 .PHONY: nomad-up
-nomad-up: bin/nomad bin/consul ## start Consul + Nomad dev agents, run every deploy/nomad job (2 allocations each), run the demo
+nomad-up: bin/nomad bin/consul ## start Consul + Nomad dev agents, run every deploy/nomad job (2 allocations each), run the demo; in mtls (the configs') with ACLs on and a Consul token per job; SECURITY=plaintext: no TLS, no intentions, no ACLs
 	@go build -o bin/devstack ./cmd/devstack
 	@mkdir -p $(NOMAD_STACK)
 	@if [ -f $(NOMAD_STACK)/devstack.pid ] && kill -0 "$$(cat $(NOMAD_STACK)/devstack.pid)" 2>/dev/null; then \
 		echo "already up (pid $$(cat $(NOMAD_STACK)/devstack.pid)); make nomad-down first"; exit 1; fi
 	@rm -f $(NOMAD_STACK)/ready
-	@setsid bin/devstack -nomad -dir $(NOMAD_STACK) > $(NOMAD_STACK)/devstack.out 2>&1 < /dev/null & echo $$! > $(NOMAD_STACK)/devstack.pid
+	@setsid bin/devstack -nomad -dir $(NOMAD_STACK) $(if $(SECURITY),-security $(SECURITY)) > $(NOMAD_STACK)/devstack.out 2>&1 < /dev/null & echo $$! > $(NOMAD_STACK)/devstack.pid
 	@pid=$$(cat $(NOMAD_STACK)/devstack.pid); for i in $$(seq 900); do \
 		[ -f $(NOMAD_STACK)/ready ] && break; \
 		kill -0 $$pid 2>/dev/null || { cat $(NOMAD_STACK)/devstack.out; rm -f $(NOMAD_STACK)/devstack.pid; exit 1; }; \
@@ -143,7 +144,7 @@ nomad-down: ## stop what nomad-up started: the jobs, the Nomad agent, the Consul
 	tail -n 3 $(NOMAD_STACK)/devstack.out; rm -f $(NOMAD_STACK)/devstack.pid
 
 .PHONY: test-nomad
-test-nomad: bin/nomad bin/consul ## the Nomad suite: real Nomad + Consul + binaries (jobs, alloc stop and rolling update under load)
+test-nomad: bin/nomad bin/consul ## the Nomad suite in mtls mode, ACLs on: real Nomad + Consul + binaries (jobs, alloc stop and rolling update under load)
 	go test -race -count=1 -timeout 20m ./test/nomad
 
 .PHONY: vet

@@ -11,12 +11,14 @@
 // instance, `make run SECURITY=plaintext`) the agent runs with ACLs on,
 // every instance with a token of its own, and the demo calls with a
 // certificate of devstack.ClientIdentity; `devstack cert` (`make cert`)
-// then writes a client certificate for the shell (cert.go).
+// then writes a client certificate for the shell (cert.go). Without
+// -security each service runs the mode its config sets (security.mode),
+// and the stack is secured as above if any runs mtls. -nomad does the same
+// with the Nomad jobs.
 package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -52,9 +54,9 @@ func run() error {
 	workDir := flag.String("dir", ".devstack", "where binaries and logs are written")
 	onNomad := flag.Bool("nomad", false, "run the services as Nomad jobs (deploy/nomad) on a Nomad dev agent instead of as plain processes")
 	driver := flag.String("data", "", "`driver` for every instance: empty keeps the configs' (sqlite); postgres starts a local PostgreSQL server for them")
-	security := flag.String("security", "", "`mode` of every instance: empty keeps the configs' (mtls), plaintext, or mtls (an agent with ACLs on, a token per service, intentions from the configs' clients)")
+	security := flag.String("security", "", "`mode` of every instance: empty keeps the configs' (mtls), plaintext, or mtls (an agent with ACLs on, a token per service, intentions from the configs' clients); with -nomad the same for the jobs")
 	flag.Parse()
-	err := checkFlags(*driver, *security, *onNomad)
+	err := checkFlags(*driver, *security)
 	if err != nil {
 		return err
 	}
@@ -82,7 +84,7 @@ func run() error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if *onNomad {
-		return runNomad(ctx, root, dir)
+		return runNomad(ctx, root, dir, *security)
 	}
 
 	start := time.Now()
@@ -98,7 +100,7 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	printMode(stack)
+	printMode(stack.MTLS())
 	if err = stack.WriteAccess(dir); err != nil {
 		_ = stack.Stop()
 		return err
@@ -125,10 +127,11 @@ func run() error {
 	return nil
 }
 
-// printMode says which security mode the stack's instances run in.
-func printMode(stack *devstack.Stack) {
+// printMode says which security mode the stack's instances run in: mtls
+// if any does.
+func printMode(mtlsMode bool) {
 	mode := devstack.SecurityPlaintext
-	if stack.MTLS() {
+	if mtlsMode {
 		mode = devstack.SecurityMTLS + " (an agent with ACLs on, a token per service, intentions from the configs' clients)"
 	}
 	fmt.Printf("security mode %s\n", mode)
@@ -232,17 +235,13 @@ func runDemo(ctx context.Context, consul *api.Client, mtlsMode bool) error {
 	return nil
 }
 
-// checkFlags refuses a -data or -security it does not know, and mtls on
-// Nomad.
-func checkFlags(driver, security string, onNomad bool) error {
+// checkFlags refuses a -data or -security it does not know.
+func checkFlags(driver, security string) error {
 	if driver != "" && driver != "sqlite" && driver != "postgres" {
 		return fmt.Errorf("-data: %q is not sqlite or postgres", driver)
 	}
 	if security != "" && security != devstack.SecurityPlaintext && security != devstack.SecurityMTLS {
 		return fmt.Errorf("-security: %q is not plaintext or mtls", security)
-	}
-	if security == devstack.SecurityMTLS && onNomad {
-		return errors.New("-security mtls with -nomad: the Nomad jobs run plaintext for now")
 	}
 	return nil
 }

@@ -1,7 +1,8 @@
 # The order service as a Nomad job. Nomad owns the Consul registration (the
-# service block below, with a gRPC health check), so the process runs with
-# RAMPART_REGISTRY_SELF_REGISTER=false and only discovers through Consul.
-# docs/deploy.md explains every choice; `make nomad-up` runs this file.
+# service block below, with the health check the process would register
+# itself), so the process runs with RAMPART_REGISTRY_SELF_REGISTER=false and
+# only discovers through Consul. docs/deploy.md explains every choice;
+# `make nomad-up` runs this file.
 
 variable "count" {
   type        = number
@@ -31,6 +32,22 @@ variable "consul_addr" {
   description = "Consul agent the service discovers through (CONSUL_HTTP_ADDR)"
 }
 
+variable "security_mode" {
+  type        = string
+  description = "security.mode of every instance (RAMPART_SECURITY_MODE): plaintext, or mtls (certificates from Consul's CA, callers authorized by intentions); no default, as the registration below depends on it"
+
+  validation {
+    condition     = contains(["plaintext", "mtls"], var.security_mode)
+    error_message = "The security_mode is plaintext or mtls."
+  }
+}
+
+variable "consul_token" {
+  type        = string
+  default     = ""
+  description = "Consul ACL token of this service (service:write on itself, service:read on its callees, node:read), written to the task's secrets dir and read through CONSUL_HTTP_TOKEN_FILE; empty: none. In production a Consul workload identity or Vault issues it instead"
+}
+
 variable "data_dir" {
   type        = string
   description = "directory of the SQLite file every instance on the client shares"
@@ -57,6 +74,10 @@ variable "revision" {
   type        = string
   default     = "1"
   description = "free-form group meta; changing it rolls every allocation"
+}
+
+locals {
+  mtls = var.security_mode == "mtls"
 }
 
 job "order" {
@@ -117,17 +138,24 @@ job "order" {
       provider = "consul"
       port     = "grpc"
 
+      # What the process registers itself: endpoint-0 tells callers the
+      # credentials the port wants (a TLS client takes only grpcs://).
       meta {
-        http    = "${NOMAD_ADDR_http}"
-        gateway = "${NOMAD_ADDR_gateway}"
+        endpoint-0 = local.mtls ? "grpcs://${NOMAD_ADDR_grpc}?isSecure=true" : "grpc://${NOMAD_ADDR_grpc}?isSecure=false"
+        http       = "${NOMAD_ADDR_http}"
+        gateway    = "${NOMAD_ADDR_gateway}"
       }
 
-      # Consul calls the standard grpc.health.v1 service on the grpc port:
-      # the same check the self-registering mode uses.
+      # The check the process would register itself: plaintext, Consul calls
+      # the standard grpc.health.v1 service on the grpc port; mtls, GET
+      # /readyz on the http port, since the grpc port takes only clients
+      # with a certificate of the trust domain and Consul has none to
+      # present. Both turn at once when the process stops.
       check {
-        name     = "grpc health"
-        type     = "grpc"
-        port     = "grpc"
+        name     = local.mtls ? "http readiness" : "grpc health"
+        type     = local.mtls ? "http" : "grpc"
+        port     = local.mtls ? "http" : "grpc"
+        path     = local.mtls ? "/readyz" : ""
         interval = "1s"
         timeout  = "1s"
       }
@@ -146,10 +174,26 @@ job "order" {
         RAMPART_HTTP_ADDR              = "127.0.0.1:${NOMAD_PORT_http}"
         RAMPART_GATEWAY_ADDR           = "${NOMAD_ADDR_gateway}"
         RAMPART_REGISTRY_SELF_REGISTER = "false"
+        RAMPART_SECURITY_MODE          = var.security_mode
+        CONSUL_HTTP_TOKEN_FILE         = var.consul_token == "" ? "" : "${NOMAD_SECRETS_DIR}/consul-token"
         RAMPART_SQLITE_PATH            = "${var.data_dir}/order.db"
         RAMPART_DATA_DRIVER            = var.data_driver
         DATABASE_URL                   = var.database_url
         CONSUL_HTTP_ADDR               = var.consul_addr
+      }
+
+      # The token as a file in the task's secrets dir, never in the
+      # environment (which child processes and crash reports inherit). The
+      # value still sits in the job as a variable: docs/deploy.md says how
+      # production keeps it out (Consul workload identity, Vault).
+      dynamic "template" {
+        for_each = var.consul_token == "" ? [] : [var.consul_token]
+        content {
+          data        = template.value
+          destination = "secrets/consul-token"
+          perms       = "600"
+          change_mode = "restart"
+        }
       }
 
       # SIGTERM starts the graceful stop; kill_timeout covers the drain

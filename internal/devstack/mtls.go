@@ -86,20 +86,8 @@ func (s *Stack) secureStack(ctx context.Context) (map[string][]string, error) {
 // secureService makes name's token and intentions (secureStack) and
 // returns the environment that gives an instance the token.
 func (s *Stack) secureService(ctx context.Context, name string) ([]string, error) {
-	callees, err := Callees(s.configFor(name))
+	token, err := provisionService(ctx, s.Consul, name, s.configFor(name))
 	if err != nil {
-		return nil, err
-	}
-	token, err := s.Consul.ServiceToken(ctx, name, callees...)
-	if err != nil {
-		return nil, err
-	}
-	for _, callee := range callees {
-		if err := s.Consul.Allow(ctx, name, callee); err != nil {
-			return nil, err
-		}
-	}
-	if err := s.Consul.Allow(ctx, ClientIdentity, name); err != nil {
 		return nil, err
 	}
 	return []string{api.HTTPTokenEnvName + "=" + token}, nil
@@ -188,6 +176,31 @@ func SecurityMode(path string) (string, error) {
 	return doc.Security.Mode, nil
 }
 
+// provisionService creates, on agent (started WithConsulACL), a token of
+// service with the least policy (ServicePolicyRules, its callees from its
+// config file) and the intentions that let it call its callees and
+// ClientIdentity call it (Allow, so a Restart keeps them). It returns the
+// token's secret.
+func provisionService(ctx context.Context, agent *ConsulAgent, service, config string) (string, error) {
+	callees, err := Callees(config)
+	if err != nil {
+		return "", err
+	}
+	token, err := agent.ServiceToken(ctx, service, callees...)
+	if err != nil {
+		return "", err
+	}
+	for _, callee := range callees {
+		if err := agent.Allow(ctx, service, callee); err != nil {
+			return "", err
+		}
+	}
+	if err := agent.Allow(ctx, ClientIdentity, service); err != nil {
+		return "", err
+	}
+	return token, nil
+}
+
 // The files a launcher writes in its work dir to tell tools (make cert,
 // the consul CLI) how to reach its agent: the address, and with ACLs on
 // the management token, alone in a file readable by its owner only, in
@@ -200,10 +213,20 @@ const (
 // WriteAccess writes the stack's agent address and management token (when
 // it has one) to dir/AddrFile and dir/TokenFile.
 func (s *Stack) WriteAccess(dir string) error {
-	if err := os.WriteFile(filepath.Join(dir, AddrFile), []byte(s.ConsulAddr+"\n"), 0o644); err != nil {
+	return writeAccess(dir, s.ConsulAddr, s.ManagementToken())
+}
+
+// WriteAccess writes, like Stack.WriteAccess, the Nomad stack's Consul
+// address and management token to dir/AddrFile and dir/TokenFile.
+func (s *NomadStack) WriteAccess(dir string) error {
+	return writeAccess(dir, s.Consul.Addr(), s.ManagementToken())
+}
+
+func writeAccess(dir, addr, token string) error {
+	if err := os.WriteFile(filepath.Join(dir, AddrFile), []byte(addr+"\n"), 0o644); err != nil {
 		return err
 	}
-	if token := s.ManagementToken(); token != "" {
+	if token != "" {
 		return os.WriteFile(filepath.Join(dir, TokenFile), []byte(token+"\n"), 0o600)
 	}
 	return nil

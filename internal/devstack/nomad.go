@@ -35,6 +35,10 @@ type NomadConfig struct {
 	Binary     string // bin/nomad
 	Dir        string // config, state and log; created if missing
 	ConsulAddr string // host:port of the Consul agent jobs register in
+	// ConsulToken is the agent's own Consul ACL token, "" without ACLs.
+	// Without a workload identity set up in Consul, Nomad registers the
+	// jobs' services with it (NomadPolicyRules says what it needs).
+	ConsulToken string
 	// StartTimeout bounds the wait for a leader and a ready client node.
 	StartTimeout time.Duration
 }
@@ -101,7 +105,17 @@ consul {
   auto_advertise   = false
   server_auto_join = false
   client_auto_join = false
-}
+%s}
+`
+
+// NomadPolicyRules is the Consul ACL policy of a Nomad agent that
+// registers the jobs' services with its own token: write on every service
+// (Nomad names them from the jobs), and on the nodes and read on the
+// agent, as Nomad's documentation lists for its clients (less acl and mesh
+// write, which only Consul's service mesh and workload identities need).
+const NomadPolicyRules = `agent_prefix "" { policy = "read" }
+node_prefix "" { policy = "write" }
+service_prefix "" { policy = "write" }
 `
 
 // StartNomad starts a Nomad dev agent on free loopback ports and waits
@@ -140,8 +154,13 @@ func startNomadOnce(ctx context.Context, cfg NomadConfig) (*NomadAgent, error) {
 		hc:      &http.Client{Timeout: 5 * time.Second},
 	}
 	confPath := filepath.Join(cfg.Dir, "agent.hcl")
-	hcl := fmt.Sprintf(nomadAgentHCL, a.dataDir, ports[0], ports[1], ports[2], nomadDynamicMin, nomadDynamicMax, cfg.ConsulAddr)
-	if err = os.WriteFile(confPath, []byte(hcl), 0o644); err != nil {
+	var token string
+	if cfg.ConsulToken != "" {
+		token = fmt.Sprintf("  token            = %q\n", cfg.ConsulToken)
+	}
+	hcl := fmt.Sprintf(nomadAgentHCL, a.dataDir, ports[0], ports[1], ports[2], nomadDynamicMin, nomadDynamicMax, cfg.ConsulAddr, token)
+	// Owner-readable only: it may hold the agent's Consul token.
+	if err = os.WriteFile(confPath, []byte(hcl), 0o600); err != nil {
 		lease.release()
 		return nil, fmt.Errorf("start nomad: %w", err)
 	}
@@ -221,8 +240,13 @@ func (a *NomadAgent) DataDir() string { return a.dataDir }
 
 // CLI runs `nomad <args>` against this agent and returns its output.
 func (a *NomadAgent) CLI(ctx context.Context, args ...string) (string, error) {
+	return a.cli(ctx, nil, args...)
+}
+
+// cli is CLI with env added to the command's environment.
+func (a *NomadAgent) cli(ctx context.Context, env []string, args ...string) (string, error) {
 	cmd := exec.CommandContext(ctx, a.cfg.Binary, args...)
-	cmd.Env = append(os.Environ(), "NOMAD_ADDR="+a.HTTPAddr(), "NOMAD_TOKEN=")
+	cmd.Env = append(append(os.Environ(), "NOMAD_ADDR="+a.HTTPAddr(), "NOMAD_TOKEN="), env...)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Run(); err != nil {
@@ -233,8 +257,10 @@ func (a *NomadAgent) CLI(ctx context.Context, args ...string) (string, error) {
 
 // RunJob submits the job file with HCL2 variables (nomad job run -var) and
 // returns at once; the job is stopped by Stop. Wait for its instances with
-// WaitPassing, or for a deployment with WaitDeployment.
-func (a *NomadAgent) RunJob(ctx context.Context, job, file string, vars map[string]string) error {
+// WaitPassing, or for a deployment with WaitDeployment. Secrets are
+// variables too, handed to the CLI as NOMAD_VAR_<name> in its environment
+// so that neither its command line nor an error quoting it shows them.
+func (a *NomadAgent) RunJob(ctx context.Context, job, file string, vars, secrets map[string]string) error {
 	args := []string{"job", "run", "-detach"}
 	keys := make([]string, 0, len(vars))
 	for k := range vars {
@@ -244,7 +270,11 @@ func (a *NomadAgent) RunJob(ctx context.Context, job, file string, vars map[stri
 	for _, k := range keys {
 		args = append(args, "-var", k+"="+vars[k])
 	}
-	if _, err := a.CLI(ctx, append(args, file)...); err != nil {
+	env := make([]string, 0, len(secrets))
+	for k, v := range secrets {
+		env = append(env, "NOMAD_VAR_"+k+"="+v)
+	}
+	if _, err := a.cli(ctx, env, append(args, file)...); err != nil {
 		return err
 	}
 	a.mu.Lock()
@@ -486,6 +516,16 @@ type NomadStackConfig struct {
 	// Bins are binaries already built, by service name; missing ones are
 	// built into WorkDir/bin.
 	Bins map[string]string
+	// Security is the security_mode of every job: "" the one each
+	// service's config file says (SecurityMode), SecurityPlaintext or
+	// SecurityMTLS for all; either way each job is passed its mode
+	// explicitly. If any job runs mtls, Consul runs with ACLs on
+	// (WithConsulACL): the Nomad agent registers with a token of
+	// NomadPolicyRules, each job gets a token of its own
+	// (ServicePolicyRules, callees from its config) as its consul_token,
+	// and intentions allow each service to call its callees and
+	// ClientIdentity to call every service.
+	Security string
 }
 
 // NomadStack is a Consul dev agent, a Nomad dev agent pointed at it, and
@@ -495,6 +535,9 @@ type NomadStack struct {
 	Nomad  *NomadAgent
 	Bins   map[string]string
 	cfg    NomadStackConfig
+	modes  map[string]string // each job's security_mode
+	mtls   bool              // some job runs mtls: ACLs on
+	tokens map[string]string // each job's Consul token, ACLs on
 }
 
 // StartNomadStack builds what is missing (bin/consul, bin/nomad, the
@@ -510,7 +553,13 @@ func StartNomadStack(ctx context.Context, cfg NomadStackConfig) (s *NomadStack, 
 			return nil, err
 		}
 	}
-	s = &NomadStack{cfg: cfg, Bins: map[string]string{}}
+	s = &NomadStack{cfg: cfg, Bins: map[string]string{}, modes: map[string]string{}, tokens: map[string]string{}}
+	for _, job := range cfg.Jobs {
+		if s.modes[job], err = s.jobMode(job); err != nil {
+			return nil, err
+		}
+		s.mtls = s.mtls || s.modes[job] == SecurityMTLS
+	}
 	// `return nil, err` clears the named result before this runs, so the
 	// cleanup holds its own reference to what was started.
 	started := s
@@ -542,11 +591,24 @@ func StartNomadStack(ctx context.Context, cfg NomadStackConfig) (s *NomadStack, 
 	if err != nil {
 		return nil, err
 	}
-	if s.Consul, err = StartConsul(ctx, WithConsulBinary(consulBin), WithConsulDir(filepath.Join(cfg.WorkDir, "consul"))); err != nil {
+	consulOpts := []ConsulOption{WithConsulBinary(consulBin), WithConsulDir(filepath.Join(cfg.WorkDir, "consul"))}
+	if s.mtls {
+		consulOpts = append(consulOpts, WithConsulACL())
+	}
+	if s.Consul, err = StartConsul(ctx, consulOpts...); err != nil {
 		return nil, err
 	}
+	var nomadToken string
+	if s.mtls {
+		if nomadToken, err = s.Consul.PolicyToken(ctx, "nomad", NomadPolicyRules); err != nil {
+			return nil, err
+		}
+		if err = s.secureJobs(ctx); err != nil {
+			return nil, err
+		}
+	}
 	if s.Nomad, err = StartNomad(ctx, NomadConfig{
-		Binary: nomadBin, Dir: filepath.Join(cfg.WorkDir, "nomad"), ConsulAddr: s.Consul.Addr(),
+		Binary: nomadBin, Dir: filepath.Join(cfg.WorkDir, "nomad"), ConsulAddr: s.Consul.Addr(), ConsulToken: nomadToken,
 	}); err != nil {
 		return nil, err
 	}
@@ -559,7 +621,7 @@ func StartNomadStack(ctx context.Context, cfg NomadStackConfig) (s *NomadStack, 
 			return nil, err
 		}
 	}
-	client, err := s.consulClient()
+	client, err := s.ConsulClient()
 	if err != nil {
 		return nil, err
 	}
@@ -577,27 +639,80 @@ func StartNomadStack(ctx context.Context, cfg NomadStackConfig) (s *NomadStack, 
 	return s, nil
 }
 
+// jobMode is the security_mode job runs: NomadStackConfig.Security, else
+// its config file's.
+func (s *NomadStack) jobMode(job string) (string, error) {
+	switch s.cfg.Security {
+	case SecurityPlaintext, SecurityMTLS:
+		return s.cfg.Security, nil
+	case "":
+		return SecurityMode(s.configFor(job))
+	}
+	return "", fmt.Errorf("nomad stack: security %q is not %s or %s", s.cfg.Security, SecurityPlaintext, SecurityMTLS)
+}
+
+// MTLS reports whether some job runs in mtls mode, so that a client must
+// present a certificate (of ClientIdentity) and Consul reads need the
+// management token (ConsulClient has it).
+func (s *NomadStack) MTLS() bool { return s.mtls }
+
+// secureJobs creates, on an agent started WithConsulACL, each job's token
+// and intentions as make run's stack does (provisionService); a plaintext
+// job needs its token too, to discover through an agent with ACLs.
+func (s *NomadStack) secureJobs(ctx context.Context) (err error) {
+	for _, job := range s.cfg.Jobs {
+		if s.tokens[job], err = provisionService(ctx, s.Consul, job, s.configFor(job)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (s *NomadStack) configFor(job string) string {
+	return filepath.Join(s.cfg.RepoRoot, "configs", job+".yaml")
+}
+
 // RunJob submits (or updates) deploy/nomad/<job>.nomad.hcl with the
 // stack's variables plus extra ones, e.g. {"revision": "2"} for a rolling
-// update.
+// update. The job's security mode is always passed (security_mode), so
+// what the job registers agrees with what the process runs; with ACLs on
+// the job's token goes in as consul_token.
 func (s *NomadStack) RunJob(ctx context.Context, job string, extra map[string]string) error {
 	vars := map[string]string{
-		"count":       strconv.Itoa(s.cfg.Count),
-		"binary":      s.Bins[job],
-		"config":      filepath.Join(s.cfg.RepoRoot, "configs", job+".yaml"),
-		"consul_addr": s.Consul.Addr(),
-		"data_dir":    filepath.Join(s.cfg.WorkDir, "data"),
+		"count":         strconv.Itoa(s.cfg.Count),
+		"binary":        s.Bins[job],
+		"config":        s.configFor(job),
+		"consul_addr":   s.Consul.Addr(),
+		"data_dir":      filepath.Join(s.cfg.WorkDir, "data"),
+		"security_mode": s.modes[job],
+	}
+	var secrets map[string]string
+	if token := s.tokens[job]; token != "" {
+		secrets = map[string]string{"consul_token": token}
 	}
 	for k, v := range extra {
 		vars[k] = v
 	}
-	return s.Nomad.RunJob(ctx, job, filepath.Join(s.cfg.RepoRoot, "deploy", "nomad", job+".nomad.hcl"), vars)
+	return s.Nomad.RunJob(ctx, job, filepath.Join(s.cfg.RepoRoot, "deploy", "nomad", job+".nomad.hcl"), vars, secrets)
 }
 
-func (s *NomadStack) consulClient() (*api.Client, error) {
+// ConsulClient is a client of the stack's Consul agent, with the
+// management token when the agent runs with ACLs (MTLS), and no idle
+// connections left behind.
+func (s *NomadStack) ConsulClient() (*api.Client, error) {
 	cfg := api.DefaultNonPooledConfig()
-	cfg.Address = s.Consul.Addr()
+	cfg.Address, cfg.Token = s.Consul.Addr(), s.Consul.ManagementToken()
+	cfg.Transport.DisableKeepAlives = true
 	return api.NewClient(cfg)
+}
+
+// ManagementToken is the management token of the stack's Consul agent
+// (MTLS), "" otherwise.
+func (s *NomadStack) ManagementToken() string {
+	if s.Consul == nil {
+		return ""
+	}
+	return s.Consul.ManagementToken()
 }
 
 // TaskLogTails returns the last n lines of the stderr of every allocation

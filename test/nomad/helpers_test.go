@@ -81,8 +81,9 @@ func bins(t *testing.T) map[string]string {
 }
 
 // startStack runs every job on fresh Consul and Nomad dev agents of the
-// test's own and stops everything in t.Cleanup, printing the agents' and
-// tasks' logs first if the test failed.
+// test's own, in mtls mode against an agent with ACLs on (a token per job),
+// and stops everything in t.Cleanup, printing the agents' and tasks' logs
+// first if the test failed.
 func startStack(t *testing.T, ctx context.Context) *devstack.NomadStack {
 	t.Helper()
 	root, err := devstack.RepoRoot()
@@ -92,7 +93,7 @@ func startStack(t *testing.T, ctx context.Context) *devstack.NomadStack {
 	t.Setenv(api.HTTPAddrEnvName, "") // never a developer's agent: the tests count instances
 	workDir := t.TempDir()
 	start := time.Now()
-	s, err := devstack.StartNomadStack(ctx, devstack.NomadStackConfig{RepoRoot: root, WorkDir: workDir, Bins: bins(t)})
+	s, err := devstack.StartNomadStack(ctx, devstack.NomadStackConfig{RepoRoot: root, WorkDir: workDir, Bins: bins(t), Security: devstack.SecurityMTLS})
 	if err != nil {
 		t.Fatalf("start nomad stack: %v\n--- nomad log ---\n%s", err, tailFile(filepath.Join(workDir, "nomad", "nomad.log"), 40))
 	}
@@ -120,17 +121,20 @@ func tailFile(path string, n int) string {
 	return strings.Join(lines[max(0, len(lines)-n):], "\n")
 }
 
-// consulClient returns a client of the stack's Consul agent whose
-// connections are closed when the test ends.
+// consulClient returns a client of the stack's Consul agent with its
+// management token (ACLs are on: the anonymous token reads nothing).
 func consulClient(t *testing.T, s *devstack.NomadStack) *api.Client {
 	t.Helper()
-	return devstacktest.ConsulClient(t, s.Consul.Addr())
+	return devstacktest.TokenClient(t, s.Consul.Addr(), s.ManagementToken())
 }
 
-// dialDemo returns clients that reach both services through Consul.
+// dialDemo returns clients that reach both services through Consul with a
+// certificate of devstack.ClientIdentity, which the stack's intentions
+// allow to call every service.
 func dialDemo(t *testing.T, ctx context.Context, consul *api.Client) *demo.Clients {
 	t.Helper()
-	return devstacktest.Demo(t, ctx, consul)
+	src := devstacktest.CertSource(t, consul, devstack.ClientIdentity)
+	return devstacktest.Demo(t, ctx, consul, demo.WithCertificates(src))
 }
 
 // call is one recorded call of a load run.

@@ -2,9 +2,13 @@ package nomad
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -26,9 +30,11 @@ import (
 // view of the user pool are exercised.
 const loadRate = 40
 
-// TestJobsServeTheDemo submits every job and checks that Nomad, not the
-// processes, registered exactly two passing instances of each with a gRPC
-// check, and that the demo flow crosses both services through them.
+// TestJobsServeTheDemo submits every job in mtls mode and checks that
+// Nomad, not the processes, registered exactly two passing instances of
+// each as the process would itself (the HTTP /readyz check, a grpcs://
+// endpoint), and that the demo flow crosses both services through them
+// with a certificate.
 func TestJobsServeTheDemo(t *testing.T) {
 	ctx := devstacktest.Context(t, 10*time.Minute)
 	s := startStack(t, ctx)
@@ -48,12 +54,24 @@ func TestJobsServeTheDemo(t *testing.T) {
 			if !strings.HasPrefix(e.Service.ID, "_nomad-task-") {
 				t.Errorf("%s: instance %s was not registered by Nomad", job, e.Service.ID)
 			}
-			var grpcCheck bool
+			// The gRPC port takes only mutual TLS, so Consul checks /readyz
+			// on the side port, as a self-registered mtls instance does (the
+			// health endpoint leaves the definition out; a passing HTTP
+			// check's output names the URL it got).
+			var readyCheck bool
 			for _, c := range e.Checks {
-				grpcCheck = grpcCheck || (c.ServiceID == e.Service.ID && c.Type == "grpc")
+				readyCheck = readyCheck || (c.ServiceID == e.Service.ID && c.Type == "http" &&
+					strings.Contains(c.Output, "GET http://"+e.Service.Meta["http"]+"/readyz"))
 			}
-			if !grpcCheck {
-				t.Errorf("%s: instance %s has no gRPC check: %+v", job, e.Service.ID, e.Checks)
+			if !readyCheck {
+				for _, c := range e.Checks {
+					t.Logf("%s: check %s type %q status %s output %q", e.Service.ID, c.Name, c.Type, c.Status, c.Output)
+				}
+				t.Errorf("%s: instance %s has no HTTP check of /readyz on meta http", job, e.Service.ID)
+			}
+			want := fmt.Sprintf("grpcs://%s:%d?isSecure=true", e.Service.Address, e.Service.Port)
+			if got := e.Service.Meta["endpoint-0"]; got != want {
+				t.Errorf("%s: instance %s meta endpoint-0 = %q, want %q", job, e.Service.ID, got, want)
 			}
 		}
 	}
@@ -247,6 +265,104 @@ func waitReplaced(ctx context.Context, s *devstack.NomadStack, consul *api.Clien
 		case <-ctx.Done():
 			return time.Time{}, fmt.Errorf("%s allocation not replaced: %w", job, ctx.Err())
 		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// TestJobSpecsInBothModes renders every job (nomad job run -output, no
+// agent) in each security_mode and checks that it registers what the
+// process registers itself in that mode, that the mode reaches the process
+// explicitly, and that a token travels only as a file in the secrets dir.
+// The suite's stacks run mtls; this keeps the plaintext path honest.
+func TestJobSpecsInBothModes(t *testing.T) {
+	ctx := devstacktest.Context(t, 2*time.Minute)
+	root, err := devstack.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	nomadBin, err := devstack.EnsureNomadBinary(ctx, root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		mode, token                     string
+		checkType, checkPort, checkPath string
+		endpoint, tokenFile             string
+	}{
+		{"plaintext", "", "grpc", "grpc", "", "grpc://${NOMAD_ADDR_grpc}?isSecure=false", ""},
+		{"mtls", "11111111-2222-4333-8444-555555555555", "http", "http", "/readyz", "grpcs://${NOMAD_ADDR_grpc}?isSecure=true", "${NOMAD_SECRETS_DIR}/consul-token"},
+	}
+	for _, job := range jobs(t) {
+		for _, tt := range tests {
+			t.Run(job+"/"+tt.mode, func(t *testing.T) {
+				args := []string{
+					"job", "run", "-output", "-var", "binary=/bin/" + job, "-var", "config=/c.yaml", "-var", "data_dir=/d",
+					"-var", "security_mode=" + tt.mode, filepath.Join(root, "deploy", "nomad", job+".nomad.hcl"),
+				}
+				cmd := exec.CommandContext(ctx, nomadBin, args...)
+				cmd.Env = append(os.Environ(), "NOMAD_VAR_consul_token="+tt.token)
+				out, err := cmd.Output()
+				if err != nil {
+					t.Fatalf("nomad %v: %v", args, err)
+				}
+				var spec jobSpec
+				if err := json.Unmarshal(out, &spec); err != nil {
+					t.Fatal(err)
+				}
+				if len(spec.Job.TaskGroups) != 1 || len(spec.Job.TaskGroups[0].Tasks) != 1 || len(spec.Job.TaskGroups[0].Services) != 1 {
+					t.Fatalf("want one group with one task and one service: %s", out)
+				}
+				task := spec.Job.TaskGroups[0].Tasks[0]
+				svc := spec.Job.TaskGroups[0].Services[0]
+				if len(svc.Checks) != 1 {
+					t.Fatalf("%d checks, want 1", len(svc.Checks))
+				}
+				c := svc.Checks[0]
+				if c.Type != tt.checkType || c.PortLabel != tt.checkPort || c.Path != tt.checkPath {
+					t.Errorf("check %s on port %s path %q, want %s on %s path %q", c.Type, c.PortLabel, c.Path, tt.checkType, tt.checkPort, tt.checkPath)
+				}
+				if got := svc.Meta["endpoint-0"]; got != tt.endpoint {
+					t.Errorf("meta endpoint-0 = %q, want %q", got, tt.endpoint)
+				}
+				if got := task.Env["RAMPART_SECURITY_MODE"]; got != tt.mode {
+					t.Errorf("RAMPART_SECURITY_MODE = %q, want %q", got, tt.mode)
+				}
+				if got := task.Env["CONSUL_HTTP_TOKEN_FILE"]; got != tt.tokenFile {
+					t.Errorf("CONSUL_HTTP_TOKEN_FILE = %q, want %q", got, tt.tokenFile)
+				}
+				for k, v := range task.Env {
+					if tt.token != "" && strings.Contains(v, tt.token) {
+						t.Errorf("the token is in the environment (%s)", k)
+					}
+				}
+				var files []string
+				for _, tpl := range task.Templates {
+					files = append(files, tpl.DestPath)
+					if tpl.DestPath == "secrets/consul-token" && (tpl.EmbeddedTmpl != tt.token || tpl.Perms != "600") {
+						t.Errorf("secrets/consul-token renders %q with perms %s, want the token, 600", tpl.EmbeddedTmpl, tpl.Perms)
+					}
+				}
+				if want := tt.tokenFile != ""; slices.Contains(files, "secrets/consul-token") != want {
+					t.Errorf("templates %v: secrets/consul-token rendered %v, want %v", files, !want, want)
+				}
+			})
+		}
+	}
+}
+
+// jobSpec is the part of `nomad job run -output` TestJobSpecsInBothModes
+// reads.
+type jobSpec struct {
+	Job struct {
+		TaskGroups []struct {
+			Services []struct {
+				Meta   map[string]string
+				Checks []struct{ Type, PortLabel, Path string }
+			}
+			Tasks []struct {
+				Env       map[string]string
+				Templates []struct{ DestPath, EmbeddedTmpl, Perms string }
+			}
 		}
 	}
 }
