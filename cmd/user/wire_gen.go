@@ -46,7 +46,7 @@ func wireApp(bootstrap *conf.Bootstrap) (*server.App, func(), error) {
 		cleanup()
 		return nil, nil, err
 	}
-	identity, cleanup2, err := server.NewIdentity(security, client, instance, logger)
+	identity, cleanup2, err := server.NewIdentity(security, client, instance, meterProvider, logger)
 	if err != nil {
 		cleanup()
 		return nil, nil, err

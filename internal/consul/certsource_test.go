@@ -162,26 +162,6 @@ func TestStartCertSourceWaitsForTheAgent(t *testing.T) {
 	}
 }
 
-// rotateCA makes Consul generate a new root by switching the key type of
-// its built-in CA (ec <-> rsa): the new root is cross-signed by the old,
-// which stays trusted, and the agent re-issues every leaf a random moment
-// up to 30 s later.
-func rotateCA(t *testing.T, client *api.Client) {
-	t.Helper()
-	cfg, _, err := client.Connect().CAGetConfig(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if cfg.Config["PrivateKeyType"] == "rsa" {
-		cfg.Config["PrivateKeyType"], cfg.Config["PrivateKeyBits"] = "ec", 256
-	} else {
-		cfg.Config["PrivateKeyType"], cfg.Config["PrivateKeyBits"] = "rsa", 2048
-	}
-	if _, err := client.Connect().CASetConfig(cfg, nil); err != nil {
-		t.Fatal(err)
-	}
-}
-
 // waitFor polls cond every 10 ms until it holds or d passes, and returns
 // how long it took.
 func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) time.Duration {
@@ -275,7 +255,9 @@ func TestCARotationUnderLoad(t *testing.T) {
 
 	time.Sleep(500 * time.Millisecond)
 	before := calls.Load()
-	rotateCA(t, client)
+	if err := devstack.RotateCA(ctx, client); err != nil {
+		t.Fatal(err)
+	}
 	rootsIn := waitFor(t, 10*time.Second, "new roots in both sources", func() bool {
 		return userSrc.Rotations().Roots >= 1 && orderSrc.Rotations().Roots >= 1
 	})

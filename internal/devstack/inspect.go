@@ -62,6 +62,17 @@ func (m Metrics) Sum(name, label string) float64 {
 	return total
 }
 
+// LabelValue is the value of label key in a series' label text as Metrics
+// keys hold it (`a="1",b="2"}`), "" if the series has no such label.
+func LabelValue(labels, key string) string {
+	_, rest, ok := strings.Cut(labels, key+`="`)
+	if !ok {
+		return ""
+	}
+	v, _, _ := strings.Cut(rest, `"`)
+	return v
+}
+
 // LogTail returns the last n lines of the log at path, leaving out the
 // Consul agent's DEBUG chatter, which would push the lines that explain a
 // failure out of the tail.

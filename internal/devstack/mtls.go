@@ -66,6 +66,33 @@ func AllowIntention(ctx context.Context, client *api.Client, caller, callee stri
 	return nil
 }
 
+// RotateCA makes the cluster's built-in CA generate a new root, with the
+// client's token (operator:write, as the management token has), by
+// switching its key type (ec <-> rsa): Consul refuses a leaf TTL under 1 h,
+// so a new key is the quick way to force every leaf to be re-issued. The
+// new root is cross-signed by the old, which stays trusted; the agents
+// announce the new roots at once and re-issue each leaf a random moment up
+// to 30 s later. The key and root an agent WithConsulACL was given are
+// left out, so Consul makes new ones; a Restart of that agent brings back
+// the CA it was started with.
+func RotateCA(ctx context.Context, client *api.Client) error {
+	cfg, _, err := client.Connect().CAGetConfig((&api.QueryOptions{}).WithContext(ctx))
+	if err != nil {
+		return fmt.Errorf("rotate CA: %w", err)
+	}
+	delete(cfg.Config, "PrivateKey")
+	delete(cfg.Config, "RootCert")
+	if cfg.Config["PrivateKeyType"] == "rsa" {
+		cfg.Config["PrivateKeyType"], cfg.Config["PrivateKeyBits"] = "ec", 256
+	} else {
+		cfg.Config["PrivateKeyType"], cfg.Config["PrivateKeyBits"] = "rsa", 2048
+	}
+	if _, err := client.Connect().CASetConfig(cfg, (&api.WriteOptions{}).WithContext(ctx)); err != nil {
+		return fmt.Errorf("rotate CA: %w", err)
+	}
+	return nil
+}
+
 // secureStack sets up, on an agent started WithConsulACL, what each
 // service of cfg needs to run in mtls mode: a token with the least policy
 // (ServicePolicyRules, its callees from its config) in its instances'

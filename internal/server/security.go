@@ -11,12 +11,27 @@ import (
 	"github.com/go-kratos/kratos/v2/log"
 	"github.com/hashicorp/consul/api"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
 
 	"github.com/rampart-go/rampart/internal/conf"
 	"github.com/rampart-go/rampart/internal/consul"
 	"github.com/rampart-go/rampart/internal/middleware"
 	"github.com/rampart-go/rampart/internal/middleware/authz"
 	"github.com/rampart-go/rampart/internal/mtls"
+)
+
+// The certificate metrics an instance exports in mtls mode (Instrument).
+const (
+	// MetricLeafExpiry is when the leaf certificate the instance presents
+	// expires, in Unix seconds, as cert-manager's
+	// certmanager_certificate_expiration_timestamp_seconds: an alert
+	// compares it with time(). Consul renews a leaf at about half its TTL,
+	// so one that comes within a day of its end has stopped rotating.
+	MetricLeafExpiry = "rampart_mtls_leaf_expiry_timestamp_seconds"
+	// MetricRotations counts the leaves (kind="leaf") and sets of CA roots
+	// (kind="roots") the instance took on after its first ones.
+	MetricRotations = "rampart_mtls_rotations_total"
 )
 
 // waitLogEvery is how often an instance still waiting for its first
@@ -51,15 +66,18 @@ type certSource interface {
 	Ready() <-chan struct{}
 	LastError() error
 	ID() spiffeid.ID
+	Expiry() time.Time
+	Rotations() consul.Rotations
 }
 
 // authorizer boxes an authz.Authorizer for the atomic pointer.
 type authorizer struct{ authz.Authorizer }
 
 // NewIdentity starts following the certificates of the instance's service
-// in mtls mode, and returns nil in plaintext mode. The cleanup stops
+// in mtls mode, with its certificate metrics (Instrument) on mp, and
+// returns nil in plaintext mode, which exports none. The cleanup stops
 // following.
-func NewIdentity(sec conf.Security, client *api.Client, inst Instance, logger log.Logger) (*Identity, func(), error) {
+func NewIdentity(sec conf.Security, client *api.Client, inst Instance, mp metric.MeterProvider, logger log.Logger) (*Identity, func(), error) {
 	if sec.Mode != conf.SecurityMTLS {
 		return nil, func() {}, nil
 	}
@@ -74,7 +92,51 @@ func NewIdentity(sec conf.Security, client *api.Client, inst Instance, logger lo
 			return consul.NewAuthorizer(client, self, consul.WithAuthorization(sec.AuthzCacheTTL, time.Second), consul.WithLogger(logger))
 		},
 	}
-	return id, func() { _ = src.Close() }, nil
+	uninstrument, err := id.Instrument(mp)
+	if err != nil {
+		_ = src.Close()
+		return nil, nil, fmt.Errorf("security: %w", err)
+	}
+	return id, func() {
+		uninstrument()
+		_ = src.Close()
+	}, nil
+}
+
+// Instrument exports the identity's certificate metrics through mp, read
+// at each collection: MetricLeafExpiry of the current leaf (no point before
+// the first one) and MetricRotations by kind, each labelled with the
+// service. The returned func stops exporting them.
+func (id *Identity) Instrument(mp metric.MeterProvider) (func(), error) {
+	m := mp.Meter("github.com/rampart-go/rampart/internal/server")
+	expiry, err := m.Int64ObservableGauge(MetricLeafExpiry, metric.WithUnit("s"),
+		metric.WithDescription("When the instance's mTLS leaf certificate expires, in Unix seconds."))
+	if err != nil {
+		return nil, fmt.Errorf("metric %s: %w", MetricLeafExpiry, err)
+	}
+	rotations, err := m.Int64ObservableCounter(MetricRotations, metric.WithUnit("{rotation}"),
+		metric.WithDescription("Leaf certificates (kind=leaf) and CA root sets (kind=roots) taken on after the first."))
+	if err != nil {
+		return nil, fmt.Errorf("metric %s: %w", MetricRotations, err)
+	}
+	svc := attribute.String("service", id.service)
+	// Built once: a collection allocates no attribute sets.
+	of := metric.WithAttributes(svc)
+	leaf := metric.WithAttributes(svc, attribute.String("kind", "leaf"))
+	roots := metric.WithAttributes(svc, attribute.String("kind", "roots"))
+	reg, err := m.RegisterCallback(func(_ context.Context, o metric.Observer) error {
+		if t := id.src.Expiry(); !t.IsZero() {
+			o.ObserveInt64(expiry, t.Unix(), of)
+		}
+		r := id.src.Rotations()
+		o.ObserveInt64(rotations, int64(r.Leaf), leaf)
+		o.ObserveInt64(rotations, int64(r.Roots), roots)
+		return nil
+	}, expiry, rotations)
+	if err != nil {
+		return nil, fmt.Errorf("certificate metrics: %w", err)
+	}
+	return func() { _ = reg.Unregister() }, nil
 }
 
 // NewFixedIdentity is an mtls-mode identity over a source that already
@@ -95,9 +157,19 @@ type fixedSource struct {
 	id    spiffeid.ID
 }
 
-func (f fixedSource) Ready() <-chan struct{} { return f.ready }
-func (f fixedSource) LastError() error       { return nil }
-func (f fixedSource) ID() spiffeid.ID        { return f.id }
+func (f fixedSource) Ready() <-chan struct{}      { return f.ready }
+func (f fixedSource) LastError() error            { return nil }
+func (f fixedSource) ID() spiffeid.ID             { return f.id }
+func (f fixedSource) Rotations() consul.Rotations { return consul.Rotations{} }
+
+// Expiry is when the SVID the source holds now expires.
+func (f fixedSource) Expiry() time.Time {
+	svid, err := f.GetX509SVID()
+	if err != nil || svid == nil {
+		return time.Time{}
+	}
+	return svid.Certificates[0].NotAfter
+}
 
 // Source is the certificate source, nil in plaintext mode.
 func (id *Identity) Source() mtls.Source {

@@ -61,6 +61,10 @@ type stackOpts struct {
 	configs       map[string]string
 	env           []string // extra environment of every instance
 	consulAddr    string   // use this agent instead of starting one
+	// security is devstack.StackConfig.Security: "" follows the configs,
+	// devstack.SecurityMTLS asks for mtls (on an agent of the stack's own,
+	// ACLs on) whatever they say.
+	security string
 }
 
 // startStack starts a Consul dev agent of its own (unless o.consulAddr is
@@ -76,6 +80,7 @@ func startStack(t *testing.T, ctx context.Context, o stackOpts) *devstack.Stack 
 		Configs:  o.configs,
 		Env:      o.env,
 		Bins:     bins,
+		Security: o.security,
 	})
 }
 

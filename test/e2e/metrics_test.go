@@ -39,7 +39,7 @@ func TestClientMetricsDoNotGrowWithPeerRestarts(t *testing.T) {
 				continue
 			}
 			c.total++
-			seen[labelValue(labels, "rpc_method")+" "+labelValue(labels, "rpc_response_status_code")] = true
+			seen[devstack.LabelValue(labels, "rpc_method")+" "+devstack.LabelValue(labels, "rpc_response_status_code")] = true
 			if strings.Contains(labels, `rpc_method="user.v1.UserService/GetUser"`) && strings.Contains(labels, `rpc_response_status_code="OK"`) {
 				c.okGetUser++
 			}
@@ -94,14 +94,4 @@ func TestClientMetricsDoNotGrowWithPeerRestarts(t *testing.T) {
 	if got.total != got.pairs {
 		t.Errorf("%s: %d series for %d (method, code) pairs after %d restarts (%d before): they grow with the instances", series, got.total, got.pairs, restarts, before)
 	}
-}
-
-// labelValue returns the value of label key in a Prometheus label list.
-func labelValue(labels, key string) string {
-	_, rest, ok := strings.Cut(labels, key+`="`)
-	if !ok {
-		return ""
-	}
-	v, _, _ := strings.Cut(rest, `"`)
-	return v
 }

@@ -99,12 +99,20 @@ func (ca *CA) SVID(tb testing.TB, service string) *x509svid.SVID {
 // agent's, say), like SVID.
 func (ca *CA) SVIDFor(tb testing.TB, id spiffeid.ID) *x509svid.SVID {
 	tb.Helper()
+	return ca.SVIDUntil(tb, id, time.Now().Add(time.Hour))
+}
+
+// SVIDUntil issues a leaf for id, like SVIDFor, that expires at notAfter
+// (the certificate keeps whole seconds): a test of what reads the expiry
+// picks one a renewal would change.
+func (ca *CA) SVIDUntil(tb testing.TB, id spiffeid.ID, notAfter time.Time) *x509svid.SVID {
+	tb.Helper()
 	key := newKey(tb)
 	tmpl := &x509.Certificate{
 		SerialNumber: serial(tb),
 		URIs:         []*url.URL{id.URL()},
 		NotBefore:    time.Now().Add(-time.Minute),
-		NotAfter:     time.Now().Add(time.Hour),
+		NotAfter:     notAfter,
 		KeyUsage:     x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment | x509.KeyUsageKeyAgreement,
 		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth, x509.ExtKeyUsageServerAuth},
 	}
