@@ -2,6 +2,7 @@ package validation_test
 
 import (
 	"context"
+	"math"
 	"strings"
 	"testing"
 
@@ -169,8 +170,15 @@ func TestValidRequestCostsNoAllocation(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Under -race the detector's own bookkeeping adds one (the per-call
-	// option cost 3 there).
-	if n := testing.AllocsPerRun(100, func() { _, _ = h(ctx, req) }); n > raceAllocs {
-		t.Fatalf("%v allocations per valid request, want %d", n, raceAllocs)
+	// option cost 3 there). A garbage collection during a run empties the
+	// validator's pools and charges their refill to the calls, so the
+	// steady cost is the least of three runs: a real regression shows in
+	// all of them.
+	least := math.Inf(1)
+	for range 3 {
+		least = min(least, testing.AllocsPerRun(100, func() { _, _ = h(ctx, req) }))
+	}
+	if least > raceAllocs {
+		t.Fatalf("%v allocations per valid request, want %d", least, raceAllocs)
 	}
 }
