@@ -9,6 +9,9 @@ import (
 	"testing"
 	"time"
 
+	// Hedging is checked against the idempotency level the generated
+	// packages register.
+	_ "github.com/rampart-go/rampart/api/order/v1"
 	"github.com/rampart-go/rampart/internal/conf"
 	"github.com/rampart-go/rampart/internal/middleware"
 )
@@ -35,6 +38,11 @@ func TestBadValuesNameTheKey(t *testing.T) {
 		{"service: {name: user}\nclients: {order: {target: discovery:///order, attempt_timeout: 5s}}", "clients.order.attempt_timeout: must not exceed timeout"},
 		{"service: {name: user}\nclients: {order: {target: discovery:///order, methods: {/order.v1.OrderService/ListOrders: {retry: {multiplier: 0.5}}}}}", "clients.order.methods./order.v1.OrderService/ListOrders.retry.multiplier: must be >= 1"},
 		{"service: {name: user}\nclients: {order: {target: discovery:///order, methods: {ListOrders: {}}}}", "clients.order.methods.ListOrders: must be a full method name"},
+		{"service: {name: user}\nclients: {order: {target: discovery:///order, methods: {/order.v1.OrderService/CreateOrder: {hedging: {delay: 50ms}}}}}", "clients.order.methods./order.v1.OrderService/CreateOrder.hedging: only a method its proto declares idempotency_level = NO_SIDE_EFFECTS may be hedged"},
+		{"service: {name: user}\nclients: {order: {target: discovery:///order, methods: {/order.v1.OrderService/ListOrders: {retry: {max_attempts: 2}, hedging: {delay: 50ms}}}}}", "clients.order.methods./order.v1.OrderService/ListOrders.hedging: a method has a retry policy or a hedging policy, not both (gRPC A6)"},
+		{"service: {name: user}\nclients: {order: {target: discovery:///order, methods: {/order.v1.OrderService/ListOrders: {hedging: {delay: -1ms}}}}}", "clients.order.methods./order.v1.OrderService/ListOrders.hedging.delay: must be >= 0"},
+		{"service: {name: user}\nclients: {order: {target: discovery:///order, methods: {/order.v1.OrderService/ListOrders: {hedging: {delay: 50ms, max_attempts: 9}}}}}", "clients.order.methods./order.v1.OrderService/ListOrders.hedging.max_attempts: must be between 2 and 5, got 9"},
+		{"service: {name: user}\nclients: {order: {target: discovery:///order, hedging: {delay: 50ms}}}", "clients.order.hedging: unknown key"},
 		{"service: {name: user}\nclients: {order: {target: discovery:///order, budget: {ratio: 2}}}", "clients.order.budget.ratio: must be between 0 and 1"},
 		{"service: {name: user}\nclients: {order: {target: discovery:///order, idle_timeout: -1s}}", "clients.order.idle_timeout: must be >= 0"},
 		{"service: {name: user}\nclients: {order: {target: discovery:///order, outlier: {max_ejection_percent: 101}}}", "clients.order.outlier.max_ejection_percent: must be in 0..100"},
@@ -365,5 +373,33 @@ func TestConsulToken(t *testing.T) {
 				t.Errorf("the logged config shows the token: %s", logged)
 			}
 		})
+	}
+}
+
+// TestHedgingIsPerMethodAndOff checks that hedging is off unless a method
+// asks for it, and that a hedged override keeps the client's other values.
+func TestHedgingIsPerMethodAndOff(t *testing.T) {
+	c, err := conf.Parse([]byte(`
+service: {name: user}
+clients:
+  order:
+    target: discovery:///order
+    methods:
+      /order.v1.OrderService/ListOrders: {hedging: {delay: 50ms}}
+      /order.v1.OrderService/GetOrder: {timeout: 1s}
+`), noEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl := c.Clients["order"]
+	list, get := cl.Methods["/order.v1.OrderService/ListOrders"], cl.Methods["/order.v1.OrderService/GetOrder"]
+	if list.Hedging.Delay != 50*time.Millisecond || list.Hedging.MaxAttempts != 2 {
+		t.Errorf("ListOrders hedging = %+v, want 50ms and the default 2 attempts", list.Hedging)
+	}
+	if list.Policy != cl.Policy {
+		t.Errorf("ListOrders policy = %+v, want the client's %+v", list.Policy, cl.Policy)
+	}
+	if get.Hedging.Enabled() {
+		t.Errorf("GetOrder hedging = %+v, want off", get.Hedging)
 	}
 }

@@ -2,8 +2,8 @@
 // order the design fixes, from configuration, so no service builds its own.
 // The policies themselves live one per sub-package.
 //
-// Client chain, outermost first: logical span -> timeout (whole call) -> retry (with its
-// budget) -> breaker -> outlier ejection (records each attempt against its
+// Client chain, outermost first: logical span -> timeout (whole call) -> retry or,
+// for a method that has it, hedging (both with the budget) -> breaker -> outlier ejection (records each attempt against its
 // instance) -> timeout (one attempt) -> the balancer's pick, which the
 // ejection filter and retry's avoid-tried filter narrow.
 // Server chain, outermost first: access log -> recovery -> authorization
@@ -96,7 +96,8 @@ type Client struct {
 	// Dial are the connection options (keepalive, idle timeout).
 	Dial []grpc.DialOption
 	// NodeFilters narrow the balancer's choice per attempt: a retry avoids
-	// the instances its call already failed on.
+	// the instances its call already failed on, a hedge every instance its
+	// call has sent an attempt to (retry.AvoidTried, which must stay last).
 	NodeFilters []selector.NodeFilter
 }
 
@@ -120,23 +121,27 @@ func NewClients(configs ClientConfigs, logger log.Logger, tel *telemetry.Telemet
 // is built: a call looks its method up in a map of ready values and falls
 // back to the client's own, with no conversion on the hot path.
 type policies struct {
-	client  *Policy
-	methods map[string]*Policy
+	client  *MethodPolicy
+	methods map[string]*MethodPolicy
+	// hedged says some method is hedged; without one the retry
+	// interceptor is built without hedging.
+	hedged bool
 }
 
 func compilePolicies(c ClientConfig) *policies {
-	p := &policies{client: &c.Policy}
+	p := &policies{client: &MethodPolicy{Policy: c.Policy}}
 	if len(c.Methods) > 0 {
-		p.methods = make(map[string]*Policy, len(c.Methods))
+		p.methods = make(map[string]*MethodPolicy, len(c.Methods))
 		for m, mp := range c.Methods {
 			p.methods[m] = &mp
+			p.hedged = p.hedged || mp.Hedging.Enabled()
 		}
 	}
 	return p
 }
 
 // of returns the policy of a full method name.
-func (p *policies) of(method string) *Policy {
+func (p *policies) of(method string) *MethodPolicy {
 	if mp, ok := p.methods[method]; ok {
 		return mp
 	}
@@ -160,6 +165,9 @@ func (cs *Clients) For(name string) (Client, error) {
 		breakerOpts []breaker.Option
 		outlierOpts = []outlier.Option{outlier.WithLogger(cs.logger)}
 	)
+	if pol.hedged {
+		retryOpts = append(retryOpts, retry.WithHedging(func(m string) retry.HedgingConfig { return pol.of(m).Hedging }))
+	}
 	if mp != nil {
 		retryOpts = append(retryOpts, retry.WithMeterProvider(mp))
 		breakerOpts = append(breakerOpts, breaker.WithMeterProvider(mp))

@@ -18,6 +18,7 @@ import (
 
 	userv1 "github.com/rampart-go/rampart/api/user/v1"
 	"github.com/rampart-go/rampart/internal/middleware/faults"
+	"github.com/rampart-go/rampart/internal/middleware/retry"
 	"github.com/rampart-go/rampart/internal/middleware/shedding"
 	"github.com/rampart-go/rampart/internal/rpc"
 )
@@ -125,12 +126,12 @@ func TestPoliciesAreCompiledOnce(t *testing.T) {
 	c := DefaultClientConfig()
 	override := c.Policy
 	override.Timeout = 300 * time.Millisecond
-	c.Methods = map[string]Policy{get: override}
+	c.Methods = map[string]MethodPolicy{get: {Policy: override}}
 	p := compilePolicies(c)
 
 	tests := []struct {
 		method string
-		want   *Policy
+		want   *MethodPolicy
 	}{
 		{get, p.methods[get]},
 		{list, p.client},
@@ -147,5 +148,22 @@ func TestPoliciesAreCompiledOnce(t *testing.T) {
 	}
 	if p.of(get).Timeout != 300*time.Millisecond || p.of(list).Timeout != c.Timeout {
 		t.Fatalf("timeouts %v/%v, want the override's and the client's", p.of(get).Timeout, p.of(list).Timeout)
+	}
+}
+
+// TestHedgingIsCompiledAway checks that a client none of whose methods is
+// hedged builds its retry interceptor without hedging, so its calls pay
+// nothing for it; one hedged method turns it on for the client.
+func TestHedgingIsCompiledAway(t *testing.T) {
+	const get = "/user.v1.UserService/GetUser"
+	c := DefaultClientConfig()
+	c.Methods = map[string]MethodPolicy{get: {Policy: c.Policy, Hedging: retry.DefaultHedgingConfig()}}
+	if compilePolicies(c).hedged {
+		t.Error("a client whose hedging is off compiled with hedging")
+	}
+	c.Methods[get] = MethodPolicy{Policy: c.Policy, Hedging: retry.HedgingConfig{Delay: 50 * time.Millisecond, MaxAttempts: 2}}
+	p := compilePolicies(c)
+	if !p.hedged || p.of(get).Hedging.Delay != 50*time.Millisecond || p.of("/user.v1.UserService/ListUsers").Hedging.Enabled() {
+		t.Errorf("hedged %v, GetUser %+v: want hedging on GetUser only", p.hedged, p.of(get).Hedging)
 	}
 }

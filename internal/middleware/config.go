@@ -36,7 +36,7 @@ type ClientConfig struct {
 	// are the outlier package's.
 	Outlier outlier.Config `yaml:"outlier"`
 	Policy  `yaml:",inline"`
-	Methods map[string]Policy `yaml:"methods"`
+	Methods map[string]MethodPolicy `yaml:"methods"`
 }
 
 // Policy is how one call is made: its time limits, retries and breaker.
@@ -50,6 +50,23 @@ type Policy struct {
 	Retry          retry.Config   `yaml:"retry"`
 	Breaker        breaker.Config `yaml:"breaker"`
 }
+
+// MethodPolicy is one method's override: the call policy, and hedging,
+// which only a method can have (it is for NO_SIDE_EFFECTS methods only, and
+// a client names methods of every level).
+type MethodPolicy struct {
+	Policy `yaml:",inline"`
+	// Hedging replaces retry for the method when its delay is set (gRPC
+	// A6: a method has a retry policy or a hedging policy, not both).
+	Hedging retry.HedgingConfig `yaml:"hedging"`
+
+	// What the override wrote itself, as the file said it: A6's rule
+	// refuses an override that writes both.
+	retrySet, hedgingSet bool `yaml:"-"`
+}
+
+// hedged reports whether the override asks for hedging.
+func (m MethodPolicy) hedged() bool { return m.hedgingSet || m.Hedging.Enabled() }
 
 // Keepalive pings idle connections so a peer that vanished without closing
 // them is noticed in Time+Timeout, without waiting for Consul.
@@ -120,16 +137,30 @@ func (c *ClientConfig) UnmarshalYAML(n *yaml.Node) error {
 		}
 	}
 	if len(raw.Methods) > 0 {
-		c.Methods = make(map[string]Policy, len(raw.Methods))
+		c.Methods = make(map[string]MethodPolicy, len(raw.Methods))
 	}
 	for name, node := range raw.Methods {
-		p := c.Policy
+		p := MethodPolicy{Policy: c.Policy, Hedging: retry.DefaultHedgingConfig()}
 		if err := node.Decode(&p); err != nil {
 			return err
 		}
+		p.retrySet, p.hedgingSet = hasKey(&node, "retry"), hasKey(&node, "hedging")
 		c.Methods[name] = p
 	}
 	return nil
+}
+
+// hasKey reports whether the mapping n writes key.
+func hasKey(n *yaml.Node, key string) bool {
+	if n.Kind != yaml.MappingNode {
+		return false
+	}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		if n.Content[i].Value == key {
+			return true
+		}
+	}
+	return false
 }
 
 // fullMethod is a gRPC full method name, /package.Service/Method.
@@ -165,11 +196,30 @@ func (c ClientConfig) Validate() error {
 		if !fullMethod.MatchString(m) {
 			errs = append(errs, fmt.Errorf("methods.%s: must be a full method name like /user.v1.UserService/GetUser", m))
 		}
-		for _, err := range validatePolicy(c.Methods[m]) {
+		for _, err := range validateMethod(m, c.Methods[m]) {
 			errs = append(errs, fmt.Errorf("methods.%s.%w", m, err))
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// validateMethod checks an override's policy and its hedging: valid
+// values, only on a NO_SIDE_EFFECTS method, and never beside a retry block
+// the override writes itself (gRPC A6: "Only one of retryPolicy or
+// hedgingPolicy may be set").
+func validateMethod(method string, p MethodPolicy) []error {
+	errs := validatePolicy(p.Policy)
+	if !p.hedged() {
+		return errs
+	}
+	errs = append(errs, under("hedging", p.Hedging.Validate())...)
+	if !retry.HasNoSideEffects(method) {
+		errs = append(errs, errors.New("hedging: only a method its proto declares idempotency_level = NO_SIDE_EFFECTS may be hedged (its attempts run at once)"))
+	}
+	if p.retrySet {
+		errs = append(errs, errors.New("hedging: a method has a retry policy or a hedging policy, not both (gRPC A6); remove this override's retry block"))
+	}
+	return errs
 }
 
 func validatePolicy(p Policy) []error {

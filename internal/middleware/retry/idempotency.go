@@ -12,12 +12,12 @@ import (
 	"github.com/rampart-go/rampart/internal/rpc"
 )
 
-// safeCache maps a full method to its IsSafeToRetry answer. Reads are
+// levelCache maps a full method to its declared idempotency level. Reads are
 // lock-free on an immutable map; a miss copies the map under safeMu, which
 // happens once per method for the life of the process.
 var (
-	safeCache atomic.Pointer[map[string]bool]
-	safeMu    sync.Mutex
+	levelCache atomic.Pointer[map[string]descriptorpb.MethodOptions_IdempotencyLevel]
+	levelMu    sync.Mutex
 )
 
 // IsSafeToRetry reports whether the method ("/pkg.Service/Method") is
@@ -26,47 +26,61 @@ var (
 // generated package must be linked in; a method it does not know is not safe.
 // Answers are cached per method.
 func IsSafeToRetry(fullMethod string) bool {
-	if m := safeCache.Load(); m != nil {
-		if safe, ok := (*m)[fullMethod]; ok {
-			return safe
-		}
-	}
-	safe := lookupSafe(fullMethod)
-
-	safeMu.Lock()
-	defer safeMu.Unlock()
-	next := map[string]bool{}
-	if old := safeCache.Load(); old != nil {
-		next = maps.Clone(*old)
-	}
-	next[fullMethod] = safe
-	safeCache.Store(&next)
-	return safe
-}
-
-// lookupSafe reads the method's idempotency level from the registry.
-func lookupSafe(fullMethod string) bool {
-	// "/pkg.Service/Method" names the descriptor "pkg.Service.Method".
-	svc, meth, ok := rpc.SplitMethod(fullMethod)
-	if !ok {
-		return false
-	}
-	d, err := protoregistry.GlobalFiles.FindDescriptorByName(protoreflect.FullName(svc + "." + meth))
-	if err != nil {
-		return false
-	}
-	md, ok := d.(protoreflect.MethodDescriptor)
-	if !ok {
-		return false
-	}
-	opts, ok := md.Options().(*descriptorpb.MethodOptions)
-	if !ok {
-		return false
-	}
-	switch opts.GetIdempotencyLevel() {
+	switch idempotencyLevel(fullMethod) {
 	case descriptorpb.MethodOptions_NO_SIDE_EFFECTS, descriptorpb.MethodOptions_IDEMPOTENT:
 		return true
 	default:
 		return false
 	}
+}
+
+// HasNoSideEffects reports whether the method is declared with
+// idempotency_level NO_SIDE_EFFECTS, the one level that may be hedged: an
+// IDEMPOTENT method may be repeated, but not run twice at the same time.
+// The same registry and cache as IsSafeToRetry.
+func HasNoSideEffects(fullMethod string) bool {
+	return idempotencyLevel(fullMethod) == descriptorpb.MethodOptions_NO_SIDE_EFFECTS
+}
+
+// idempotencyLevel returns the method's declared level, cached.
+func idempotencyLevel(fullMethod string) descriptorpb.MethodOptions_IdempotencyLevel {
+	if m := levelCache.Load(); m != nil {
+		if level, ok := (*m)[fullMethod]; ok {
+			return level
+		}
+	}
+	level := lookupLevel(fullMethod)
+
+	levelMu.Lock()
+	defer levelMu.Unlock()
+	next := map[string]descriptorpb.MethodOptions_IdempotencyLevel{}
+	if old := levelCache.Load(); old != nil {
+		next = maps.Clone(*old)
+	}
+	next[fullMethod] = level
+	levelCache.Store(&next)
+	return level
+}
+
+// lookupLevel reads the method's idempotency level from the registry; a
+// method it does not know is IDEMPOTENCY_UNKNOWN.
+func lookupLevel(fullMethod string) descriptorpb.MethodOptions_IdempotencyLevel {
+	// "/pkg.Service/Method" names the descriptor "pkg.Service.Method".
+	svc, meth, ok := rpc.SplitMethod(fullMethod)
+	if !ok {
+		return descriptorpb.MethodOptions_IDEMPOTENCY_UNKNOWN
+	}
+	d, err := protoregistry.GlobalFiles.FindDescriptorByName(protoreflect.FullName(svc + "." + meth))
+	if err != nil {
+		return descriptorpb.MethodOptions_IDEMPOTENCY_UNKNOWN
+	}
+	md, ok := d.(protoreflect.MethodDescriptor)
+	if !ok {
+		return descriptorpb.MethodOptions_IDEMPOTENCY_UNKNOWN
+	}
+	opts, ok := md.Options().(*descriptorpb.MethodOptions)
+	if !ok {
+		return descriptorpb.MethodOptions_IDEMPOTENCY_UNKNOWN
+	}
+	return opts.GetIdempotencyLevel()
 }

@@ -93,6 +93,21 @@ func TestRetryOverLoopback(t *testing.T) {
 // through ic; both are stopped when the test ends.
 func loopback(t *testing.T, srv userv1.UserServiceServer, ic grpc.UnaryClientInterceptor) userv1.UserServiceClient {
 	t.Helper()
+	conn, err := grpc.NewClient(serve(t, srv),
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDisableRetry(), // only Rampart's retry may repeat a call
+		grpc.WithUnaryInterceptor(ic),
+	)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	return userv1.NewUserServiceClient(conn)
+}
+
+// serve serves srv on 127.0.0.1 until the test ends and returns its address.
+func serve(t *testing.T, srv userv1.UserServiceServer) string {
+	t.Helper()
 	lis, err := (&net.ListenConfig{}).Listen(testCtx(t), "tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -104,20 +119,11 @@ func loopback(t *testing.T, srv userv1.UserServiceServer, ic grpc.UnaryClientInt
 		defer close(done)
 		_ = s.Serve(lis)
 	}()
-	conn, err := grpc.NewClient(lis.Addr().String(),
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithDisableRetry(), // only Rampart's retry may repeat a call
-		grpc.WithUnaryInterceptor(ic),
-	)
-	if err != nil {
-		t.Fatal(err)
-	}
 	t.Cleanup(func() {
-		_ = conn.Close()
 		s.Stop()
 		<-done
 	})
-	return userv1.NewUserServiceClient(conn)
+	return lis.Addr().String()
 }
 
 // bigUsers answers every GetUser with a reply of about size bytes.

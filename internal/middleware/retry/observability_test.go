@@ -15,7 +15,10 @@ import (
 	"github.com/rampart-go/rampart/internal/middleware/retry"
 )
 
-func TestRetriesAreObservable(t *testing.T) {
+// observed returns a meter provider and a tracer provider that keep what
+// they record for the test to read, shut down when it ends.
+func observed(t *testing.T) (*sdkmetric.ManualReader, *sdkmetric.MeterProvider, *tracetest.SpanRecorder, *sdktrace.TracerProvider) {
+	t.Helper()
 	reader := sdkmetric.NewManualReader()
 	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
 	recorder := tracetest.NewSpanRecorder()
@@ -24,6 +27,11 @@ func TestRetriesAreObservable(t *testing.T) {
 		_ = mp.Shutdown(testCtx(t))
 		_ = tp.Shutdown(testCtx(t))
 	})
+	return reader, mp, recorder, tp
+}
+
+func TestRetriesAreObservable(t *testing.T) {
+	reader, mp, recorder, tp := observed(t)
 	h := newHarness(filled(retry.Config{MaxAttempts: 3, InitialBackoff: 100 * time.Millisecond, MaxBackoff: time.Second}), 0.5,
 		retry.WithMeterProvider(mp))
 

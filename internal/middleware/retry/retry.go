@@ -32,6 +32,13 @@
 //     target's Budget, every retry withdraws one; when the budget refuses, the
 //     last error is returned at once.
 //
+// Hedging (gRPC A6's hedgingPolicy, WithHedging) replaces retry for a method
+// that has it, as A6 makes the two exclusive per method: see hedge. Only
+// NO_SIDE_EFFECTS methods are hedged; each hedge is paid from the same
+// budget, one token each, so hedging cannot double a slow target's load;
+// each counts rampart_client_hedges_total{target,method} and adds a "hedge"
+// event to the current span. Chain stop applies to hedging too.
+//
 // Each attempt carries rpc.AttemptHeader (1-based) in its outgoing metadata, built
 // from the caller's context so earlier attempts leave no trace. Each retry adds
 // a "retry" event to the current span and counts
@@ -141,9 +148,10 @@ func (realClock) Sleep(ctx context.Context, d time.Duration) error { return rpc.
 type Option func(*options)
 
 type options struct {
-	clock Clock
-	rand  func() float64
-	mp    metric.MeterProvider
+	clock      Clock
+	rand       func() float64
+	mp         metric.MeterProvider
+	hedgingFor func(string) HedgingConfig
 }
 
 // WithClock replaces the wall clock used for the deadline rule and for
@@ -189,37 +197,35 @@ func Client(target string, policyFor func(method string) Config, budget *Budget,
 		budget = NewBudget(DefaultBudgetConfig())
 	}
 	r := &retrier{
-		target:    target,
-		policyFor: policyFor,
-		budget:    budget,
-		clock:     o.clock,
-		rand:      o.rand,
-		targetSet: metric.WithAttributeSet(attribute.NewSet(attribute.String("target", target))),
+		target:     target,
+		policyFor:  policyFor,
+		budget:     budget,
+		clock:      o.clock,
+		rand:       o.rand,
+		hedgingFor: o.hedgingFor,
+		targetSet:  metric.WithAttributeSet(attribute.NewSet(attribute.String("target", target))),
 	}
-	r.retries, r.exhausted = counters(o.mp.Meter(meterName))
+	r.retries, r.exhausted, r.hedges = counters(o.mp.Meter(meterName))
 	return r.intercept
 }
 
-// counters creates the two retry counters; an instrument the SDK refuses is
-// reported to the OTel error handler and replaced by a no-op, since losing a
-// metric must not break calls.
-func counters(m metric.Meter) (retries, exhausted metric.Int64Counter) {
-	var err error
-	retries, err = m.Int64Counter("rampart_client_retries_total",
-		metric.WithDescription("Retries made by the client, by the code that caused them."),
-		metric.WithUnit("{retry}"))
+// counters creates the retry, budget and hedge counters.
+func counters(m metric.Meter) (retries, exhausted, hedges metric.Int64Counter) {
+	return counter(m, "rampart_client_retries_total", "Retries made by the client, by the code that caused them.", "{retry}"),
+		counter(m, "rampart_retry_budget_exhausted_total", "Retries and hedges refused because the target's retry budget was exhausted.", "{retry}"),
+		counter(m, "rampart_client_hedges_total", "Hedged attempts sent by the client: attempts beyond the first of a hedged call.", "{attempt}")
+}
+
+// counter creates one counter; an instrument the SDK refuses is reported
+// to the OTel error handler and replaced by a no-op, since losing a metric
+// must not break calls.
+func counter(m metric.Meter, name, description, unit string) metric.Int64Counter {
+	c, err := m.Int64Counter(name, metric.WithDescription(description), metric.WithUnit(unit))
 	if err != nil {
 		otel.Handle(err)
-		retries = noop.Int64Counter{}
+		return noop.Int64Counter{}
 	}
-	exhausted, err = m.Int64Counter("rampart_retry_budget_exhausted_total",
-		metric.WithDescription("Retries refused because the target's retry budget was exhausted."),
-		metric.WithUnit("{retry}"))
-	if err != nil {
-		otel.Handle(err)
-		exhausted = noop.Int64Counter{}
-	}
-	return retries, exhausted
+	return c
 }
 
 // retrier is the state of one target's interceptor, shared by its calls.
@@ -231,12 +237,21 @@ type retrier struct {
 	rand      func() float64
 	retries   metric.Int64Counter
 	exhausted metric.Int64Counter
+	hedges    metric.Int64Counter
 	targetSet metric.MeasurementOption
+	// hedgingFor is nil unless some method of the target is hedged, so
+	// the others pay one nil check for hedging.
+	hedgingFor func(string) HedgingConfig
 }
 
 func (r *retrier) intercept(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
 	if chainStopped(ctx) {
 		return invoker(rpc.WithAttempt(ctx, 1), method, req, reply, cc, opts...)
+	}
+	if r.hedgingFor != nil {
+		if h := r.hedgingFor(method); h.Enabled() && HasNoSideEffects(method) {
+			return r.hedge(ctx, method, req, reply, cc, invoker, opts, h)
+		}
 	}
 	p := r.policyFor(method)
 	if p.MaxAttempts == 1 || !IsSafeToRetry(method) {
