@@ -12,7 +12,6 @@ import (
 
 	"github.com/go-kratos/kratos/v2/log"
 	"github.com/go-kratos/kratos/v2/registry"
-	kgrpc "github.com/go-kratos/kratos/v2/transport/grpc"
 	"google.golang.org/grpc/health"
 
 	"github.com/rampart-go/rampart/internal/conf"
@@ -35,7 +34,7 @@ type App struct {
 	c       *conf.Bootstrap
 	inst    Instance
 	log     *log.Helper
-	grpc    *kgrpc.Server
+	grpc    *GRPCServer
 	http    *http.Server
 	gateway *gateway.Gateway // nil when server.gateway.addr is empty
 	reg     registry.Registrar
@@ -47,7 +46,7 @@ type App struct {
 
 // NewApp assembles an App; nothing starts until Run. gw is nil when the
 // gateway is off, id in plaintext mode.
-func NewApp(c *conf.Bootstrap, inst Instance, logger log.Logger, grpcSrv *kgrpc.Server, httpSrv *http.Server,
+func NewApp(c *conf.Bootstrap, inst Instance, logger log.Logger, grpcSrv *GRPCServer, httpSrv *http.Server,
 	gw *gateway.Gateway, reg registry.Registrar, hs *health.Server, probes *Probes, streams *Streams, id *Identity,
 ) *App {
 	return &App{
@@ -86,10 +85,8 @@ func (a *App) Run(ctx context.Context) error {
 	if a.id != nil {
 		grpcURL.Scheme, grpcURL.RawQuery = "grpcs", "isSecure=true"
 	}
-	// Kratos options are plain funcs on the server, so the listener bound
-	// above (with retry) and the endpoint it yields can be handed over now.
-	kgrpc.Listener(lis.grpc)(a.grpc)
-	kgrpc.Endpoint(grpcURL)(a.grpc)
+	// The listener bound above (with retry) and the endpoint it yields.
+	a.grpc.Bind(lis.grpc, grpcURL)
 	failed := make(chan error, 3)
 	// The side port first: /healthz answers while the instance waits for
 	// its certificate, /readyz says 503 until it serves.
@@ -153,9 +150,9 @@ func (a *App) serveHTTP(lis net.Listener, failed chan<- error) {
 // receives the error of one that fails on its own.
 func (a *App) serve(ctx context.Context, lis listeners, failed chan<- error) {
 	go func() {
-		// Kratos merges every call's context with this one; it must outlive
-		// the shutdown signal so that draining calls are not cancelled.
-		if err := a.grpc.Start(context.WithoutCancel(ctx)); err != nil {
+		// Calls do not inherit ctx: those in flight at the shutdown signal
+		// drain in Stop.
+		if err := a.grpc.Start(ctx); err != nil {
 			failed <- fmt.Errorf("grpc server: %w", err)
 		}
 	}()

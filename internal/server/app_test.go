@@ -13,7 +13,6 @@ import (
 
 	"github.com/go-kratos/kratos/v2/log"
 	"github.com/go-kratos/kratos/v2/registry"
-	kgrpc "github.com/go-kratos/kratos/v2/transport/grpc"
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -74,13 +73,11 @@ func newAppServing(ctx context.Context, t *testing.T, c *conf.Bootstrap, reg reg
 	t.Helper()
 	hs := health.NewServer()
 	streams := server.NewStreams()
-	grpcSrv := kgrpc.NewServer(kgrpc.CustomHealth(), kgrpc.StreamInterceptor(streams.Interceptor()))
-	healthpb.RegisterHealthServer(grpcSrv, hs)
 	api := service.API{Gateway: func(context.Context, *runtime.ServeMux, *grpc.ClientConn) error { return nil }}
 	if orders != nil {
 		api = service.API{Desc: &orderv1.OrderService_ServiceDesc, Impl: orders, Gateway: orderv1.RegisterOrderServiceHandler}
-		grpcSrv.RegisterService(api.Desc, api.Impl)
 	}
+	grpcSrv := server.NewGRPCServer(c.Server.GRPC, nil, hs, nil, streams, api, nil)
 	gw := server.NewGateway(c.Server.Gateway, api, log.NewStdLogger(io.Discard))
 	probes := server.NewProbes()
 	tel, err := telemetry.New(ctx, telemetry.Config{TracesExporter: "none"},

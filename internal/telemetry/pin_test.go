@@ -20,7 +20,6 @@ import (
 
 	kerrors "github.com/go-kratos/kratos/v2/errors"
 	"github.com/go-kratos/kratos/v2/log"
-	kgrpc "github.com/go-kratos/kratos/v2/transport/grpc"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/baggage"
 	"go.opentelemetry.io/otel/propagation"
@@ -391,7 +390,7 @@ func (e *pinEnv) serve(name string, impl userv1.UserServiceServer) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	kgrpc.Listener(lis)(srv)
+	srv.Bind(lis, nil)
 	started := make(chan error, 1)
 	go func() { started <- srv.Start(context.Background()) }()
 	t.Cleanup(func() {

@@ -19,6 +19,7 @@ import (
 	"github.com/go-kratos/kratos/v2/selector"
 	"github.com/go-kratos/kratos/v2/selector/p2c"
 	"github.com/go-kratos/kratos/v2/selector/wrr"
+	"github.com/go-kratos/kratos/v2/transport"
 	kgrpc "github.com/go-kratos/kratos/v2/transport/grpc"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
@@ -344,7 +345,7 @@ func rampartServer(tb testing.TB, sampled bool, ident *server.Identity) (*conf.B
 	srv := server.NewGRPCServer(c.Server.GRPC, chain, server.NewHealth(), tel, server.NewStreams(), usersvc.NewAPI(svc), ident)
 	lis := listen(tb)
 	// As server.App does: hand over the listener bound beforehand.
-	kgrpc.Listener(lis)(srv)
+	srv.Bind(lis, nil)
 	start(tb, srv)
 	return c, lis, id, tel, spans
 }
@@ -473,10 +474,10 @@ func goroutinesCreated() uint64 {
 	return s[0].Value.Uint64()
 }
 
-// start serves srv until the test ends. Kratos merges every call's context
-// with the one given to Start, so it is one without cancellation, as in
-// server.App.
-func start(tb testing.TB, srv *kgrpc.Server) {
+// start serves srv until the test ends. Kratos' server merges every call's
+// context with the one given to Start, so it is one without cancellation,
+// as server.App gave it.
+func start(tb testing.TB, srv transport.Server) {
 	tb.Helper()
 	served := make(chan struct{})
 	go func() {
