@@ -156,6 +156,24 @@ func addSection(s *section) {
 	sections.all = append(sections.all, s)
 }
 
+// securityLine says in which security.mode the scenarios ran: the one
+// configs/user.yaml ships, which every scenario's stack follows.
+func securityLine() string {
+	root, err := devstack.RepoRoot()
+	if err != nil {
+		return "unknown: " + err.Error()
+	}
+	mode, err := devstack.SecurityMode(filepath.Join(root, "configs", "user.yaml"))
+	if err != nil {
+		return "unknown: " + err.Error()
+	}
+	if mode != devstack.SecurityMTLS {
+		return mode + " (the shipped configs')"
+	}
+	return mode + " (the shipped configs'): every call between services and from the driver over mutual TLS with " +
+		"certificates from Consul's CA, authorized by intentions; the agent with ACLs on (default deny), a token per service"
+}
+
 func writeReport(path string) error {
 	sections.Lock()
 	defer sections.Unlock()
@@ -172,7 +190,8 @@ func writeReport(path string) error {
 	b.WriteString("signals. The short version of each scenario runs in `make test` with the same behavioural\n")
 	b.WriteString("assertions; as a shared CI machine's timings swing, its latency bounds allow the larger of\n")
 	b.WriteString("this run's fixed figure and twice the p99 of the healthy calls of the same run.\n\n")
-	fmt.Fprintf(&b, "- machine: %d CPUs (`nproc`), %s/%s\n- %s\n- date: %s\n\n", runtime.NumCPU(), runtime.GOOS, runtime.GOARCH, goVersion, time.Now().UTC().Format("2006-01-02 15:04 MST"))
+	fmt.Fprintf(&b, "- machine: %d CPUs (`nproc`), %s/%s\n- %s\n- date: %s\n", runtime.NumCPU(), runtime.GOOS, runtime.GOARCH, goVersion, time.Now().UTC().Format("2006-01-02 15:04 MST"))
+	fmt.Fprintf(&b, "- security mode: %s\n\n", securityLine())
 	b.WriteString("How to read the tables: the load driver sends a steady rate of calls, each in its own\n")
 	b.WriteString("goroutine, through plain gRPC clients with no retry of their own, so every failure counted\n")
 	b.WriteString("is one the client under test did not mask. *attempts/req* for calls through `order` is\n")

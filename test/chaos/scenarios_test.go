@@ -124,7 +124,7 @@ func TestRollingRestart(t *testing.T) {
 // agent's return.
 func TestConsulAgentRestart(t *testing.T) {
 	const maxReregister = 5 * time.Second
-	sc := newScenario(t, 4, "4. Consul agent restart: the dev agent is killed, then started again empty")
+	sc := newScenario(t, 4, "4. Consul agent restart: the dev agent is killed, then started again with no registrations (its CA, ACL tokens and intentions kept, as servers keep them)")
 	m := current()
 	ctx := devstacktest.Context(t, 3*time.Minute)
 	s := startStack(t, ctx, stackOpts{users: 2, orders: 1})
