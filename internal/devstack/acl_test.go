@@ -18,7 +18,7 @@ import (
 func TestACLAgentRestartKeepsCATokensAndIntentions(t *testing.T) {
 	agent := devstacktest.Consul(t, devstack.WithConsulACL())
 	ctx := devstacktest.Context(t, 2*time.Minute)
-	mgmt := tokenClient(t, agent.Addr(), agent.ManagementToken())
+	mgmt := devstacktest.TokenClient(t, agent.Addr(), agent.ManagementToken())
 
 	token, err := agent.ServiceToken(ctx, "order", "user")
 	if err != nil {
@@ -27,7 +27,7 @@ func TestACLAgentRestartKeepsCATokensAndIntentions(t *testing.T) {
 	if err = agent.Allow(ctx, "order", "user"); err != nil {
 		t.Fatal(err)
 	}
-	order := tokenClient(t, agent.Addr(), token)
+	order := devstacktest.TokenClient(t, agent.Addr(), token)
 	register := func() error {
 		return order.Agent().ServiceRegister(&api.AgentServiceRegistration{ID: "order-1", Name: "order", Port: 9})
 	}
@@ -75,18 +75,6 @@ func TestACLAgentRestartKeepsCATokensAndIntentions(t *testing.T) {
 	if err != nil || len(intentions) != 1 || intentions[0].SourceName != "order" || intentions[0].DestinationName != "user" {
 		t.Errorf("intentions after the restart: %v, %v; want order -> user", intentions, err)
 	}
-}
-
-func tokenClient(t *testing.T, addr, token string) *api.Client {
-	t.Helper()
-	cfg := api.DefaultNonPooledConfig()
-	cfg.Address, cfg.Token = addr, token
-	c, err := api.NewClient(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(cfg.Transport.CloseIdleConnections)
-	return c
 }
 
 func activeRoot(t *testing.T, c *api.Client) *api.CARoot {
