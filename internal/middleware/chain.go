@@ -2,7 +2,7 @@
 // order the design fixes, from configuration, so no service builds its own.
 // The policies themselves live one per sub-package.
 //
-// Client chain, outermost first: logical span -> timeout (whole call) -> retry or,
+// Client chain, outermost first: access log -> logical span -> timeout (whole call) -> retry or,
 // for a method that has it, hedging (both with the budget) -> breaker -> outlier ejection (records each attempt against its
 // instance) -> timeout (one attempt) -> the balancer's pick, which the
 // ejection filter and retry's avoid-tried filter narrow.
@@ -89,7 +89,9 @@ type Client struct {
 	// Target is the discovery URL the chain is for (clients.<name>.target).
 	Target string
 	// Middleware are Kratos middleware; Kratos runs them around the whole
-	// call, outside every interceptor.
+	// call, outside every interceptor, and builds their chain on every
+	// call. Rampart's chain has none: its access log is the outermost
+	// interceptor instead.
 	Middleware []kmiddleware.Middleware
 	// Interceptors are the resilience chain, outermost first.
 	Interceptors []grpc.UnaryClientInterceptor
@@ -175,8 +177,7 @@ func (cs *Clients) For(name string) (Client, error) {
 	}
 	ejection := outlier.New(name, cl.Outlier, outlierOpts...)
 	chain := Client{
-		Target:     cl.Target,
-		Middleware: []kmiddleware.Middleware{accesslog.Client(cs.logger)},
+		Target: cl.Target,
 		Interceptors: []grpc.UnaryClientInterceptor{
 			timeout.Client(func(m string) time.Duration { return pol.of(m).Timeout }),
 			retry.Client(name, func(m string) retry.Config { return pol.of(m).Retry }, retry.NewBudget(cl.Budget), retryOpts...),
@@ -194,5 +195,8 @@ func (cs *Clients) For(name string) (Client, error) {
 		chain.Interceptors = append(chain.Interceptors, cs.tel.AttemptSpan(name))
 		chain.Dial = append(chain.Dial, cs.tel.ClientStreamInterceptor(name))
 	}
+	// The access log outside all, where the Kratos middleware was: one line
+	// per logical call, with the call's final code and whole latency.
+	chain.Interceptors = append([]grpc.UnaryClientInterceptor{accesslog.ClientInterceptor(cs.logger)}, chain.Interceptors...)
 	return chain, nil
 }

@@ -2,7 +2,8 @@
 // them owns: the names Rampart puts on the wire (ErrorInfo reasons, the
 // attempt header, gRFC A6's pushback trailer) with the code that writes and
 // reads them, how a failed attempt is classified, how a status error is
-// built, how a full method is parsed and how the operation is read from a
+// built, where gRPC writes what an attempt learnt for every interceptor that
+// reads it, how a full method is parsed and how the operation is read from a
 // Kratos transport, who called (the Consul service in the caller's verified
 // client certificate), and a wait that ends with its context.
 //

@@ -8,6 +8,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/metadata"
 
+	"github.com/rampart-go/rampart/internal/rpc"
 	"github.com/rampart-go/rampart/internal/telemetry"
 )
 
@@ -52,6 +53,10 @@ func TestInstrumentationAllocations(t *testing.T) {
 		TraceID: trace.TraceID{1}, SpanID: trace.SpanID{1}, TraceFlags: trace.FlagsSampled,
 	}))
 
+	report := &rpc.AttemptReport{}
+	peerOpt, trailerOpt := report.Options()
+	reportOpts := []grpc.CallOption{trailerOpt, peerOpt}
+
 	for _, tt := range []struct {
 		name string
 		call func()
@@ -81,6 +86,11 @@ func TestInstrumentationAllocations(t *testing.T) {
 		// The SDK's span (4), where gRPC writes the peer (1), the header (5).
 		{name: "attempt, sampled", want: 10, max: 11, call: func() {
 			_ = attempt(sampled, "/user.v1.UserService/GetUser", nil, nil, nil, invoker)
+		}},
+		// Under retry, whose rpc.AttemptReport already has gRPC write the
+		// peer: the span (4) and the header (5).
+		{name: "attempt, sampled, with a report", want: 9, max: 10, call: func() {
+			_ = attempt(sampled, "/user.v1.UserService/GetUser", nil, nil, nil, invoker, reportOpts...)
 		}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {

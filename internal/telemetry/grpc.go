@@ -297,15 +297,23 @@ func (c *rpcClient) unary(ctx context.Context, method string, req, reply any, cc
 	begin := time.Now()
 	ctx, span := c.t.startSpan(ctx, c.t.rpcTracer, m.name, clientKind)
 	ctx = c.t.inject(ctx)
-	var at *attemptPeer
+	// Where gRPC writes the instance the attempt reached: the report of
+	// an interceptor outside (retry's) when there is one, else a peer of
+	// its own, asked for only when the span is recorded.
+	var reached *peer.Peer
 	if span != nil {
-		at = newAttemptPeer()
-		opts = append(append(at.opts[:0], opts...), &at.opt)
+		if r := rpc.ReportIn(opts); r != nil {
+			reached = &r.Peer
+		} else {
+			at := newAttemptPeer()
+			opts = append(append(at.opts[:0], opts...), &at.opt)
+			reached = &at.peer
+		}
 	}
 	err := invoker(ctx, method, req, reply, cc, opts...)
 	code := status.Code(err)
 	if span != nil {
-		c.end(span, m, err, code, at.peer.Addr)
+		c.end(span, m, err, code, reached.Addr)
 	}
 	c.dur.record(ctx, m, code, time.Since(begin))
 	return err

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
+	"io"
 	"net/url"
 	"strings"
 	"testing"
@@ -12,6 +13,7 @@ import (
 	kerrors "github.com/go-kratos/kratos/v2/errors"
 	"github.com/go-kratos/kratos/v2/log"
 	"github.com/go-kratos/kratos/v2/transport"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/peer"
@@ -148,5 +150,59 @@ func TestServerLineNamesTheCaller(t *testing.T) {
 				t.Errorf("line %q lacks %q", s, tt.want)
 			}
 		})
+	}
+}
+
+// The interceptor writes the middleware's line: the operation is the
+// method gRPC calls, the code the call's final one.
+func TestClientInterceptorWritesTheClientLine(t *testing.T) {
+	for _, tt := range []struct {
+		name  string
+		err   error
+		level log.Level
+		want  string
+	}{
+		{"success", nil, log.LevelInfo, "kind=client operation=/user.v1.UserService/GetUser code=OK latency=<num>"},
+		{"not found", status.Error(codes.NotFound, "no user"), log.LevelInfo, "code=NotFound reason= latency=<num> error=no user"},
+		{"unavailable", status.Error(codes.Unavailable, "user service down"), log.LevelError, "code=Unavailable"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			rec := &recorder{}
+			invoker := func(context.Context, string, any, any, *grpc.ClientConn, ...grpc.CallOption) error { return tt.err }
+			err := accesslog.ClientInterceptor(rec)(context.Background(), "/user.v1.UserService/GetUser", nil, nil, nil, invoker)
+			if !errors.Is(err, tt.err) {
+				t.Fatalf("the interceptor changed the outcome: %v", err)
+			}
+			if len(rec.lines) != 1 || rec.lines[0].level != tt.level || !strings.Contains(rec.lines[0].String(), tt.want) {
+				t.Fatalf("lines %v, want one at %v with %q", rec.lines, tt.level, tt.want)
+			}
+		})
+	}
+}
+
+// leastAllocs is the least of three testing.AllocsPerRun, so a GC that
+// empties a pool during one run is not charged to the calls.
+func leastAllocs(f func()) float64 {
+	least := testing.AllocsPerRun(100, f)
+	for range 2 {
+		least = min(least, testing.AllocsPerRun(100, f))
+	}
+	return least
+}
+
+// A successful call's line costs the interceptor five allocations with a
+// logger that writes nowhere: the key/value slice, the operation and the
+// latency as interface values (3), and Kratos' log.WithContext with the
+// line its logger builds (2). As Kratos middleware, the same line cost
+// Kratos' client transport two more per call, the middleware's closure and
+// the chain it builds around it on every call, of which gRPC's chaining of
+// one more interceptor takes one back (make bench: 256 -> 255 allocs/op).
+func TestClientInterceptorAllocations(t *testing.T) {
+	logger := log.NewStdLogger(io.Discard)
+	invoker := func(context.Context, string, any, any, *grpc.ClientConn, ...grpc.CallOption) error { return nil }
+	ic := accesslog.ClientInterceptor(logger)
+	ctx := transport.NewClientContext(context.Background(), fakeTransport{})
+	if got := leastAllocs(func() { _ = ic(ctx, "/user.v1.UserService/GetUser", nil, nil, nil, invoker) }); got != 5 {
+		t.Errorf("%v allocations per call, want 5", got)
 	}
 }

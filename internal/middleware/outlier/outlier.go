@@ -38,6 +38,7 @@ package outlier
 import (
 	"context"
 	"fmt"
+	"net"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -196,20 +197,33 @@ type attemptState struct {
 // it sees one attempt and, in its context, the caller's whole call.
 //
 // A success while no instance has a failure on record changes nothing, so
-// it returns before naming the instance: the healthy path costs one
-// allocation.
+// it returns before naming the instance. Under retry, which has gRPC fill
+// an rpc.AttemptReport for each attempt, the interceptor reads that
+// report and the healthy path allocates nothing; otherwise (a call made
+// once, a hedged call) it asks gRPC itself, for one allocation.
 func (d *Detector) Interceptor() grpc.UnaryClientInterceptor {
 	return func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+		if r := rpc.ReportIn(opts); r != nil {
+			err := invoker(ctx, method, req, reply, cc, opts...)
+			d.observe(ctx, r.Peer.Addr, err, r.Trailer)
+			return err
+		}
 		st := &attemptState{}
 		st.peerOpt.PeerAddr, st.trailerOp.TrailerAddr = &st.peer, &st.trailer
 		callOpts := append(append(st.opts[:0], opts...), &st.peerOpt, &st.trailerOp)
 		err := invoker(ctx, method, req, reply, cc, callOpts...)
-		if st.peer.Addr == nil || (err == nil && d.tracked.Load() == 0) {
-			return err
-		}
-		d.record(ctx, st.peer.Addr.String(), rpc.Classify(ctx, err), st.trailer)
+		d.observe(ctx, st.peer.Addr, err, st.trailer)
 		return err
 	}
+}
+
+// observe records an attempt that reached addr (nil: none) and ended with
+// err, unless it changes nothing.
+func (d *Detector) observe(ctx context.Context, addr net.Addr, err error, trailer metadata.MD) {
+	if addr == nil || (err == nil && d.tracked.Load() == 0) {
+		return
+	}
+	d.record(ctx, addr.String(), rpc.Classify(ctx, err), trailer)
 }
 
 // record applies one outcome to addr.

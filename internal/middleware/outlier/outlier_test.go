@@ -369,3 +369,35 @@ func TestHealthyAttemptCostsOneAllocation(t *testing.T) {
 		t.Fatalf("pick = %v: two failures after a success must not eject (threshold 3)", got)
 	}
 }
+
+// Under retry, which passes an rpc.AttemptReport in the call options, the
+// interceptor reads the report gRPC filled instead of asking for its own:
+// a healthy attempt allocates nothing, and failures count against the
+// instance the report names.
+func TestAttemptWithAReportCostsNothing(t *testing.T) {
+	h := newHarness(t, cfg(), instA, instB)
+	report := &rpc.AttemptReport{}
+	peerOpt, trailerOpt := report.Options()
+	opts := []grpc.CallOption{trailerOpt, peerOpt}
+	addr := tcpAddr(instA)
+	var err error
+	invoker := func(_ context.Context, _ string, _, _ any, _ *grpc.ClientConn, opts ...grpc.CallOption) error {
+		if rpc.ReportIn(opts) != report {
+			t.Fatal("the interceptor did not pass the report on")
+		}
+		report.Peer.Addr = addr
+		return err
+	}
+	ctx := context.Background()
+	call := func() { _ = h.ic(ctx, "/user.v1.UserService/GetUser", nil, nil, nil, invoker, opts...) }
+	if got := testing.AllocsPerRun(100, call); got != 0 {
+		t.Fatalf("healthy attempt with a report: %v allocs, want 0", got)
+	}
+	err = status.Error(codes.Unavailable, "bad instance")
+	for range 3 {
+		call()
+	}
+	if got := h.pick(); !slices.Equal(got, []string{instB}) {
+		t.Fatalf("pick = %v after 3 failures reported against %s, want it ejected", got, instA)
+	}
+}

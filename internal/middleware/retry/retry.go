@@ -63,8 +63,6 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/metadata"
-	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 
 	"github.com/rampart-go/rampart/internal/rpc"
@@ -259,18 +257,20 @@ func (r *retrier) intercept(ctx context.Context, method string, req, reply any, 
 	}
 	r.budget.Request()
 
-	// One trailer slot, reset before each attempt, so the pushback read after
-	// a failure is that attempt's own. The slot and the call options that
-	// fill it share one allocation.
+	// One report of the attempt's trailer and instance, reset before each
+	// attempt, so the pushback read after a failure is that attempt's own;
+	// the interceptors inside read the same report (rpc.ReportIn). The
+	// report and the call options that fill it share one allocation.
 	st := &callState{}
+	peerOpt, trailerOpt := st.report.Options()
 	// Clipped, so an inner interceptor that appends its own options cannot
 	// write into the slots shared by later attempts.
-	callOpts := slices.Clip(append(append(st.opts[:0], opts...), grpc.Trailer(&st.trailer), grpc.Peer(&st.peer)))
+	callOpts := slices.Clip(append(append(st.opts[:0], opts...), trailerOpt, peerOpt))
 
 	sincePushback := 0
 	attemptCtx := ctx
 	for attempt := 1; ; attempt++ {
-		st.trailer, st.peer = nil, peer.Peer{}
+		st.report.Reset()
 		err := invoker(rpc.WithAttempt(attemptCtx, attempt), method, req, reply, cc, callOpts...)
 		if err == nil || attempt >= p.MaxAttempts || attempt >= maxMaxAttempts {
 			return err
@@ -279,7 +279,7 @@ func (r *retrier) intercept(ctx context.Context, method string, req, reply any, 
 		if !o.Transient {
 			return err
 		}
-		wait, pushedBack, ok := rpc.Pushback(st.trailer)
+		wait, pushedBack, ok := rpc.Pushback(st.report.Trailer)
 		if !ok {
 			return err
 		}
@@ -296,14 +296,14 @@ func (r *retrier) intercept(ctx context.Context, method string, req, reply any, 
 			r.exhausted.Add(ctx, 1, r.targetSet)
 			return err
 		}
-		if st.peer.Addr != nil {
+		if addr := st.report.Peer.Addr; addr != nil {
 			// Built on the first retry only, so a call that succeeds at once
 			// pays nothing for it.
 			if st.tried == nil {
 				st.tried = &tried{}
 				attemptCtx = context.WithValue(ctx, triedKey{}, st.tried)
 			}
-			st.tried.add(st.peer.Addr.String())
+			st.tried.add(addr.String())
 		}
 		r.record(ctx, method, attempt+1, wait, o.Code)
 		if serr := r.clock.Sleep(ctx, wait); serr != nil {
@@ -312,13 +312,12 @@ func (r *retrier) intercept(ctx context.Context, method string, req, reply any, 
 	}
 }
 
-// callState is what the attempts of one call share: the trailer of the
-// latest attempt and room for the caller's call options plus the trailer's.
+// callState is what the attempts of one call share: the report of the
+// latest attempt and room for the caller's call options plus the report's.
 type callState struct {
-	trailer metadata.MD
-	peer    peer.Peer
-	tried   *tried
-	opts    [5]grpc.CallOption
+	report rpc.AttemptReport
+	tried  *tried
+	opts   [5]grpc.CallOption
 }
 
 // record emits the span event and the counter of one retry.

@@ -66,3 +66,29 @@ func TestLimitIsPerMethod(t *testing.T) {
 		}
 	}
 }
+
+// A caller whose deadline comes first, or no limit, costs no context: the
+// interceptor passes the caller's on, allocating nothing. A limit that
+// shortens the deadline costs the context the standard library makes.
+func TestContextOnlyWhenTheDeadlineChanges(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	invoker := func(context.Context, string, any, any, *grpc.ClientConn, ...grpc.CallOption) error { return nil }
+	for _, tt := range []struct {
+		name  string
+		limit time.Duration
+		want  float64
+	}{
+		{"no limit", 0, 0},
+		{"caller's deadline first", time.Hour, 0},
+	} {
+		ic := timeout.Client(func(string) time.Duration { return tt.limit })
+		if got := testing.AllocsPerRun(100, func() { _ = ic(ctx, "/a.A/M", nil, nil, nil, invoker) }); got != tt.want {
+			t.Errorf("%s: %v allocations per call, want %v", tt.name, got, tt.want)
+		}
+	}
+	ic := timeout.Client(func(string) time.Duration { return time.Second })
+	if got := testing.AllocsPerRun(100, func() { _ = ic(ctx, "/a.A/M", nil, nil, nil, invoker) }); got == 0 {
+		t.Error("a limit before the caller's deadline made no context")
+	}
+}
