@@ -3,7 +3,9 @@ package server
 import (
 	"context"
 	"fmt"
+	"net"
 	"net/url"
+	"slices"
 	"strings"
 
 	"github.com/go-kratos/kratos/v2/registry"
@@ -43,13 +45,17 @@ func (d *Dialer) Dial(name string) (*grpc.ClientConn, func(), error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("dial %s: %w", name, err)
 	}
+	grpcOpts := chain.Dial
+	if w, ok := d.src.(waiter); ok {
+		grpcOpts = append(slices.Clip(grpcOpts), grpc.WithContextDialer(dialWhenReady(w)))
+	}
 	opts := []kgrpc.ClientOption{
 		kgrpc.WithEndpoint(chain.Target),
 		// The chain's own timeouts replace Kratos' single one.
 		kgrpc.WithTimeout(0),
 		kgrpc.WithMiddleware(chain.Middleware...),
 		kgrpc.WithUnaryInterceptor(chain.Interceptors...),
-		kgrpc.WithOptions(chain.Dial...),
+		kgrpc.WithOptions(grpcOpts...),
 		kgrpc.WithNodeFilter(chain.NodeFilters...),
 		kgrpc.WithPrintDiscoveryDebugLog(false),
 	}
@@ -68,6 +74,30 @@ func (d *Dialer) Dial(name string) (*grpc.ClientConn, func(), error) {
 		return nil, nil, fmt.Errorf("dial %s at %s: %w", name, chain.Target, err)
 	}
 	return conn, func() { _ = conn.Close() }, nil
+}
+
+// waiter is a certificate source that can say when it has its first
+// certificate (consul.CertSource).
+type waiter interface {
+	Wait(ctx context.Context) error
+}
+
+// dialWhenReady opens a connection only once w has the instance's first
+// certificate, waiting for it within the connection attempt's deadline.
+// The balancer connects to the instances discovery finds as soon as the
+// channel exists, which is at wiring, before App has waited for the
+// certificate: a handshake then fails for want of the client's own
+// certificate, and the subchannel sits in gRPC's connection backoff (1 s
+// and growing) while the instance already serves, so its first calls to
+// that peer fail Unavailable.
+func dialWhenReady(w waiter) func(context.Context, string) (net.Conn, error) {
+	var d net.Dialer
+	return func(ctx context.Context, addr string) (net.Conn, error) {
+		if err := w.Wait(ctx); err != nil {
+			return nil, err
+		}
+		return d.DialContext(ctx, "tcp", addr)
+	}
 }
 
 // targetService is the service a client of target must find named in the
