@@ -9,7 +9,7 @@
 // Server chain, outermost first: access log -> recovery -> authorization
 // (mtls mode only) -> load shedding -> retry marker (chain stop) ->
 // validation -> fault injection -> handler, with the server's timeout cap
-// applied by the Kratos server before all.
+// (server.grpc.timeout) applied by server.GRPCServer before all.
 package middleware
 
 import (
