@@ -50,9 +50,10 @@ func WithStartTimeout(d time.Duration) Option {
 // moment up to 30 s later, so peers already trust a new leaf when it
 // appears. While the agent is unreachable or refuses, the current pair is
 // kept (a leaf stays valid until it expires, 72 h by default) and the
-// queries are retried with backoff; the outage is logged once (a refusal,
-// 403, as an error naming the permission the token lacks, as is a TLS
-// handshake with the agent failing on a certificate), and its end once.
+// queries are retried with backoff; failures are logged as outage decides
+// (a refusal, 403, as an error naming the permission the token lacks, as
+// is a TLS handshake with the agent failing on a certificate), and the
+// end of an outage once.
 type CertSource struct {
 	client  *api.Client
 	service string
@@ -296,10 +297,10 @@ func (f *follower) setErr(err error) {
 // goes backwards (a new agent) starts again from index 0.
 func (s *CertSource) follow(ctx context.Context, f *follower) {
 	var (
-		index     uint64
-		bo        = newBackoff(s.opts.backoffInitial, s.opts.backoffMax)
-		downSince time.Time
-		got       bool
+		index    uint64
+		bo       = newBackoff(s.opts.backoffInitial, s.opts.backoffMax)
+		failures = outage{hint: f.hint}
+		got      bool
 	)
 	for {
 		next, err := f.fetch(ctx, index)
@@ -307,24 +308,18 @@ func (s *CertSource) follow(ctx context.Context, f *follower) {
 			return
 		}
 		if err != nil {
-			refused := false
-			if oe := operatorError(err, f.hint); oe != nil {
-				err, refused = oe, true
-			}
-			f.setErr(err)
-			if downSince.IsZero() {
-				downSince = time.Now()
-				// A refusal lasts until an operator fixes the policy or
-				// the TLS setup.
+			refused, log, ferr := failures.fail(err)
+			f.setErr(ferr)
+			if log {
 				logf := s.log.Warnf
 				if refused {
 					logf = s.log.Errorf
 				}
 				if got {
 					logf("consul: certificates of %s: %s: %v; keeping the current leaf (valid until %s), retrying",
-						s.service, f.what, err, s.Expiry().Format(time.RFC3339))
+						s.service, f.what, ferr, s.Expiry().Format(time.RFC3339))
 				} else {
-					logf("consul: certificates of %s: %s: %v; retrying", s.service, f.what, err)
+					logf("consul: certificates of %s: %s: %v; retrying", s.service, f.what, ferr)
 				}
 			}
 			index = 0
@@ -334,10 +329,9 @@ func (s *CertSource) follow(ctx context.Context, f *follower) {
 			continue
 		}
 		bo.reset()
-		if !downSince.IsZero() {
+		if d := failures.end(); d > 0 {
 			s.log.Infof("consul: certificates of %s: %s: Consul answers again after %s",
-				s.service, f.what, time.Since(downSince).Round(time.Millisecond))
-			downSince = time.Time{}
+				s.service, f.what, d.Round(time.Millisecond))
 		}
 		if !got {
 			got = true

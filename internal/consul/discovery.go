@@ -147,7 +147,8 @@ func (w *watcher) publish(set []*registry.ServiceInstance) {
 //     Consul's first answer replaces it only if it differs.
 //   - Blocking queries wait up to WaitTime for the index to pass the last one.
 //   - A Consul error never empties the set: clients keep the last known
-//     instances, and the outage is logged once, not per retry.
+//     instances, and failures are logged as outage decides, not per
+//     retry.
 //   - After an error, or when the index goes backwards (a new agent), the
 //     index starts again from 0, since a new agent's indexes are lower and a
 //     blocking query on the old index would stall until they catch up.
@@ -157,8 +158,8 @@ func (w *watcher) publish(set []*registry.ServiceInstance) {
 //   - A token that may not read the service or its nodes gets no error
 //     but an empty answer marked as filtered by ACLs (an unknown token
 //     gets a 403). Either is logged as an error naming the permissions
-//     (so is a TLS handshake with the agent failing on a certificate),
-//     once until it ends, and while the answer is filtered the queries
+//     (so is a TLS handshake with the agent failing on a certificate;
+//     a filtered answer once until it ends), and while the answer is filtered the queries
 //     block no longer than the retry backoff's maximum: fixing the policy
 //     changes no index, so a blocking query would not notice it.
 func (w *watcher) run() {
@@ -169,7 +170,7 @@ func (w *watcher) run() {
 		last         []*registry.ServiceInstance
 		published    bool
 		bo           = newBackoff(w.opts.backoffInitial, w.opts.backoffMax)
-		downSince    time.Time // zero while Consul answers
+		failures     = outage{hint: needRead(w.name)}
 		recoverUntil time.Time // hold back an empty set until then
 		holding      bool      // an empty set is being held back (logged once)
 		filtered     bool      // the last answer was empty, filtered by ACLs (logged once)
@@ -197,13 +198,12 @@ func (w *watcher) run() {
 			return
 		}
 		if err != nil {
-			if downSince.IsZero() {
-				downSince = time.Now()
-				if oe := operatorError(err, needRead(w.name)); oe != nil {
-					w.log.Errorf("consul: watch %s: %v; keeping %d last known instance(s), retrying", w.name, oe, len(last))
-				} else {
-					w.log.Warnf("consul: watch %s: %v; keeping %d last known instance(s), retrying", w.name, err, len(last))
+			if refused, log, ferr := failures.fail(err); log {
+				logf := w.log.Warnf
+				if refused {
+					logf = w.log.Errorf
 				}
+				logf("consul: watch %s: %v; keeping %d last known instance(s), retrying", w.name, ferr, len(last))
 			}
 			index = 0
 			if rpc.Sleep(w.ctx, bo.next()) != nil {
@@ -212,9 +212,8 @@ func (w *watcher) run() {
 			continue
 		}
 		bo.reset()
-		if !downSince.IsZero() {
-			w.log.Infof("consul: watch %s: Consul answers again after %s", w.name, time.Since(downSince).Round(time.Millisecond))
-			downSince = time.Time{}
+		if d := failures.end(); d > 0 {
+			w.log.Infof("consul: watch %s: Consul answers again after %s", w.name, d.Round(time.Millisecond))
 			recovering()
 		}
 		if meta.LastIndex < index {

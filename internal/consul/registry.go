@@ -268,47 +268,23 @@ func (r *Registry) Register(ctx context.Context, ins *registry.ServiceInstance) 
 	return nil
 }
 
-// refusalLogEvery is how often a refusal that lasts is logged again:
-// an error logged once at start scrolls away, and the instance stays
-// undiscoverable until someone reads it.
-const refusalLogEvery = time.Minute
-
-// putFailure logs the failures of one run of registration retries: the
-// first, each change between an outage and a refusal, and a lasting
-// refusal every refusalLogEvery. A refusal is an error an operator must
-// fix (operatorError: the ACL token, the TLS setup), logged as an error;
-// an outage passes by itself and is a warning.
-type putFailure struct {
-	since     time.Time // zero while no failure
-	refused   bool      // the last failure was a refusal
-	loggedAt  time.Time
-	name, svc string
-}
-
-func (f *putFailure) log(l *log.Helper, err error) {
-	now := time.Now()
-	refused := false
-	if oe := operatorError(err, needWrite(f.svc)); oe != nil {
-		err, refused = oe, true
-	}
-	first := f.since.IsZero()
-	if first {
-		f.since = now
-	}
-	if !first && refused == f.refused && (!refused || now.Sub(f.loggedAt) < refusalLogEvery) {
-		return
-	}
-	f.refused, f.loggedAt = refused, now
-	if refused {
+// logPutFailure logs a failed registration as o decides: a refusal as an
+// error that says the instance is not discoverable, an outage as a
+// warning.
+func (r *Registry) logPutFailure(o *outage, name string, err error) {
+	refused, log, err := o.fail(err)
+	switch {
+	case !log:
+	case refused:
 		lasting := ""
-		if d := now.Sub(f.since); d >= time.Second {
+		if d := o.lasted(); d >= time.Second {
 			lasting = " (for " + d.Round(time.Second).String() + ")"
 		}
-		l.Errorf("consul: register %s refused%s: %v; not registered (not discoverable), retrying in background",
-			f.name, lasting, err)
-		return
+		r.log.Errorf("consul: register %s refused%s: %v; not registered (not discoverable), retrying in background",
+			name, lasting, err)
+	default:
+		r.log.Warnf("consul: register %s: %v; retrying in background", name, err)
 	}
-	l.Warnf("consul: register %s: %v; retrying in background", f.name, err)
 }
 
 // Deregister stops keeping ins registered and removes it from the agent.
@@ -375,20 +351,20 @@ func (r *Registry) put(ctx context.Context, reg *api.AgentServiceRegistration) e
 
 // keep retries the registration until it succeeds, then checks about once
 // per health interval that the agent still has it and registers it again if
-// not. It logs once when Consul becomes unreachable and once when it is back,
-// not on every retry.
+// not. It logs failures as outage decides, not on every retry, and once
+// when Consul is back.
 //
 // firstErr is the error of Register's own attempt (nil if it succeeded),
-// logged here with the later ones, so that putFailure alone decides what
-// is logged.
+// logged here with the later ones, so that one outage decides what is
+// logged.
 func (r *Registry) keep(ctx context.Context, k *keeper, reg *api.AgentServiceRegistration, name string, firstErr error) {
 	registered := k.registered
 	period := max(r.opts.checkInterval, time.Second)
 	bo := newBackoff(r.opts.backoffInitial, r.opts.backoffMax)
-	var downSince time.Time // zero while Consul answers
-	fail := putFailure{name: name, svc: reg.Name}
+	put := outage{hint: needWrite(reg.Name)}     // failures to register
+	present := outage{hint: needWrite(reg.Name)} // failures to ask whether it still is
 	if firstErr != nil {
-		fail.log(r.log, firstErr)
+		r.logPutFailure(&put, name, firstErr)
 	}
 	for {
 		if !registered {
@@ -401,24 +377,25 @@ func (r *Registry) keep(ctx context.Context, k *keeper, reg *api.AgentServiceReg
 				return
 			}
 			if err != nil {
-				fail.log(r.log, err)
+				r.logPutFailure(&put, name, err)
 				if rpc.Sleep(ctx, bo.next()) != nil {
 					return
 				}
 				continue
 			}
-			if fail.since.IsZero() {
+			if d := put.end(); d == 0 {
 				r.log.Infof("consul: registered %s again", name)
 			} else {
-				r.log.Infof("consul: registered %s after %s of retries", name, time.Since(fail.since).Round(time.Millisecond))
+				r.log.Infof("consul: registered %s after %s of retries", name, d.Round(time.Millisecond))
 			}
-			registered, downSince, fail = true, time.Time{}, putFailure{name: name, svc: reg.Name}
+			registered = true
+			present.end()
 			k.registered = true
 			bo.reset()
 		}
 
 		wait := period
-		if !downSince.IsZero() {
+		if present.down() {
 			// The agent is unreachable: look again sooner than the period,
 			// so a restarted agent gets the instance back quickly.
 			wait = min(bo.next(), period)
@@ -432,25 +409,24 @@ func (r *Registry) keep(ctx context.Context, k *keeper, reg *api.AgentServiceReg
 		}
 		switch {
 		case err == nil:
-			if !downSince.IsZero() {
-				r.log.Infof("consul: agent reachable again after %s; %s still registered", time.Since(downSince).Round(time.Millisecond), name)
-				downSince = time.Time{}
+			if d := present.end(); d > 0 {
+				r.log.Infof("consul: agent reachable again after %s; %s still registered", d.Round(time.Millisecond), name)
 				bo.reset()
 			}
 		case isNotFound(err):
 			r.log.Warnf("consul: %s is missing from the agent (agent restarted?); registering again", name)
-			registered, downSince = false, time.Time{}
+			registered = false
+			present.end()
 			bo.reset()
 		default:
 			// Unknown state: re-registering now could flip a critical check
 			// back to passing, so wait until the agent says it lost it.
-			if downSince.IsZero() {
-				downSince = time.Now()
+			if refused, log, ferr := present.fail(err); log {
 				logf := r.log.Warnf
-				if oe := operatorError(err, needWrite(reg.Name)); oe != nil {
-					logf, err = r.log.Errorf, oe // the token lost its permission since
+				if refused {
+					logf = r.log.Errorf // the token lost its permission since
 				}
-				logf("consul: check registration of %s: %v; will register again if the agent lost it", name, err)
+				logf("consul: check registration of %s: %v; will register again if the agent lost it", name, ferr)
 			}
 		}
 	}
