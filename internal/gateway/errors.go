@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
@@ -79,15 +80,18 @@ func retryAfter(md runtime.ServerMetadata) (string, bool) {
 }
 
 // writeRoutingError is the mux's routing error handler: no route for the
-// path (404), a route for the path but not for the method (405), or a path
-// that is not one (400).
-func writeRoutingError(_ context.Context, _ *runtime.ServeMux, _ runtime.Marshaler, w http.ResponseWriter, r *http.Request, httpStatus int) {
+// path (404), a route for the path but not for the method (405, with the
+// Allow header RFC 9110 §15.5.6 requires, listing the methods the path has
+// routes for), or a path that is not one (400).
+func (p *routeProbe) writeRoutingError(_ context.Context, _ *runtime.ServeMux, _ runtime.Marshaler, w http.ResponseWriter, r *http.Request, httpStatus int) {
 	var st *status.Status
 	switch httpStatus {
 	case http.StatusNotFound:
 		st = status.Newf(codes.NotFound, "no route for %s %s", r.Method, r.URL.Path)
 	case http.StatusMethodNotAllowed:
-		st = status.Newf(codes.Unimplemented, "method %s not allowed on %s", r.Method, r.URL.Path)
+		allow := p.allowed(r)
+		w.Header().Set("Allow", strings.Join(allow, ", "))
+		st = status.Newf(codes.Unimplemented, "method %s not allowed on %s (allowed: %s)", r.Method, r.URL.Path, strings.Join(allow, ", "))
 	default:
 		st = status.Newf(codes.InvalidArgument, "malformed request path %q", r.URL.Path)
 		httpStatus = http.StatusBadRequest

@@ -140,7 +140,12 @@ func (g *Gateway) Connect(target string, tlsConf *tls.Config) error {
 	if err != nil {
 		return fmt.Errorf("gateway: dial %s: %w", target, err)
 	}
-	mux := newMux()
+	routes, err := newRouteProbe(g.register, conn)
+	if err != nil {
+		_ = conn.Close()
+		return fmt.Errorf("gateway: register routes: %w", err)
+	}
+	mux := newMux(routes)
 	if err := g.register(context.Background(), mux, conn); err != nil {
 		_ = conn.Close()
 		return fmt.Errorf("gateway: register routes: %w", err)
@@ -173,16 +178,21 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 // newMux is grpc-gateway's mux with the policies of this package: JSON in
 // and out (protojson, lowerCamelCase names as in the OpenAPI documents, every
 // field written; a field the message does not have is an error, not
-// ignored), its own header matcher and error answers.
-func newMux() *runtime.ServeMux {
+// ignored), its own header matcher and error answers (a 405 lists the
+// methods routes asks for). grpc-gateway's path-length fallback is off: it
+// serves a form-encoded POST to a GET-only path as the GET (what `curl -d`
+// sends by default), and a method the API does not declare for a path is a
+// 405, whatever the body's type.
+func newMux(routes *routeProbe) *runtime.ServeMux {
 	return runtime.NewServeMux(
+		runtime.WithDisablePathLengthFallback(),
 		runtime.WithMarshalerOption(runtime.MIMEWildcard, jsonBody{&runtime.JSONPb{
 			MarshalOptions:   protojson.MarshalOptions{EmitUnpopulated: true},
 			UnmarshalOptions: protojson.UnmarshalOptions{DiscardUnknown: false},
 		}}),
 		runtime.WithIncomingHeaderMatcher(matchHeader),
 		runtime.WithErrorHandler(writeError),
-		runtime.WithRoutingErrorHandler(writeRoutingError),
+		runtime.WithRoutingErrorHandler(routes.writeRoutingError),
 	)
 }
 

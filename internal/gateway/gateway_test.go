@@ -418,6 +418,48 @@ func TestMalformedRequests(t *testing.T) {
 	}
 }
 
+// TestMethodNotAllowed: a method the API has no route for on a path that
+// has routes is a 405 whose Allow header lists the methods it has (RFC 9110
+// §15.5.6), never reaching the server; a form-encoded POST to a GET-only
+// path (what `curl -d` sends) is one too, not served as the GET.
+func TestMethodNotAllowed(t *testing.T) {
+	srv := &orders{}
+	base, client := serve(t, srv, gateway.DefaultConfig())
+	for _, tt := range []struct {
+		method, path, contentType, allow string
+	}{
+		{"DELETE", "/v1/orders/o-1", "", "GET"},
+		{"PUT", "/v1/orders/o-1", "application/json", "GET"},
+		{"GET", "/v1/orders", "", "POST"},
+		{"PATCH", "/v1/users/u-1/orders?page_size=2", "", "GET"},
+		{"POST", "/v1/orders/o-1", "application/x-www-form-urlencoded", "GET"},
+		{"OPTIONS", "/v1/orders", "", "POST"},
+	} {
+		t.Run(tt.method+" "+tt.path, func(t *testing.T) {
+			before, _, _ := srv.last()
+			var body io.Reader
+			h := map[string]string{}
+			if tt.contentType != "" {
+				body, h["Content-Type"] = strings.NewReader("id=o-1"), tt.contentType
+			}
+			code, hdr, b := call(t, client, tt.method, base+tt.path, body, h)
+			if code != http.StatusMethodNotAllowed {
+				t.Fatalf("HTTP %d (%.200s), want 405", code, b)
+			}
+			if got := hdr.Get("Allow"); got != tt.allow {
+				t.Errorf("Allow = %q, want %q", got, tt.allow)
+			}
+			eb, _ := errorBody(t, hdr, b)
+			if eb.Status != "UNIMPLEMENTED" || !strings.Contains(eb.Message, "allowed: "+tt.allow) {
+				t.Errorf("body %s, want UNIMPLEMENTED naming the allowed methods", b)
+			}
+			if after, _, _ := srv.last(); after != before {
+				t.Error("a refused method reached the server")
+			}
+		})
+	}
+}
+
 // TestShutdownWaitsForCallsInFlight: Shutdown returns only after a call in
 // flight has had its answer, and new calls are refused after it.
 func TestShutdownWaitsForCallsInFlight(t *testing.T) {
