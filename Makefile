@@ -193,7 +193,7 @@ bench: ## benchmark a unary call, one and 64 in flight: bare grpc-go vs Kratos' 
 	@go run ./test/bench/report $(BENCH_OUT)
 
 .PHONY: chaos
-chaos: bin/consul ## chaos suite at full length (crash, hang, restarts, Consul loss, outage, overload); writes docs/reliability.md
+chaos: bin/consul ## chaos suite at full length (crash, hang, restarts, Consul loss, outage, overload); writes its section of docs/reliability.md and a picture of each run in docs/reliability/
 	go test -count=1 -timeout 30m ./test/chaos -run . -v -chaos.long
 
 .PHONY: clean

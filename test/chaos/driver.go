@@ -4,7 +4,9 @@
 // stock one), and, in its tests, the scenarios that break real processes
 // and a real Consul under that load. `go test ./test/chaos` runs each
 // scenario for a few seconds; `make chaos` runs them at full length and
-// writes docs/reliability.md.
+// writes its section of docs/reliability.md (WriteSection: other suites
+// write theirs into the same file) with a picture of each run (PlotRun)
+// in docs/reliability/.
 package chaos
 
 import (

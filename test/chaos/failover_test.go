@@ -134,9 +134,10 @@ func rampartUser(t *testing.T, s *devstack.Stack) userv1.UserServiceClient {
 // failover runs scenarios 1 and 2: the same load through order and through
 // three clients of user side by side (Rampart's chain, the seed's pattern,
 // Kratos' stock client), then fault hits the user instance the seed client
-// is connected to; heal undoes it (nil for a crash). It returns when the
-// fault hit and how long Consul took to show the instance critical.
-func failover(t *testing.T, sc *scenario, faultLen time.Duration,
+// is connected to; heal undoes it (nil for a crash). label names the fault
+// in the picture. It returns when the fault hit and how long Consul took
+// to show the instance critical.
+func failover(t *testing.T, sc *scenario, faultLen time.Duration, label string,
 	fault func(p *devstack.ServiceProc) error, heal func(p *devstack.ServiceProc) error,
 ) (faultAt time.Time, critical time.Duration) {
 	m := current()
@@ -192,13 +193,22 @@ func failover(t *testing.T, sc *scenario, faultLen time.Duration,
 	}
 	criticalAt, critErr := waitCritical(ctx, consulAPI, "user", victimID, 10*time.Second)
 	sleepCtx(ctx, faultLen-time.Since(faultAt))
+	var healedAt time.Time
 	if heal != nil {
 		if err := heal(victim); err != nil {
 			t.Fatal(err)
 		}
+		healedAt = time.Now()
 	}
 	viaOrder, direct, seedCalls := loads[0].Wait(), loads[1].Wait(), loads[2].Wait()
 	stockCalls := stock.wait(t)
+	if heal == nil {
+		healedAt = time.Now() // a crashed instance stays down to the end of the run
+	}
+	sc.fault(faultAt, healedAt, label)
+	if critErr == nil {
+		sc.fault(faultAt, criticalAt, "until Consul shows it critical")
+	}
 	samples := retrySamples.finish()
 	retried := retries(t, ctx, order) - retriedBefore
 	reached := seenUsers.read(t, ctx)
@@ -264,7 +274,7 @@ func Dur(d time.Duration) string { return chaos.Dur(d) }
 // critical and order's client stops picking it.
 func TestInstanceCrash(t *testing.T) {
 	sc := newScenario(t, 1, "1. Instance crash: SIGKILL one of two user instances")
-	_, crit := failover(t, sc, current().after, func(p *devstack.ServiceProc) error {
+	_, crit := failover(t, sc, current().after, "user instance SIGKILLed", func(p *devstack.ServiceProc) error {
 		return p.Signal(syscall.SIGKILL)
 	}, nil)
 	if crit > 2*time.Second {
@@ -277,7 +287,7 @@ func TestInstanceCrash(t *testing.T) {
 // timeout, one backoff and one normal call (m.limit).
 func TestInstanceHang(t *testing.T) {
 	sc := newScenario(t, 2, "2. Instance hang: SIGSTOP one of two user instances for 5 s, then SIGCONT")
-	faultAt, _ := failover(t, sc, 5*time.Second,
+	faultAt, _ := failover(t, sc, 5*time.Second, "user instance SIGSTOPped, until SIGCONT",
 		func(p *devstack.ServiceProc) error { return p.Signal(syscall.SIGSTOP) },
 		func(p *devstack.ServiceProc) error { return p.Signal(syscall.SIGCONT) })
 	m := current()

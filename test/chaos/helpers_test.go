@@ -388,7 +388,20 @@ func newScenario(t *testing.T, order int, title string) *scenario {
 	return sc
 }
 
-func (sc *scenario) row(r chaos.Row) { sc.rows = append(sc.rows, r) }
+// row adds a client's line to the table, and its calls to the picture.
+func (sc *scenario) row(r chaos.Row) {
+	sc.rows = append(sc.rows, r)
+	sc.sec.series = append(sc.sec.series, chaos.Series{Client: r.Client, Calls: r.Calls})
+}
+
+// part adds a line of a subset of an earlier row's calls ("… of which
+// failed"): to the table only, as the picture shows them in that row's.
+func (sc *scenario) part(r chaos.Row) { sc.rows = append(sc.rows, r) }
+
+// fault records a span of the run the picture shades, with its label.
+func (sc *scenario) fault(from, to time.Time, label string) {
+	sc.sec.windows = append(sc.sec.windows, chaos.Window{From: from, To: to, Label: label})
+}
 
 func (sc *scenario) note(format string, args ...any) {
 	sc.sec.notes = append(sc.sec.notes, fmt.Sprintf(format, args...))

@@ -59,6 +59,7 @@ func TestPostgresRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	upAt := time.Now()
+	sc.fault(downAt, upAt, "PostgreSQL down")
 	sleepCtx(ctx, maxRecovery+m.after)
 	ol.run.Stop()
 	calls, attempts := ol.wait(ctx)
@@ -83,7 +84,7 @@ func TestPostgresRestart(t *testing.T) {
 	otherFailed := calls.Failed().Where(func(c chaos.Call) bool { return c.Start.Before(downAt) || !c.Start.Before(outageEnd) })
 	healthy := healthyAround(calls, downAt, streak)
 	sc.row(chaos.Row{Client: "Rampart, via order (CreateOrder → GetUser, both on PostgreSQL)", Calls: calls, Attempts: attempts, Recover: recoverTook})
-	sc.row(chaos.Row{Client: "… of which failed during the outage", Calls: failed})
+	sc.part(chaos.Row{Client: "… of which failed during the outage", Calls: failed})
 	sc.note("PostgreSQL down %s: fast shutdown took %s, start again (same cluster and port) until it accepted connections %s.",
 		Dur(upAt.Sub(downAt)), Dur(stopped), Dur(upAt.Sub(restartAt)))
 	sc.noteHealthy("healthy, before the outage and from recovery on", healthy)

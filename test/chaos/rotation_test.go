@@ -104,6 +104,7 @@ func TestCARotation(t *testing.T) {
 		t.Fatalf("a new leaf not at every instance within %s of CASetConfig:\n%s", maxLeaves, cw.table())
 	}
 	leavesDone := time.Now()
+	sc.fault(rotated, leavesDone, "CA rotated, until every instance has a new leaf")
 	driverLeaf := drv.src.Rotations()
 
 	// New leaves on both sides: a new order instance takes the driver's

@@ -79,6 +79,7 @@ func TestRollingRestart(t *testing.T) {
 		}
 	}
 	rollTook := time.Since(rollStart)
+	sc.fault(rollStart, rollStart.Add(rollTook), fmt.Sprintf("rolling restart: %d user instances replaced", restarts))
 	sleepCtx(ctx, m.after)
 	ol.run.Stop()
 	calls, attempts := ol.wait(ctx)
@@ -151,6 +152,8 @@ func TestConsulAgentRestart(t *testing.T) {
 	}
 	cancel()
 	reregistered := time.Since(back)
+	sc.fault(killAt, back, "Consul agent down")
+	sc.fault(back, back.Add(reregistered), "instances registering again")
 	sleepCtx(ctx, m.after)
 	ol.run.Stop()
 	calls, attempts := ol.wait(ctx)
@@ -215,6 +218,7 @@ func TestDependencyOutage(t *testing.T) {
 		back = append(back, p)
 	}
 	backAt := time.Now()
+	sc.fault(downAt, backAt, "no user instance: stopped, new ones started")
 	seenBack := newSeenTracker(t, ctx, getUser, nil)
 	for _, p := range back {
 		seenBack.first[p], seenBack.last[p] = 0, 0 // new processes: everything they saw came after their return
@@ -308,6 +312,7 @@ func TestSlowDependency(t *testing.T) {
 	during := idle() // under load, mid-fault
 	sleepCtx(ctx, m.slow/2)
 	healAt := time.Now()
+	sc.fault(slowAt, healAt, "GetUser delayed 2 s on every user instance")
 	for _, p := range s.Instances("user") {
 		if err := devstacktest.ClearFaults(ctx, p); err != nil {
 			t.Fatal(err)
@@ -407,7 +412,9 @@ func TestOverload(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	overAt := time.Now()
 	calls := chaos.Start(ctx, chaos.Load{Rate: rate, Duration: m.overRun, Timeout: callTimeout, Call: oc.call}).Wait()
+	sc.fault(overAt, time.Now(), fmt.Sprintf("%d calls/s offered: 4 x capacity", rate))
 	after, err := scrape(ctx, order.HTTPAddr)
 	if err != nil {
 		t.Fatal(err)
@@ -445,7 +452,7 @@ func TestOverload(t *testing.T) {
 		}
 	}
 	sc.row(chaos.Row{Client: fmt.Sprintf("order, CreateOrder at %d/s (4 x %d/s)", rate, capacity), Calls: calls, Recover: "—"})
-	sc.row(chaos.Row{Client: "… of which accepted (OK)", Calls: accepted})
+	sc.part(chaos.Row{Client: "… of which accepted (OK)", Calls: accepted})
 	sc.note("capacity measured first: %d CreateOrder/s completed by 32 callers in a closed loop; then %d/s offered for %s.", capacity, rate, Dur(m.overRun))
 	sc.note("outcomes: %s; order's rampart_shed_total rose by %.0f.", calls.ByCode(), shed)
 	sc.note("accepted calls: p50 %s, p99 %s, max %s.", Dur(accepted.Quantile(0.5)), Dur(accepted.Quantile(0.99)), Dur(accepted.Max()))
@@ -530,6 +537,7 @@ func TestConsulLeaderLoss(t *testing.T) {
 		ol.wait(ctx)
 		t.Fatalf("no new leader within %s of killing server-%d", maxElection, leader+1)
 	}
+	sc.fault(killAt, elected, "leader SIGKILLed, until a new one is elected")
 	added, err := s.Add(ctx, "user")
 	if err != nil {
 		t.Fatal(err)
