@@ -111,7 +111,7 @@ type rpcMethod struct {
 
 // newRPCMethod builds a method's values as otelgrpc v0.72 built them per
 // call: the same names and attributes per semconv mode, the same metric
-// attribute sets once the view's filter (rpcMetricLabels) has run. extra
+// attribute sets once filtered by rpcMetricLabels. extra
 // are the metric attributes the side adds (the client's target); isError
 // tells which codes fail the call on this side (error.type).
 func newRPCMethod(mode semconvMode, fullMethod string, extra []attribute.KeyValue, isError func(codes.Code) bool, dur durations) *rpcMethod {

@@ -274,7 +274,7 @@ func newMeterProvider(res *resource.Resource, registry *prometheus.Registry, ext
 	if err != nil {
 		return nil, fmt.Errorf("prometheus exporter: %w", err)
 	}
-	mpOpts := []sdkmetric.Option{sdkmetric.WithResource(res), sdkmetric.WithReader(reader), sdkmetric.WithView(rpcMetricsView)}
+	mpOpts := []sdkmetric.Option{sdkmetric.WithResource(res), sdkmetric.WithReader(reader)}
 	for _, r := range extra {
 		mpOpts = append(mpOpts, sdkmetric.WithReader(r))
 	}
@@ -287,24 +287,20 @@ func newMeterProvider(res *resource.Resource, registry *prometheus.Registry, ext
 	return mp, nil
 }
 
-// rpcMetricLabels are the only attributes the RPC metrics (otelgrpc's
-// rpc.client.* and rpc.server.*) keep: the target, the method and the code,
-// in the current and the pre-1.39 conventions. otelgrpc adds server.address
-// and server.port of the picked instance to client metrics; instance ports
+// rpcMetricLabels are the only attributes the RPC metrics (rpc.client.*
+// and rpc.server.*) keep: the target, the method and the code, in the
+// current and the pre-1.39 conventions. otelgrpc also put server.address
+// and server.port of the picked instance on client metrics; instance ports
 // are dynamic (make run, Nomad), so every restart of a peer would add
 // series that never go away. Per-instance detail is in the attempt spans.
+// The filter runs once per method and code, when the attribute sets are
+// built (newRPCMethod), not as a view's AttributeFilter, which the SDK
+// would run on every measurement.
 var rpcMetricLabels = attribute.NewAllowKeysFilter(
 	TargetKey,
 	semconv.RPCSystemNameKey, semconv.RPCMethodKey, semconv.RPCResponseStatusCodeKey, semconv.ErrorTypeKey,
 	oldRPCSystemKey, oldRPCServiceKey, oldRPCGRPCStatusCodeKey,
 )
-
-func rpcMetricsView(i sdkmetric.Instrument) (sdkmetric.Stream, bool) {
-	if !strings.HasPrefix(i.Name, "rpc.client.") && !strings.HasPrefix(i.Name, "rpc.server.") {
-		return sdkmetric.Stream{}, false
-	}
-	return sdkmetric.Stream{Name: i.Name, Description: i.Description, Unit: i.Unit, AttributeFilter: rpcMetricLabels}, true
-}
 
 // Settings returns the configuration in effect, for the start-up log line.
 func (t *Telemetry) Settings() Settings { return t.settings }
