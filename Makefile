@@ -1,7 +1,7 @@
 # Rampart. `make help` lists the targets. Every tool is pinned: protoc-gen-go,
 # protoc-gen-go-grpc, protoc-gen-grpc-gateway and wire through the `tool` lines
 # of go.mod; buf and protoc-gen-openapi through tools/buf/go.mod; the Consul
-# agent, Nomad and golangci-lint through their own modules under tools/.
+# agent, Nomad, toxiproxy and golangci-lint through their own modules under tools/.
 
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
@@ -90,6 +90,9 @@ bin/consul: tools/consul/go.mod tools/consul/go.sum
 .PHONY: consul
 consul: bin/consul ## build bin/consul (pinned in tools/consul)
 
+bin/toxiproxy-server: tools/toxiproxy/go.mod tools/toxiproxy/go.sum
+	cd tools/toxiproxy && go build -o ../../bin/toxiproxy-server github.com/Shopify/toxiproxy/v2/cmd/server
+
 bin/nomad: tools/nomad/go.mod tools/nomad/go.sum
 	@echo "building the Nomad agent from tools/nomad (about 2.5 minutes the first time, cached after)"
 	cd tools/nomad && go build -o ../../bin/nomad github.com/hashicorp/nomad
@@ -147,6 +150,25 @@ nomad-down: ## stop what nomad-up started: the jobs, the Nomad agent, the Consul
 test-nomad: bin/nomad bin/consul ## the Nomad suite in mtls mode, ACLs on: real Nomad + Consul + binaries (jobs, alloc stop and rolling update under load)
 	go test -race -count=1 -timeout 20m ./test/nomad
 
+# iptables is the one thing the multi-host suite needs beyond `make test`
+# (iproute2's ip is on every Debian); the suite checks for both and for
+# root, and fails saying what is missing.
+.PHONY: iptables
+iptables:
+	@command -v iptables >/dev/null || { $(APT_GET) update -qq && $(APT_GET) install -y -qq iptables; }
+
+# The multi-host suite needs root (it creates network namespaces) and runs
+# alone, after test-nomad in .ci/run: it times calls under load. -race
+# instruments its load driver (the services are built without it); on two
+# CPUs the healthy p99 stays within 10-30 ms either way.
+.PHONY: test-multihost
+test-multihost: bin/consul bin/toxiproxy-server postgresql iptables ## the chaos suite across hosts (network namespaces, as root): blackhole, Consul partition, asymmetric partition, loss, latency, db outage, flapping
+	go test -race -count=1 -timeout 12m ./test/multihost
+
+.PHONY: chaos-multihost
+chaos-multihost: bin/consul bin/toxiproxy-server postgresql iptables ## the multi-host suite at full length; writes its section of docs/reliability.md
+	go test -count=1 -timeout 45m ./test/multihost -v -multihost.long
+
 .PHONY: vet
 vet: ## go vet
 	go vet ./...
@@ -168,9 +190,10 @@ fmt: bin/golangci-lint ## format with gofumpt and goimports
 # The scaffold suite compiles whole copies of the tree, so it runs alone too,
 # keeping its builds off the CPUs the end-to-end tests time calls on.
 # The Nomad suite needs bin/nomad (minutes to build cold) and runs in
-# test-nomad, which .ci/run runs after this target.
+# test-nomad, which .ci/run runs after this target; the multi-host suite
+# needs root and runs in test-multihost, after that.
 test: bin/consul postgresql vet lint check-generated buf-check ## everything CI runs: vet, lint, generated-code check, all tests with -race
-	go test -race -count=1 -timeout 20m $$(go list ./... | grep -v -e /test/chaos -e /test/nomad -e /test/scaffold)
+	go test -race -count=1 -timeout 20m $$(go list ./... | grep -v -e /test/chaos -e /test/nomad -e /test/scaffold -e /test/multihost)
 	go test -race -count=1 -timeout 15m ./test/scaffold
 	go test -race -count=1 -timeout 10m ./test/chaos
 

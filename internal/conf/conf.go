@@ -81,6 +81,11 @@ type Server struct {
 // advertises the port actually bound.
 type GRPC struct {
 	Addr string `yaml:"addr"`
+	// Advertise is the host:port registered in Consul for peers to dial,
+	// when that is not the address bound: an instance behind NAT, a port
+	// mapping or a proxy. Empty: the bound address (a wildcard bind
+	// advertises the first non-loopback address).
+	Advertise string `yaml:"advertise"`
 	// Timeout caps how long the server lets one call run, whatever deadline
 	// the caller sent.
 	Timeout time.Duration `yaml:"timeout"`

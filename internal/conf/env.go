@@ -12,6 +12,7 @@ import (
 // CONSUL_HTTP_ADDR points every tool and service at the same agent.
 const (
 	EnvGRPCAddr    = "RAMPART_GRPC_ADDR"
+	EnvAdvertise   = "RAMPART_GRPC_ADVERTISE"
 	EnvHTTPAddr    = "RAMPART_HTTP_ADDR"
 	EnvGatewayAddr = "RAMPART_GATEWAY_ADDR"
 	EnvSQLitePath  = "RAMPART_SQLITE_PATH"
@@ -50,6 +51,7 @@ func (c *Bootstrap) applyEnv(lookup func(string) (string, bool)) []error {
 		}
 	}
 	set(&c.Server.GRPC.Addr, EnvGRPCAddr)
+	set(&c.Server.GRPC.Advertise, EnvAdvertise)
 	set(&c.Server.HTTP.Addr, EnvHTTPAddr)
 	set(&c.Server.Gateway.Addr, EnvGatewayAddr)
 	set(&c.Data.SQLite.Path, EnvSQLitePath)

@@ -6,6 +6,7 @@ import (
 	"net"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -103,6 +104,14 @@ func (c *Bootstrap) validate(earlier []error) error {
 func (s Server) check(k *checker) {
 	k.hostPort("server.grpc.addr", s.GRPC.Addr)
 	k.hostPort("server.http.addr", s.HTTP.Addr)
+	if a := s.GRPC.Advertise; a != "" {
+		host, port, err := net.SplitHostPort(a)
+		if n, perr := strconv.Atoi(port); err != nil || host == "" || perr != nil || n <= 0 || n > 65535 {
+			k.bad("server.grpc.advertise", "must be host:port with a host and a port from 1 to 65535 (what peers dial), got %q", a)
+		} else if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
+			k.bad("server.grpc.advertise", "must be an address peers can dial, not the wildcard %s", host)
+		}
+	}
 	k.positive("server.grpc.timeout", s.GRPC.Timeout)
 	if s.DrainDelay < 0 {
 		k.bad("server.drain_delay", "must be >= 0")

@@ -86,14 +86,24 @@ func goModModulePath(goMod string) (string, error) {
 // EnsureConsulBinary returns <repoRoot>/bin/consul, building it from the
 // tools/consul module first if it is missing.
 func EnsureConsulBinary(ctx context.Context, repoRoot string) (string, error) {
-	return ensureToolBinary(ctx, repoRoot, "consul", consulPackage)
+	return ensureToolBinary(ctx, repoRoot, "consul", "consul", consulPackage)
+}
+
+// toxiproxyPackage is the fault proxy's server, which tools/toxiproxy
+// pins (test/multihost adds latency with it).
+const toxiproxyPackage = "github.com/Shopify/toxiproxy/v2/cmd/server"
+
+// EnsureToxiproxyBinary returns <repoRoot>/bin/toxiproxy-server, building
+// it from the tools/toxiproxy module first if it is missing.
+func EnsureToxiproxyBinary(ctx context.Context, repoRoot string) (string, error) {
+	return ensureToolBinary(ctx, repoRoot, "toxiproxy", "toxiproxy-server", toxiproxyPackage)
 }
 
 // ensureToolBinary returns <repoRoot>/bin/<name>, building pkg in the
-// tools/<name> module first if it is missing. A file lock serialises
+// tools/<module> module first if it is missing. A file lock serialises
 // concurrent callers (go test runs packages in parallel) and the binary is
 // renamed into place only when complete, so nobody executes half a file.
-func ensureToolBinary(ctx context.Context, repoRoot, name, pkg string) (string, error) {
+func ensureToolBinary(ctx context.Context, repoRoot, module, name, pkg string) (string, error) {
 	bin := filepath.Join(repoRoot, "bin", name)
 	if consulBinaryExists(bin) {
 		return bin, nil
@@ -101,7 +111,7 @@ func ensureToolBinary(ctx context.Context, repoRoot, name, pkg string) (string, 
 	if err := os.MkdirAll(filepath.Dir(bin), 0o755); err != nil {
 		return "", fmt.Errorf("build %s: %w", name, err)
 	}
-	unlock, err := lockConsulBuild(ctx, filepath.Join(repoRoot, "bin", "."+name+".lock"))
+	unlock, err := LockFile(ctx, filepath.Join(repoRoot, "bin", "."+name+".lock"))
 	if err != nil {
 		return "", fmt.Errorf("build %s: %w", name, err)
 	}
@@ -110,12 +120,12 @@ func ensureToolBinary(ctx context.Context, repoRoot, name, pkg string) (string, 
 		return bin, nil
 	}
 
-	slog.InfoContext(ctx, "devstack: building bin/"+name+" from tools/"+name+"; this takes a few minutes the first time")
+	slog.InfoContext(ctx, "devstack: building bin/"+name+" from tools/"+module+"; this takes a few minutes the first time")
 	start := time.Now()
 	tmp := fmt.Sprintf("%s.tmp-%d", bin, os.Getpid())
 	defer func() { _ = os.Remove(tmp) }() // no-op once renamed
 	cmd := exec.CommandContext(ctx, "go", "build", "-o", tmp, pkg)
-	cmd.Dir = filepath.Join(repoRoot, "tools", name)
+	cmd.Dir = filepath.Join(repoRoot, "tools", module)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Run(); err != nil {
@@ -133,9 +143,11 @@ func consulBinaryExists(path string) bool {
 	return err == nil && fi.Mode().IsRegular() && fi.Mode().Perm()&0o111 != 0
 }
 
-// lockConsulBuild takes an exclusive flock on path, polling so that ctx can cancel
-// the wait (a blocking flock cannot be interrupted).
-func lockConsulBuild(ctx context.Context, path string) (unlock func(), err error) {
+// LockFile takes an exclusive flock on path (created if missing), polling
+// so that ctx can cancel the wait (a blocking flock cannot be
+// interrupted): one process at a time builds a tool binary, or runs
+// test/multihost's hosts.
+func LockFile(ctx context.Context, path string) (unlock func(), err error) {
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o644)
 	if err != nil {
 		return nil, err

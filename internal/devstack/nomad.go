@@ -27,7 +27,7 @@ const nomadPackage = "github.com/hashicorp/nomad"
 // EnsureNomadBinary returns <repoRoot>/bin/nomad, building it from the
 // tools/nomad module first if it is missing (about 2.5 minutes cold).
 func EnsureNomadBinary(ctx context.Context, repoRoot string) (string, error) {
-	return ensureToolBinary(ctx, repoRoot, "nomad", nomadPackage)
+	return ensureToolBinary(ctx, repoRoot, "nomad", "nomad", nomadPackage)
 }
 
 // NomadConfig says how to start a Nomad dev agent.

@@ -37,6 +37,10 @@ const bindAttempts = 3
 // errAddrInUse is what a child's log says when one of its ports was taken.
 const errAddrInUse = "address already in use"
 
+// loopbackIP is where everything devstack starts listens unless told
+// otherwise.
+const loopbackIP = "127.0.0.1"
+
 // isBindCollision reports whether a child exited at start because one of
 // its ports was taken: the child's own log line is part of err.
 func isBindCollision(err error) bool {

@@ -24,11 +24,15 @@ import (
 // when this process is root the server runs as `nobody`: its cluster lives
 // in a fresh directory under the system temp dir (every ancestor of which
 // nobody can traverse) chowned to nobody, and initdb and postgres start with
-// that user's credentials. No account is created. The server listens on
-// 127.0.0.1 only, on a leased port (see ports.go), with its unix socket in
-// the same directory, trust authentication for the `postgres` superuser and
-// fsync off: a test database that a crash may lose, which is what tests and
-// a demo want and what production must never copy.
+// that user's credentials. No account is created. By default the server
+// listens on 127.0.0.1 only, on a leased port (see ports.go), with its unix
+// socket in the same directory, trust authentication for the `postgres`
+// superuser and fsync off: a test database that a crash may lose, which is
+// what tests and a demo want and what production must never copy. A test
+// that puts the server on a host of its own (test/multihost: a network
+// namespace) gives it an address and port there (WithPostgresListen), lets
+// that subnet in (WithPostgresTrustNet) and starts the process inside the
+// namespace (WithPostgresStarter).
 
 // PostgresOption configures StartPostgres.
 type PostgresOption func(*postgresOptions)
@@ -38,6 +42,10 @@ type postgresOptions struct {
 	logDir       string
 	startTimeout time.Duration
 	stopTimeout  time.Duration
+	host         string // listen address; "" is 127.0.0.1
+	port         int    // 0: a leased port
+	trustNets    []string
+	starter      func(*exec.Cmd) error
 }
 
 // WithPostgresBinDir sets the directory holding initdb and postgres; by
@@ -56,6 +64,28 @@ func WithPostgresLogDir(dir string) PostgresOption {
 // 60 s).
 func WithPostgresStartTimeout(d time.Duration) PostgresOption {
 	return func(o *postgresOptions) { o.startTimeout = d }
+}
+
+// WithPostgresListen makes the server listen on host (an IP address) and
+// port instead of 127.0.0.1 and a leased port; port 0 keeps the lease. The
+// caller owns a fixed port: a taken one fails the start, with no retry.
+func WithPostgresListen(host string, port int) PostgresOption {
+	return func(o *postgresOptions) { o.host, o.port = host, port }
+}
+
+// WithPostgresTrustNet lets clients from the network cidr (e.g.
+// 10.231.7.0/24) in as any user without a password, beside loopback's:
+// a pg_hba.conf line `host all all <cidr> trust`, for a test network that
+// nothing else reaches.
+func WithPostgresTrustNet(cidr string) PostgresOption {
+	return func(o *postgresOptions) { o.trustNets = append(o.trustNets, cidr) }
+}
+
+// WithPostgresStarter starts the server process with start instead of
+// cmd.Start, e.g. inside a network namespace; start must leave cmd started
+// as Start does (Wait is called on it). initdb runs as usual.
+func WithPostgresStarter(start func(cmd *exec.Cmd) error) PostgresOption {
+	return func(o *postgresOptions) { o.starter = start }
 }
 
 // Postgres is a running server started by StartPostgres.
@@ -101,6 +131,17 @@ func StartPostgres(ctx context.Context, opts ...PostgresOption) (*Postgres, erro
 	for _, opt := range opts {
 		opt(&o)
 	}
+	if o.host == "" {
+		o.host = loopbackIP
+	}
+	for _, cidr := range o.trustNets {
+		if _, _, err := net.ParseCIDR(cidr); err != nil {
+			return nil, fmt.Errorf("postgres: trusted network: %w", err)
+		}
+	}
+	if net.ParseIP(o.host) == nil {
+		return nil, fmt.Errorf("postgres: listen address %q is not an IP address", o.host)
+	}
 	ctx, cancel := context.WithTimeout(ctx, o.startTimeout)
 	defer cancel()
 	if o.binDir == "" {
@@ -131,7 +172,7 @@ func StartPostgres(ctx context.Context, opts ...PostgresOption) (*Postgres, erro
 		if err == nil {
 			return p, nil
 		}
-		if !isBindCollision(err) || attempt == bindAttempts || ctx.Err() != nil {
+		if !isBindCollision(err) || o.port != 0 || attempt == bindAttempts || ctx.Err() != nil {
 			_ = os.RemoveAll(dir)
 			return nil, err
 		}
@@ -179,12 +220,26 @@ func (p *Postgres) initdb(ctx context.Context) error {
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("postgres initdb: %w\n%s", err, out)
 	}
-	return nil
+	if len(p.opts.trustNets) == 0 {
+		return nil
+	}
+	f, err := os.OpenFile(filepath.Join(p.dataDir(), "pg_hba.conf"), os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		return fmt.Errorf("postgres: %w", err)
+	}
+	for _, cidr := range p.opts.trustNets {
+		fmt.Fprintf(f, "host all all %s trust\n", cidr)
+	}
+	return f.Close()
 }
 
 // start runs the server once on a fresh port and waits until it accepts
 // connections.
 func (p *Postgres) start(ctx context.Context) error {
+	if p.opts.port != 0 {
+		p.port = p.opts.port
+		return p.run(ctx)
+	}
 	lease, err := leasePorts(1)
 	if err != nil {
 		return fmt.Errorf("postgres: %w", err)
@@ -208,12 +263,16 @@ func (p *Postgres) run(ctx context.Context) error {
 	//nolint:noctx // the server outlives ctx; Stop ends it
 	cmd := exec.Command(filepath.Join(p.opts.binDir, "postgres"),
 		"-D", p.dataDir(), "-p", strconv.Itoa(p.port), "-k", p.dir,
-		"-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "synchronous_commit=off",
+		"-c", "listen_addresses="+p.opts.host, "-c", "fsync=off", "-c", "synchronous_commit=off",
 		"-c", "full_page_writes=off", "-c", "max_connections=200", "-c", "logging_collector=off")
 	tmpl := p.command(ctx, p.cred, "postgres")
 	cmd.Dir, cmd.Env, cmd.SysProcAttr = tmpl.Dir, tmpl.Env, tmpl.SysProcAttr
 	cmd.Stdout, cmd.Stderr = logF, logF
-	if err := cmd.Start(); err != nil {
+	start := (*exec.Cmd).Start
+	if p.opts.starter != nil {
+		start = p.opts.starter
+	}
+	if err := start(cmd); err != nil {
 		_ = logF.Close()
 		return fmt.Errorf("postgres: %w", err)
 	}
@@ -266,8 +325,8 @@ func (p *Postgres) logSince(offset int64) string {
 	return string(b[offset:])
 }
 
-// Addr is the server's 127.0.0.1:port.
-func (p *Postgres) Addr() string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(p.port)) }
+// Addr is the server's host:port: 127.0.0.1 unless WithPostgresListen.
+func (p *Postgres) Addr() string { return net.JoinHostPort(p.opts.host, strconv.Itoa(p.port)) }
 
 // DSN is a URL for database name on this server as the superuser
 // postgres (no password: trust authentication on loopback).

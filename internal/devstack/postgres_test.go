@@ -2,6 +2,7 @@ package devstack_test
 
 import (
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -98,5 +99,47 @@ func TestPostgresHaltResume(t *testing.T) {
 	}
 	if err := query("DO $$ BEGIN IF (SELECT n FROM kept) <> 42 THEN RAISE 'lost'; END IF; END $$"); err != nil {
 		t.Fatalf("data after the restart: %v", err)
+	}
+}
+
+// The options for a server on a host of its own: the process is started
+// through the starter, listens on the address and fixed port given, and
+// lets the trusted network in (a pg_hba.conf line); a network that is not
+// one is refused before anything starts.
+func TestStartPostgresListen(t *testing.T) {
+	ctx := devstacktest.Context(t, 2*time.Minute)
+	port := devstacktest.Port(t)
+	started := 0
+	pg, err := devstack.StartPostgres(ctx,
+		devstack.WithPostgresListen("127.0.0.1", port),
+		devstack.WithPostgresTrustNet("10.231.7.0/24"),
+		devstack.WithPostgresStarter(func(cmd *exec.Cmd) error { started++; return cmd.Start() }),
+	)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = pg.Stop() })
+	if want := "127.0.0.1:" + strconv.Itoa(port); pg.Addr() != want {
+		t.Errorf("Addr() = %s, want %s", pg.Addr(), want)
+	}
+	if started != 1 {
+		t.Errorf("starter called %d times, want 1", started)
+	}
+	conn, err := pgx.Connect(ctx, pg.DSN("postgres"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = conn.Close(ctx) }()
+	var rules int
+	err = conn.QueryRow(ctx, `SELECT count(*) FROM pg_hba_file_rules WHERE address = '10.231.7.0' AND netmask = '255.255.255.0' AND auth_method = 'trust'`).Scan(&rules)
+	if err != nil || rules != 1 {
+		t.Errorf("pg_hba rules for 10.231.7.0/24: %d, %v; want 1", rules, err)
+	}
+
+	if _, err := devstack.StartPostgres(ctx, devstack.WithPostgresTrustNet("10.231.7.0/33")); err == nil {
+		t.Error("StartPostgres with trusted network 10.231.7.0/33: no error")
+	}
+	if _, err := devstack.StartPostgres(ctx, devstack.WithPostgresListen("db.example", 0)); err == nil {
+		t.Error("StartPostgres listening on db.example: no error")
 	}
 }

@@ -42,14 +42,27 @@ type ServiceSpec struct {
 	ConsulAddr string   // host:port of the agent it registers with
 	Env        []string // extra KEY=VALUE pairs, e.g. LOG_FORMAT=json
 	LogDir     string   // where <name>-<n>.log goes
+	// Addrs, when set, are the addresses the instance binds instead of
+	// leased loopback ports: for an instance on a host of its own
+	// (test/multihost). A taken one fails the start, with no retry.
+	Addrs *ServiceAddrs
+	// Start starts the process instead of cmd.Start, e.g. inside a network
+	// namespace; it must leave cmd started as Start does.
+	Start func(cmd *exec.Cmd) error
 }
 
-// ServiceProc is one running service instance on loopback.
+// ServiceAddrs are an instance's listen addresses (host:port).
+type ServiceAddrs struct {
+	GRPC, HTTP, Gateway string
+}
+
+// ServiceProc is one running service instance, on loopback unless
+// ServiceSpec.Addrs says otherwise.
 type ServiceProc struct {
 	Spec        ServiceSpec
-	GRPCAddr    string // 127.0.0.1:port the instance serves gRPC on
-	HTTPAddr    string // 127.0.0.1:port of its /healthz and /readyz
-	GatewayAddr string // 127.0.0.1:port of its public HTTP/JSON API
+	GRPCAddr    string // host:port the instance serves gRPC on
+	HTTPAddr    string // host:port of its /healthz and /readyz
+	GatewayAddr string // host:port of its public HTTP/JSON API
 	LogPath     string
 
 	cmd    *exec.Cmd
@@ -73,16 +86,24 @@ var instanceSeq struct {
 func StartService(ctx context.Context, spec ServiceSpec) (*ServiceProc, error) {
 	for attempt := 1; ; attempt++ {
 		p, err := startServiceOnce(ctx, spec)
-		if err == nil || !isBindCollision(err) || attempt == bindAttempts || ctx.Err() != nil {
+		if err == nil || !isBindCollision(err) || spec.Addrs != nil || attempt == bindAttempts || ctx.Err() != nil {
 			return p, err
 		}
 	}
 }
 
 func startServiceOnce(ctx context.Context, spec ServiceSpec) (*ServiceProc, error) {
-	lease, err := leasePorts(3)
-	if err != nil {
-		return nil, fmt.Errorf("start %s: %w", spec.Name, err)
+	addrs, lease := spec.Addrs, (*portLease)(nil)
+	if addrs == nil {
+		var err error
+		if lease, err = leasePorts(3); err != nil {
+			return nil, fmt.Errorf("start %s: %w", spec.Name, err)
+		}
+		addrs = &ServiceAddrs{
+			GRPC:    net.JoinHostPort(loopbackIP, strconv.Itoa(lease.ports[0])),
+			HTTP:    net.JoinHostPort(loopbackIP, strconv.Itoa(lease.ports[1])),
+			Gateway: net.JoinHostPort(loopbackIP, strconv.Itoa(lease.ports[2])),
+		}
 	}
 	instanceSeq.Lock()
 	instanceSeq.n++
@@ -91,9 +112,9 @@ func startServiceOnce(ctx context.Context, spec ServiceSpec) (*ServiceProc, erro
 
 	p := &ServiceProc{
 		Spec:        spec,
-		GRPCAddr:    net.JoinHostPort("127.0.0.1", strconv.Itoa(lease.ports[0])),
-		HTTPAddr:    net.JoinHostPort("127.0.0.1", strconv.Itoa(lease.ports[1])),
-		GatewayAddr: net.JoinHostPort("127.0.0.1", strconv.Itoa(lease.ports[2])),
+		GRPCAddr:    addrs.GRPC,
+		HTTPAddr:    addrs.HTTP,
+		GatewayAddr: addrs.Gateway,
 		LogPath:     filepath.Join(spec.LogDir, fmt.Sprintf("%s-%d.log", spec.Name, seq)),
 		exited:      make(chan struct{}),
 	}
@@ -112,7 +133,11 @@ func startServiceOnce(ctx context.Context, spec ServiceSpec) (*ServiceProc, erro
 	p.cmd.Env = append(p.cmd.Env, spec.Env...)
 	p.cmd.Stdout, p.cmd.Stderr = logF, logF
 	p.cmd.SysProcAttr = consulSysProcAttr()
-	if err := p.cmd.Start(); err != nil {
+	start := (*exec.Cmd).Start
+	if spec.Start != nil {
+		start = spec.Start
+	}
+	if err := start(p.cmd); err != nil {
 		_ = logF.Close()
 		lease.release()
 		return nil, fmt.Errorf("start %s: %w", spec.Name, err)

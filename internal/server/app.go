@@ -81,7 +81,7 @@ func (a *App) Run(ctx context.Context) error {
 	// The scheme tells clients which credentials the port wants: Kratos'
 	// resolver hands a TLS client only grpcs:// endpoints, a plaintext one
 	// only grpc:// ones (isSecure is the older Kratos spelling, kept).
-	grpcURL := &url.URL{Scheme: "grpc", Host: advertised(lis.grpc.Addr()), RawQuery: "isSecure=false"}
+	grpcURL := &url.URL{Scheme: "grpc", Host: advertiseGRPC(a.c.Server.GRPC.Advertise, lis.grpc.Addr()), RawQuery: "isSecure=false"}
 	if a.id != nil {
 		grpcURL.Scheme, grpcURL.RawQuery = "grpcs", "isSecure=true"
 	}
@@ -275,6 +275,16 @@ func listen(ctx context.Context, logger *log.Helper, name, addr string) (net.Lis
 		}
 		backoff = min(backoff*2, 5*time.Second)
 	}
+}
+
+// advertiseGRPC is the gRPC address registered for peers to dial: the
+// configured server.grpc.advertise (an instance behind NAT, a port mapping
+// or a proxy), else the bound one as advertised says.
+func advertiseGRPC(configured string, bound net.Addr) string {
+	if configured != "" {
+		return configured
+	}
+	return advertised(bound)
 }
 
 // advertised is the address peers should dial. A wildcard bind is reachable

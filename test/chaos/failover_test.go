@@ -179,7 +179,7 @@ func failover(t *testing.T, sc *scenario, faultLen time.Duration, label string,
 	stock := startStock(t, ctx, s, buyer, m.rate, total)
 	orders := newOrderCalls(t, s, []*devstack.ServiceProc{order}, buyer)
 	loads := []*chaos.Running{
-		chaos.Start(ctx, chaos.Load{Rate: m.rate, Duration: total, Timeout: callTimeout, Call: orders.call}),
+		chaos.Start(ctx, chaos.Load{Rate: m.rate, Duration: total, Timeout: callTimeout, Call: orders.Call}),
 		chaos.Start(ctx, chaos.Load{Rate: m.rate, Duration: total, Timeout: callTimeout, Call: callGetUser(rampart)}),
 		chaos.Start(ctx, chaos.Load{Rate: m.rate, Duration: total, Timeout: callTimeout, Call: callGetUser(seedUser)}),
 	}

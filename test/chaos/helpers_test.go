@@ -12,10 +12,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/hashicorp/consul/api"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
 
 	orderv1 "github.com/rampart-go/rampart/api/order/v1"
 	userv1 "github.com/rampart-go/rampart/api/user/v1"
@@ -108,69 +106,15 @@ func newBuyer(t *testing.T, ctx context.Context, s *devstack.Stack) string {
 	return reply.GetUser().GetId()
 }
 
-// orderCalls places orders with unique idempotency keys through plain
-// clients of the given order instances, in turn, and records the id of
-// every acknowledged order and the key of every failed call.
-type orderCalls struct {
-	clients []orderv1.OrderServiceClient
-	buyer   string
-	next    chan int
-	acked   chan string
-	failed  chan string
-}
-
-func newOrderCalls(t *testing.T, s *devstack.Stack, procs []*devstack.ServiceProc, buyer string) *orderCalls {
+// newOrderCalls places buyer's orders through plain clients of the given
+// order instances, in turn (chaos.OrderCalls).
+func newOrderCalls(t *testing.T, s *devstack.Stack, procs []*devstack.ServiceProc, buyer string) *chaos.OrderCalls {
 	t.Helper()
-	oc := &orderCalls{buyer: buyer, next: make(chan int, 1), acked: make(chan string, 1<<16), failed: make(chan string, 1<<16)}
+	clients := make([]orderv1.OrderServiceClient, 0, len(procs))
 	for _, p := range procs {
-		oc.clients = append(oc.clients, orderv1.NewOrderServiceClient(dial(t, s, p)))
+		clients = append(clients, orderv1.NewOrderServiceClient(dial(t, s, p)))
 	}
-	oc.next <- 0
-	return oc
-}
-
-func (oc *orderCalls) call(ctx context.Context) error {
-	i := <-oc.next
-	oc.next <- i + 1
-	key := uuid.NewString()
-	reply, err := oc.clients[i%len(oc.clients)].CreateOrder(ctx, oc.request(key))
-	// Beyond 65k calls of either kind the run is not bounded as it should
-	// be; the record stops growing rather than blocking the call.
-	if err == nil {
-		select {
-		case oc.acked <- reply.GetOrder().GetId():
-		default:
-		}
-	} else {
-		select {
-		case oc.failed <- key:
-		default:
-		}
-	}
-	return err
-}
-
-// request is the body every call sends, with its key.
-func (oc *orderCalls) request(key string) *orderv1.CreateOrderRequest {
-	return &orderv1.CreateOrderRequest{IdempotencyKey: key, UserId: oc.buyer, Item: "pen", Quantity: 1}
-}
-
-// ackedIDs drains the ids of the acknowledged orders.
-func (oc *orderCalls) ackedIDs() []string { return drain(oc.acked) }
-
-// failedKeys drains the keys of the calls that failed.
-func (oc *orderCalls) failedKeys() []string { return drain(oc.failed) }
-
-func drain(c chan string) []string {
-	var out []string
-	for {
-		select {
-		case s := <-c:
-			out = append(out, s)
-		default:
-			return out
-		}
-	}
+	return chaos.NewOrderCalls(buyer, clients...)
 }
 
 // seenTracker follows the per-method "seen" counters of /debug/faults on a
@@ -350,17 +294,9 @@ func sleepCtx(ctx context.Context, d time.Duration) {
 	}
 }
 
-// healthyAround returns the calls that show what a healthy call costs in
-// this run, the baseline of m.limit: those that succeeded and ended before
-// the fault, and, unless recoveredAt is zero, those that succeeded from
-// the client's recovery on, so that load arriving on the machine mid-run
-// shows in the baseline as it does under the fault.
+// healthyAround is chaos.HealthyAround.
 func healthyAround(cs chaos.Calls, faultAt, recoveredAt time.Time) chaos.Calls {
-	return cs.Where(func(c chaos.Call) bool {
-		before := c.Start.Add(c.Latency).Before(faultAt)
-		after := !recoveredAt.IsZero() && !c.Start.Before(recoveredAt)
-		return c.Code == codes.OK && (before || after)
-	})
+	return chaos.HealthyAround(cs, faultAt, recoveredAt)
 }
 
 // noteHealthy reports the baseline healthyAround returned.

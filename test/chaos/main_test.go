@@ -72,17 +72,7 @@ func current() mode {
 // the fault and after recovery) when that is more. why tells how the limit
 // was reached, for the failure message.
 func (m mode) limit(fixed, quiet time.Duration, healthy chaos.Calls) (limit time.Duration, why string) {
-	allow, why := quiet, Dur(quiet)
-	if m.healthySlack > 0 {
-		p99 := healthy.Quantile(0.99)
-		if scaled := time.Duration(m.healthySlack * float64(p99)); scaled > quiet {
-			allow, why = scaled, fmt.Sprintf("%g x healthy p99 %s", m.healthySlack, Dur(p99))
-		}
-	}
-	if fixed > 0 {
-		why = Dur(fixed) + " + " + why
-	}
-	return fixed + allow, why
+	return chaos.Limit(fixed, quiet, m.healthySlack, healthy)
 }
 
 func TestMain(m *testing.M) {

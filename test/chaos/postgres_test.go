@@ -2,11 +2,9 @@ package chaos_test
 
 import (
 	"context"
-	"fmt"
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"google.golang.org/grpc/codes"
 
 	orderv1 "github.com/rampart-go/rampart/api/order/v1"
@@ -63,7 +61,7 @@ func TestPostgresRestart(t *testing.T) {
 	sleepCtx(ctx, maxRecovery+m.after)
 	ol.run.Stop()
 	calls, attempts := ol.wait(ctx)
-	acked := ol.orders.ackedIDs()
+	acked := ol.orders.AckedIDs()
 
 	streak, ok := calls.StreakFrom(upAt, recovered)
 	recoverTook := "not within the run"
@@ -136,9 +134,9 @@ func TestPostgresRestart(t *testing.T) {
 	client := orderv1.NewOrderServiceClient(dial(t, s, s.Instances("order")[1]))
 	resent, resentFailed := 0, 0
 	// Every failed call, outside the outage too, is sent again.
-	for _, key := range ol.orders.failedKeys() {
+	for _, key := range ol.orders.FailedKeys() {
 		cctx, cancel := context.WithTimeout(ctx, callTimeout)
-		reply, err := client.CreateOrder(cctx, ol.orders.request(key))
+		reply, err := client.CreateOrder(cctx, ol.orders.Request(key))
 		cancel()
 		resent++
 		if err != nil {
@@ -152,65 +150,21 @@ func TestPostgresRestart(t *testing.T) {
 	}
 	st := storedOrders(t, ctx, dsn, buyer)
 	sc.note("of the %d failed calls, %d had stored their order before failing (sent again, such a call answers that order, not a second one).",
-		resent, before.orders-(len(acked)-resent+resentFailed))
-	missing, twice := 0, 0
-	for _, id := range acked {
-		switch st.ids[id] {
-		case 0:
-			missing++
-		case 1:
-		default:
-			twice++
-		}
-	}
+		resent, before.Orders-(len(acked)-resent+resentFailed))
+	missing, _, breaches := st.Verify(acked)
 	sc.note("orders acknowledged during the run: %d, plus %d failed calls sent again after recovery with their keys; orders in the database: %d, every one with its own key: %t; acknowledged but not stored: %d.",
-		len(acked)-resent+resentFailed, resent, st.orders, st.keyed == st.orders, missing)
-	if missing > 0 || twice > 0 {
-		t.Errorf("of %d acknowledged orders, %d are not in the database and %d are there more than once", len(acked), missing, twice)
-	}
-	if st.orders != len(acked) {
-		t.Errorf("%d orders in the database for %d keys acknowledged: an order was lost or duplicated", st.orders, len(acked))
-	}
-	if st.keyed != st.orders {
-		t.Errorf("%d orders in the database, %d of them with an idempotency key: an order was created twice for one key", st.orders, st.keyed)
+		len(acked)-resent+resentFailed, resent, st.Orders, st.Keyed == st.Orders, missing)
+	for _, b := range breaches {
+		t.Error(b)
 	}
 }
 
-// stored is what the order database holds for one buyer.
-type stored struct {
-	orders int            // rows in orders
-	keyed  int            // of those, the ones an idempotency key points at
-	ids    map[string]int // rows per order id
-}
-
-// storedOrders reads the order tables of the database at dsn directly,
-// independent of the service's list and its paging.
-func storedOrders(t *testing.T, ctx context.Context, dsn, buyer string) stored {
+// storedOrders is chaos.StoredOrders, failing the test on error.
+func storedOrders(t *testing.T, ctx context.Context, dsn, buyer string) chaos.Stored {
 	t.Helper()
-	conn, err := pgx.Connect(ctx, dsn)
+	st, err := chaos.StoredOrders(ctx, dsn, buyer)
 	if err != nil {
 		t.Fatal(err)
-	}
-	defer func() { _ = conn.Close(ctx) }()
-	rows, err := conn.Query(ctx, `SELECT o.id, k.key IS NOT NULL FROM orders o LEFT JOIN idempotency_keys k ON k.order_id = o.id WHERE o.user_id = $1`, buyer)
-	if err != nil {
-		t.Fatal(err)
-	}
-	st := stored{ids: map[string]int{}}
-	for rows.Next() {
-		var id string
-		var keyed bool
-		if err = rows.Scan(&id, &keyed); err != nil {
-			t.Fatal(err)
-		}
-		st.orders++
-		st.ids[id]++
-		if keyed {
-			st.keyed++
-		}
-	}
-	if err = rows.Err(); err != nil {
-		t.Fatal(fmt.Errorf("read orders: %w", err))
 	}
 	return st
 }

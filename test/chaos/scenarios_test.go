@@ -21,7 +21,7 @@ import (
 // user.GetUser.
 type orderLoad struct {
 	t        *testing.T
-	orders   *orderCalls
+	orders   *chaos.OrderCalls
 	order    *devstack.ServiceProc
 	retried0 float64
 	run      *chaos.Running
@@ -32,7 +32,7 @@ func startOrderLoad(t *testing.T, ctx context.Context, s *devstack.Stack, buyer 
 	ol := &orderLoad{t: t, order: s.Instances("order")[0]}
 	ol.orders = newOrderCalls(t, s, s.Instances("order"), buyer)
 	ol.retried0 = retries(t, ctx, ol.order)
-	ol.run = chaos.Start(ctx, chaos.Load{Rate: rate, Duration: d, Timeout: callTimeout, Call: ol.orders.call})
+	ol.run = chaos.Start(ctx, chaos.Load{Rate: rate, Duration: d, Timeout: callTimeout, Call: ol.orders.Call})
 	return ol
 }
 
@@ -83,7 +83,7 @@ func TestRollingRestart(t *testing.T) {
 	sleepCtx(ctx, m.after)
 	ol.run.Stop()
 	calls, attempts := ol.wait(ctx)
-	acked := ol.orders.ackedIDs()
+	acked := ol.orders.AckedIDs()
 	sc.row(chaos.Row{
 		Client: "Rampart, via order (CreateOrder → GetUser)", Calls: calls, Attempts: attempts,
 		Recover: "no recovery needed",
@@ -296,7 +296,7 @@ func TestSlowDependency(t *testing.T) {
 		return out
 	}
 	// Warm up (connections open, pools filled), then count at rest.
-	chaos.Start(ctx, chaos.Load{Rate: m.rate, Duration: time.Second, Timeout: callTimeout, Call: newOrderCalls(t, s, s.Instances("order"), buyer).call}).Wait()
+	chaos.Start(ctx, chaos.Load{Rate: m.rate, Duration: time.Second, Timeout: callTimeout, Call: newOrderCalls(t, s, s.Instances("order"), buyer).Call}).Wait()
 	sleepCtx(ctx, time.Second)
 	before := idle()
 
@@ -393,7 +393,7 @@ func TestOverload(t *testing.T) {
 			go func() {
 				k := 0
 				for cctx.Err() == nil {
-					if oc.call(cctx) == nil {
+					if oc.Call(cctx) == nil {
 						k++
 					}
 				}
@@ -413,7 +413,7 @@ func TestOverload(t *testing.T) {
 		t.Fatal(err)
 	}
 	overAt := time.Now()
-	calls := chaos.Start(ctx, chaos.Load{Rate: rate, Duration: m.overRun, Timeout: callTimeout, Call: oc.call}).Wait()
+	calls := chaos.Start(ctx, chaos.Load{Rate: rate, Duration: m.overRun, Timeout: callTimeout, Call: oc.Call}).Wait()
 	sc.fault(overAt, time.Now(), fmt.Sprintf("%d calls/s offered: 4 x capacity", rate))
 	after, err := scrape(ctx, order.HTTPAddr)
 	if err != nil {
