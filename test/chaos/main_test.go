@@ -175,9 +175,6 @@ func securityLine() string {
 // erases the other's. It holds the report's title, so it comes first.
 const reportSection = "single-host"
 
-// pictureDir holds the pictures of the runs, beside the report.
-const pictureDir = "reliability"
-
 func writeReport(path string) error {
 	sections.Lock()
 	defer sections.Unlock()
@@ -186,7 +183,7 @@ func writeReport(path string) error {
 }
 
 // renderReport writes secs into the single-host section of the report at
-// path, each with a picture of its run in pictureDir beside the report,
+// path, each with a picture of its run in chaos.PictureDir beside the report,
 // linked under its table. A picture that cannot be drawn fails the run,
 // once the report is written without it.
 func renderReport(path string, secs []*section) error {
@@ -194,25 +191,12 @@ func renderReport(path string, secs []*section) error {
 	writeIntro(&b)
 	var plotErrs []error
 	for _, s := range secs {
-		verdict := "assertions met"
-		if !s.passed {
-			verdict = "**assertion missed**"
+		err := chaos.WriteScenario(&b, "##", path, s.slug(), chaos.Scenario{
+			Title: s.title, Passed: s.passed, Table: s.table, Notes: s.notes, Series: s.series, Windows: s.windows,
+		})
+		if err != nil {
+			plotErrs = append(plotErrs, err)
 		}
-		fmt.Fprintf(&b, "## %s (%s)\n\n%s\n", s.title, verdict, s.table)
-		if len(s.series) > 0 {
-			// Markdown links take slashes whatever the OS.
-			link := pictureDir + "/" + s.slug() + ".svg"
-			err := chaos.PlotRun(filepath.Join(filepath.Dir(path), filepath.FromSlash(link)), s.title, s.series, s.windows)
-			if err != nil {
-				plotErrs = append(plotErrs, err)
-			} else {
-				fmt.Fprintf(&b, "![%s: calls and p99 per 100 ms over the run, per client](%s)\n\n", s.title, link)
-			}
-		}
-		for _, n := range s.notes {
-			fmt.Fprintf(&b, "- %s\n", n)
-		}
-		b.WriteString("\n")
 	}
 	content := strings.TrimRight(b.String(), "\n") + "\n"
 	return errors.Join(chaos.WriteFirstSection(path, reportSection, content), errors.Join(plotErrs...))

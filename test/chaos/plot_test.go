@@ -239,3 +239,37 @@ func readFile(t *testing.T, path string) string {
 	}
 	return string(b)
 }
+
+// WriteScenario renders a scenario as both suites' reports show it: the
+// heading with its verdict, the table, the picture drawn beside the report
+// and linked, the notes; a picture that cannot be drawn is left out, its
+// error returned, the rest still written.
+func TestWriteScenario(t *testing.T) {
+	report := filepath.Join(t.TempDir(), "reliability.md")
+	series, windows := syntheticRun(time.Now())
+	var b strings.Builder
+	err := chaos.WriteScenario(&b, "###", report, "mh-x", chaos.Scenario{
+		Title: "X. A fault", Passed: true, Table: "| t |\n", Notes: []string{"a note"}, Series: series, Windows: windows,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "### X. A fault (assertions met)\n\n| t |\n\n![X. A fault: calls and p99 per 100 ms over the run, per client](reliability/mh-x.svg)\n\n- a note\n\n"
+	if b.String() != want {
+		t.Errorf("got\n%s\nwant\n%s", b.String(), want)
+	}
+	if _, serr := os.Stat(filepath.Join(filepath.Dir(report), "reliability", "mh-x.svg")); serr != nil {
+		t.Errorf("picture not beside the report: %v", serr)
+	}
+
+	b.Reset()
+	err = chaos.WriteScenario(&b, "##", report, "y", chaos.Scenario{
+		Title: "Y", Table: "| t |\n", Notes: []string{"kept"}, Series: []chaos.Series{{Client: "none"}},
+	})
+	if err == nil {
+		t.Error("a picture without calls drew")
+	}
+	if got := b.String(); got != "## Y (**assertion missed**)\n\n| t |\n\n- kept\n\n" {
+		t.Errorf("got %q: want the verdict missed, no link, the notes kept", got)
+	}
+}

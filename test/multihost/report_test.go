@@ -20,10 +20,6 @@ var reportPath = flag.String("multihost.report", "", "with -multihost.long: the 
 // single-host suite owns another, and neither run erases the other's.
 const reportSection = "multi-host"
 
-// pictureDir holds the pictures, beside the report (the single-host
-// suite's are there too, named without the mh- prefix).
-const pictureDir = "reliability"
-
 // writeReport writes the scenarios run into the multi-host section of the
 // report, each with a picture of its run. A picture that cannot be drawn
 // fails the run, once the section is written without it.
@@ -66,19 +62,13 @@ func writeReport() error {
 	b.WriteString("call again with its key: no acknowledged order lost, none stored twice.\n\n")
 	var plotErrs []error
 	for _, sc := range report.all {
-		fmt.Fprintf(&b, "### %s (%s)\n\n%s\n", sc.title, verdict(sc.passed), chaos.Table(sc.rows))
-		if len(sc.series) > 0 {
-			link := pictureDir + "/mh-" + sc.name + ".svg"
-			if err := chaos.PlotRun(filepath.Join(filepath.Dir(path), filepath.FromSlash(link)), sc.title, sc.series, sc.windows); err != nil {
-				plotErrs = append(plotErrs, err)
-			} else {
-				fmt.Fprintf(&b, "![%s: calls and p99 per 100 ms over the run, per client](%s)\n\n", sc.title, link)
-			}
+		// mh-: apart from the single-host suite's pictures, in the same directory.
+		err := chaos.WriteScenario(&b, "###", path, "mh-"+sc.name, chaos.Scenario{
+			Title: sc.title, Passed: sc.passed, Table: chaos.Table(sc.rows), Notes: sc.notes, Series: sc.series, Windows: sc.windows,
+		})
+		if err != nil {
+			plotErrs = append(plotErrs, err)
 		}
-		for _, n := range sc.notes {
-			fmt.Fprintf(&b, "- %s\n", n)
-		}
-		b.WriteString("\n")
 	}
 	content := strings.TrimRight(b.String(), "\n") + "\n"
 	if err := errors.Join(chaos.WriteSection(path, reportSection, content), errors.Join(plotErrs...)); err != nil {
