@@ -5,6 +5,8 @@
 package leakcheck
 
 import (
+	"fmt"
+	"os"
 	"testing"
 
 	"go.uber.org/goleak"
@@ -21,4 +23,18 @@ func Options() []goleak.Option {
 // Main is TestMain for a package whose tests must leave no goroutine behind.
 func Main(m *testing.M) {
 	goleak.VerifyTestMain(m, Options()...)
+}
+
+// Run runs m's tests and, if they passed, checks that they left no
+// goroutine behind; it returns the exit code, for a TestMain that has
+// more to do after the tests (a report, a teardown) than Main allows.
+func Run(m *testing.M) int {
+	code := m.Run()
+	if code == 0 {
+		if err := goleak.Find(Options()...); err != nil {
+			fmt.Fprintf(os.Stderr, "goleak: %v\n", err)
+			code = 1
+		}
+	}
+	return code
 }

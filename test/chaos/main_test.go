@@ -16,8 +16,6 @@ import (
 	"time"
 	"unicode"
 
-	"go.uber.org/goleak"
-
 	"github.com/rampart-go/rampart/internal/devstack"
 	"github.com/rampart-go/rampart/internal/leakcheck"
 	"github.com/rampart-go/rampart/test/chaos"
@@ -105,13 +103,7 @@ func run(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	code := m.Run()
-	if code == 0 {
-		if err := goleak.Find(leakcheck.Options()...); err != nil {
-			fmt.Fprintf(os.Stderr, "goleak: %v\n", err)
-			code = 1
-		}
-	}
+	code := leakcheck.Run(m)
 	if *long {
 		path := *report
 		if path == "" {

@@ -13,8 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"go.uber.org/goleak"
-
 	"github.com/rampart-go/rampart/internal/devstack"
 	"github.com/rampart-go/rampart/internal/leakcheck"
 	"github.com/rampart-go/rampart/test/multihost"
@@ -41,13 +39,7 @@ func TestMain(m *testing.M) {
 
 // runChild is the test proper, inside ctl.
 func runChild(m *testing.M) int {
-	code := m.Run()
-	if code == 0 {
-		if err := goleak.Find(leakcheck.Options()...); err != nil {
-			fmt.Fprintf(os.Stderr, "goleak: %v\n", err)
-			code = 1
-		}
-	}
+	code := leakcheck.Run(m)
 	if *long {
 		if err := writeReport(); err != nil {
 			fmt.Fprintln(os.Stderr, err)
